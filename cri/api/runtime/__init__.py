@@ -1,0 +1,1 @@
+"""Generated code for the Kubernetes CRI (proto package ``runtime``)."""
