@@ -1,0 +1,25 @@
+"""Mounts as data (:class:`Mount`) and the only code that performs them (mount(2)/umount2(2))."""
+
+from runtime.mount.linux import (
+    bind,
+    is_mountpoint,
+    mount_all,
+    mount_one,
+    mountpoints,
+    unmount,
+    unmount_all,
+)
+from runtime.mount.types import Mount, MountOptions, parse_options
+
+__all__ = [
+    "Mount",
+    "MountOptions",
+    "bind",
+    "is_mountpoint",
+    "mount_all",
+    "mount_one",
+    "mountpoints",
+    "parse_options",
+    "unmount",
+    "unmount_all",
+]
