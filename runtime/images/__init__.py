@@ -1,0 +1,1 @@
+"""Images: manifests and platforms, pulling into content and snapshots, image records, GC."""

@@ -1,0 +1,291 @@
+"""The image service: what the CRI ImageService and the CLI ask of images, in domain terms.
+
+It owns the pieces below it (content store, snapshotter, image records, puller, collector)
+only by reference; the composition root builds them. Reads (list, status) come from the image
+store's memory; pulls, removals and imports run their blocking parts in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.content.local import LocalStore
+from runtime.distribution.auth import Credentials
+from runtime.distribution.client import RegistryClient
+from runtime.distribution.reference import Reference, parse_reference
+from runtime.errors import InvalidArgument, NotFound
+from runtime.images import archive
+from runtime.images.gc import Collector
+from runtime.images.progress import ProgressSink, discard
+from runtime.images.pull import Puller
+from runtime.images.push import push_image
+from runtime.images.store import ImageRecord, ImageStore
+from runtime.ocispec import Descriptor
+from runtime.snapshots.interfaces import Snapshotter
+
+log = logging.getLogger(__name__)
+
+# (credentials sent with the request, the registry host they are for or None for any)
+ClientFactory = Callable[[Credentials | None, str | None], RegistryClient]
+
+
+@dataclass(frozen=True, slots=True)
+class FsUsage:
+    """Bytes and inodes the image store uses on the filesystem mounted at ``mountpoint``."""
+
+    mountpoint: str
+    used_bytes: int
+    inodes_used: int
+    timestamp_ns: int
+
+
+class ImageService:
+    """Pull, list, inspect, remove, push and import images."""
+
+    def __init__(
+        self,
+        *,
+        content: LocalStore,
+        snapshotter: Snapshotter,
+        images: ImageStore,
+        puller: Puller,
+        collector: Collector,
+        client_factory: ClientFactory,
+        store_dirs: tuple[Path, ...],
+        pinned_images: tuple[str, ...] = (),
+        usage_max_age: float = 10.0,
+    ) -> None:
+        self._content = content
+        self._sn = snapshotter
+        self.store = images
+        self._puller = puller
+        self._collector = collector
+        self._client_factory = client_factory
+        self._store_dirs = store_dirs
+        self._pinned = self._normalise_all(pinned_images)
+        self._writers = 0
+        self._gc_pending = False
+        self._usage: FsUsage | None = None
+        self._usage_max_age = usage_max_age
+        self._usage_task: asyncio.Task[FsUsage] | None = None
+
+    @staticmethod
+    def _normalise_all(refs: tuple[str, ...]) -> frozenset[str]:
+        out = set()
+        for text in refs:
+            with contextlib.suppress(InvalidArgument):
+                out.add(str(parse_reference(text)))
+        return frozenset(out)
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def is_pinned(self, record: ImageRecord) -> bool:
+        return any(name in self._pinned for name in record.repo_tags)
+
+    def find(self, text: str) -> ImageRecord | None:
+        """The image ``text`` names: an id, an id prefix, or a reference. None if absent."""
+        if not text:
+            raise InvalidArgument("image reference is empty: give a name, tag, digest or id")
+        name: str | None = None
+        with contextlib.suppress(InvalidArgument):
+            ref = parse_reference(text)
+            name = str(ref)
+        record = self.store.lookup(text, normalized_name=name)
+        if record is None and name is not None:
+            # a bare hex id prefix also parses as a repository name
+            record = self.store.lookup(text)
+        return record
+
+    def images(self, *, name_filter: str = "") -> list[ImageRecord]:
+        records = self.store.list()
+        if not name_filter:
+            return records
+        match = self.find(name_filter)
+        return [r for r in records if match is not None and r.id == match.id]
+
+    # ---- pull ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        self._writers += 1
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if self._writers == 0 and self._gc_pending:
+                self._gc_pending = False
+                await self.collect()
+
+    async def pull(
+        self,
+        text: str,
+        *,
+        credentials: Credentials | None = None,
+        credentials_host: str | None = None,
+        progress: ProgressSink = discard,
+    ) -> ImageRecord:
+        ref = parse_reference(text)
+        async with self._writing():
+            client = self._client_factory(credentials, credentials_host)
+            try:
+                record = await self._puller.pull(client, ref, progress)
+            finally:
+                await client.aclose()
+        log.info("pulled %s as %s", ref, record.id)
+        return record
+
+    # ---- push and import ------------------------------------------------------------------
+
+    async def push(
+        self,
+        text: str,
+        *,
+        target: str = "",
+        credentials: Credentials | None = None,
+        progress: ProgressSink = discard,
+    ) -> str:
+        """Push the local image ``text`` names to ``target`` (default: its own name)."""
+        record = self.find(text)
+        if record is None:
+            raise NotFound(f"image {text!r} not found; pull or import it first")
+        if not target:
+            if not record.repo_tags:
+                raise InvalidArgument(
+                    f"image {record.id} has no tag to push to; give a target reference"
+                )
+            target = record.repo_tags[0]
+        ref = parse_reference(target)
+        client = self._client_factory(credentials, None)
+        try:
+            return await push_image(
+                content=self._content,
+                client=client,
+                record=record,
+                target=ref,
+                progress=progress,
+            )
+        finally:
+            await client.aclose()
+
+    async def import_layout(self, path: Path, *, name: str = "") -> list[ImageRecord]:
+        """Import every image of the OCI layout directory or archive at ``path``."""
+        async with self._writing():
+            index = await asyncio.to_thread(archive.read_layout, self._content, path)
+            records = []
+            for entry in archive.entries(index, name=name):
+
+                async def local(desc: Descriptor) -> bytes:
+                    return await asyncio.to_thread(self._content.read_blob, desc.digest)
+
+                docs = await self._puller.documents(entry.target, local, ref=str(path))
+                await self._puller.unpack(docs, _NoSource(path), discard, str(path))
+                tags = [entry.name] if entry.name else []
+                records.append(
+                    await asyncio.to_thread(self._puller.record, docs, tags=tags, digests=[])
+                )
+        return records
+
+    # ---- remove and collect ---------------------------------------------------------------
+
+    async def remove(self, text: str) -> ImageRecord | None:
+        """Remove the image ``text`` names, with all its names. None if it was absent."""
+        record = self.find(text)
+        if record is None:
+            return None
+        removed = await asyncio.to_thread(self.store.remove, record.id)
+        await self.collect()
+        return removed
+
+    async def collect(self, *, startup: bool = False) -> None:
+        if self._writers:
+            self._gc_pending = True
+            return
+        await asyncio.to_thread(self._collector.collect, startup=startup)
+        self._usage = None
+
+    # ---- filesystem usage -----------------------------------------------------------------
+
+    async def fs_usage(self) -> FsUsage:
+        """Usage of the image store, at most ``usage_max_age`` seconds old (walking the tree is
+        too slow to do on every poll)."""
+        cached = self._usage
+        if cached is not None and time.time_ns() - cached.timestamp_ns < self._usage_max_age * 1e9:
+            return cached
+        if self._usage_task is None or self._usage_task.done():
+            self._usage_task = asyncio.ensure_future(asyncio.to_thread(self._measure))
+        self._usage = await asyncio.shield(self._usage_task)
+        return self._usage
+
+    def _measure(self) -> FsUsage:
+        used = inodes = 0
+        seen: set[tuple[int, int]] = set()
+        for top in self._store_dirs:
+            for path in _walk(top):
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+                inodes += 1
+                used += st.st_blocks * 512
+        return FsUsage(
+            mountpoint=_mountpoint(self._store_dirs[0]),
+            used_bytes=used,
+            inodes_used=inodes,
+            timestamp_ns=time.time_ns(),
+        )
+
+
+class _NoSource:
+    """The blob source of an import: every blob must already be in the content store."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def fetch(self, desc: Descriptor, *, offset: int) -> AsyncIterator[bytes]:
+        raise InvalidArgument(f"{self._path} lacks blob {desc.digest} that its manifest lists")
+
+
+def _walk(top: Path) -> Iterator[str]:
+    if not top.exists():
+        return
+    yield str(top)
+    for root, dirs, files in os.walk(top):
+        for name in dirs:
+            yield os.path.join(root, name)
+        for name in files:
+            yield os.path.join(root, name)
+
+
+def _mountpoint(path: Path) -> str:
+    path = path.resolve()
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return str(path)
+
+
+def credentials_lookup(
+    configured: Mapping[str, Credentials], request: Credentials | None, registry: str | None
+) -> Callable[[str], Credentials | None]:
+    """Credentials for a registry host: those sent with the request (for the pulled image's
+    registry), else those configured for that host."""
+
+    def lookup(host: str) -> Credentials | None:
+        if request is not None and (registry is None or host == registry):
+            return request
+        return configured.get(host)
+
+    return lookup
+
+
+__all__ = ["FsUsage", "ImageService", "Reference", "credentials_lookup"]

@@ -1,0 +1,355 @@
+"""Layers into snapshots: stream a layer's compressed bytes into the content store while
+decompressing and applying them to a snapshot, so that unpacking overlaps downloading.
+
+One layer's path through here::
+
+    registry chunks ──► ByteFeed ──► TeeToIngest ──► decompress ──► HashingReader ──► apply_layer
+      (event loop)        (thread boundary)  │ (content writer:                (diffID)   (snapshot
+                                             ▼  digest verified at commit)               layer dir)
+
+Snapshots are keyed by chain id, so a layer shared by several images is unpacked once. With a
+snapshotter whose layers are independent (overlay), every layer of an image is unpacked at the
+same time into a parentless active snapshot and linked into the chain at commit, in order;
+otherwise (native) each layer waits for its parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from runtime.content.local import LocalStore, LocalWriter
+from runtime.diff.apply import apply_layer
+from runtime.diff.compression import decompressing_reader, detect
+from runtime.diff.stream import ByteFeed, HashingReader
+from runtime.errors import DigestMismatch, NotFound
+from runtime.images.progress import Phase, Progress, ProgressSink
+from runtime.ocispec import Descriptor
+from runtime.snapshots.interfaces import Snapshotter
+
+log = logging.getLogger(__name__)
+
+_READ_SIZE = 1 << 20
+
+
+class BlobSource(Protocol):
+    """Where a layer's compressed bytes come from when the content store lacks them."""
+
+    def fetch(self, desc: Descriptor, *, offset: int) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    """One layer to make available as the committed snapshot ``chain_id``."""
+
+    desc: Descriptor
+    diff_id: str
+    chain_id: str
+    parent_chain_id: str
+
+
+class _TeeToIngest:
+    """A reader that first replays the bytes an earlier, interrupted ingest already holds,
+    then passes on the feed's bytes while appending them to the content writer."""
+
+    def __init__(self, prefix: _LimitedReader | None, feed: ByteFeed, writer: LocalWriter) -> None:
+        self._prefix = prefix
+        self._feed = feed
+        self._writer = writer
+
+    def read(self, n: int = -1) -> bytes:
+        if self._prefix is not None:
+            data = self._prefix.read(n if n > 0 else _READ_SIZE)
+            if data:
+                return data
+            self._prefix.close()
+            self._prefix = None
+        data = self._feed.read(n)
+        if data:
+            self._writer.write(data)
+        return data
+
+
+def _drain(reader: HashingReader) -> None:
+    while reader.read(_READ_SIZE):
+        pass
+
+
+class Unpacker:
+    """Makes chains of layers exist as committed snapshots, fetching what is missing."""
+
+    def __init__(
+        self,
+        *,
+        content: LocalStore,
+        snapshotter: Snapshotter,
+        max_concurrent: int,
+        progress_timeout: float,
+    ) -> None:
+        self._content = content
+        self._sn = snapshotter
+        self._independent = snapshotter.independent_layers
+        self._limit = asyncio.Semaphore(max(1, max_concurrent))
+        self._progress_timeout = progress_timeout
+        # chain id -> the task making that snapshot; concurrent pulls of images that share
+        # layers wait on one another's work instead of repeating it.
+        self._flights: dict[str, asyncio.Task[None]] = {}
+
+    def _snapshot_exists(self, key: str) -> bool:
+        try:
+            self._sn.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    def _land(self, chain_id: str, _flight: object) -> None:
+        self._flights.pop(chain_id, None)
+
+    async def ensure(
+        self, plans: Sequence[LayerPlan], source: BlobSource, progress: ProgressSink, ref: str
+    ) -> None:
+        """Return once every ``plans[i].chain_id`` is a committed snapshot."""
+        previous: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
+        for plan in plans:
+            # No await between looking a flight up and registering one: concurrent pulls of
+            # the same layers must find each other's flights.
+            flight = self._flights.get(plan.chain_id)
+            if flight is None:
+                flight = asyncio.create_task(self._build(plan, previous, source, progress, ref))
+                self._flights[plan.chain_id] = flight
+                flight.add_done_callback(partial(self._land, plan.chain_id))
+            tasks.append(flight)
+            previous = flight
+        if tasks:
+            # shield: a caller that gives up (kubelet's deadline) does not cancel work another
+            # pull, or kubelet's retry, is waiting for.
+            await asyncio.shield(asyncio.gather(*tasks))
+
+    async def _build(
+        self,
+        plan: LayerPlan,
+        parent: asyncio.Task[None] | None,
+        source: BlobSource,
+        progress: ProgressSink,
+        ref: str,
+    ) -> None:
+        if await asyncio.to_thread(self._snapshot_exists, plan.chain_id):
+            progress(Progress(ref, Phase.EXISTS, plan.desc.digest, plan.desc.size, plan.desc.size))
+            return
+        key = f"extract-{uuid.uuid4().hex[:12]}-{plan.chain_id}"
+        if not self._independent and parent is not None:
+            await parent
+        async with self._limit:
+            prepare_parent = "" if self._independent else plan.parent_chain_id
+            await asyncio.to_thread(self._sn.prepare, key, prepare_parent)
+            try:
+                target: Path = await asyncio.to_thread(self._sn.layer_dir, key)
+                await self._fetch_and_apply(plan, target, source, progress, ref)
+            except BaseException:
+                await _shielded(asyncio.to_thread(self._sn.remove, key))
+                raise
+        try:
+            if parent is not None:
+                await parent
+            if await asyncio.to_thread(self._snapshot_exists, plan.chain_id):
+                await asyncio.to_thread(self._sn.remove, key)
+                return
+            if self._independent:
+                await asyncio.to_thread(
+                    lambda: self._sn.commit(plan.chain_id, key, parent=plan.parent_chain_id or None)
+                )
+            else:
+                await asyncio.to_thread(self._sn.commit, plan.chain_id, key)
+        except BaseException:
+            await _shielded(asyncio.to_thread(_remove_quietly, self._sn, key))
+            raise
+        progress(Progress(ref, Phase.DONE, plan.desc.digest, plan.desc.size, plan.desc.size))
+
+    async def _fetch_and_apply(
+        self,
+        plan: LayerPlan,
+        target: Path,
+        source: BlobSource,
+        progress: ProgressSink,
+        ref: str,
+    ) -> None:
+        desc = plan.desc
+        compression = detect(desc.media_type, b"")
+        overlay = self._independent
+        content = self._content
+
+        if await asyncio.to_thread(content.exists, desc.digest):
+            progress(Progress(ref, Phase.UNPACKING, desc.digest, 0, desc.size))
+
+            def from_store() -> str:
+                with open(content.blob_path(desc.digest), "rb", buffering=0) as raw:
+                    hashed = HashingReader(decompressing_reader(raw, compression))
+                    apply_layer(hashed, target, overlay_whiteouts=overlay)
+                    _drain(hashed)
+                    return hashed.digest()
+
+            _check_diff_id(plan, await asyncio.to_thread(from_store))
+            return
+
+        writer = await asyncio.to_thread(
+            content.writer,
+            f"pull-{desc.digest}",
+            expected_digest=desc.digest,
+            expected_size=desc.size,
+        )
+        offset = writer.offset
+        feed = ByteFeed()
+
+        def consume() -> str:
+            prefix = _LimitedReader(open(writer.data_path, "rb"), offset) if offset else None
+            tee = _TeeToIngest(prefix, feed, writer)
+            hashed = HashingReader(decompressing_reader(tee, compression))
+            try:
+                apply_layer(hashed, target, overlay_whiteouts=overlay)
+                _drain(hashed)
+            except Exception as exc:
+                # Bytes that do not decompress or untar are most often bytes that are not the
+                # layer at all: read the rest, and if the digest is wrong, say that instead.
+                try:
+                    while tee.read(_READ_SIZE):
+                        pass
+                    writer.commit()
+                except DigestMismatch as mismatch:
+                    raise mismatch from exc
+                except Exception:
+                    raise exc from None
+                raise
+            while tee.read(_READ_SIZE):  # compressed trailer after the end of the tar stream
+                pass
+            writer.commit()
+            return hashed.digest()
+
+        async def produce() -> None:
+            received = offset
+            progress(Progress(ref, Phase.DOWNLOADING, desc.digest, received, desc.size))
+            chunks = source.fetch(desc, offset=offset)
+            try:
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(
+                            anext(chunks), timeout=self._progress_timeout
+                        )
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        from runtime.errors import DeadlineExceeded
+
+                        raise DeadlineExceeded(
+                            f"pull of {ref} made no progress for {self._progress_timeout:.0f}s "
+                            f"while downloading layer {desc.digest}"
+                        ) from None
+                    await feed.afeed(chunk)
+                    received += len(chunk)
+                    progress(Progress(ref, Phase.DOWNLOADING, desc.digest, received, desc.size))
+            finally:
+                await _aclose(chunks)
+            feed.close()
+
+        producer = asyncio.ensure_future(produce())
+        consumer = asyncio.ensure_future(asyncio.to_thread(consume))
+        try:
+            await asyncio.wait({producer, consumer}, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            # Whatever ended first (a network error, bad bytes, our caller giving up), make
+            # the other end too: the consumer thread sees the failure, the producer a cancel.
+            if producer.done() and not producer.cancelled() and producer.exception():
+                feed.fail(_exception(producer))
+            elif not producer.done():
+                if consumer.done():
+                    feed.close_reader()
+                else:
+                    feed.fail(ConnectionAbortedError("pull abandoned"))
+                producer.cancel()
+            await _shielded(asyncio.wait({producer, consumer}))
+        if consumer.exception() is None:
+            _check_diff_id(plan, consumer.result())
+            return
+        error = _exception(consumer)
+        if not isinstance(error, DigestMismatch) and not producer.cancelled():
+            error = producer.exception() or error
+        # A digest mismatch discards the ingest; anything else keeps it for resumption.
+        if isinstance(error, DigestMismatch):
+            await asyncio.to_thread(_abort_quietly, writer)
+        else:
+            await asyncio.to_thread(_close_quietly, writer)
+        raise error
+
+
+class _LimitedReader:
+    """Reads at most ``limit`` bytes of ``inner`` (the part of an ingest already written)."""
+
+    def __init__(self, inner: BinaryIO, limit: int) -> None:
+        self._inner = inner
+        self._left = limit
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._inner.read(n)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _exception(future: asyncio.Future[Any]) -> BaseException:
+    error = future.exception()
+    assert error is not None
+    return error
+
+
+def _check_diff_id(plan: LayerPlan, actual: str) -> None:
+    if actual != plan.diff_id:
+        raise DigestMismatch(
+            expected=plan.diff_id, actual=actual, what=f"uncompressed layer {plan.desc.digest}"
+        )
+
+
+def _remove_quietly(snapshotter: Snapshotter, key: str) -> None:
+    with contextlib.suppress(NotFound):
+        snapshotter.remove(key)
+
+
+def _abort_quietly(writer: LocalWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.abort()
+
+
+def _close_quietly(writer: LocalWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
+
+
+async def _aclose(it: AsyncIterator[bytes]) -> None:
+    closer: Callable[[], Awaitable[Any]] | None = getattr(it, "aclose", None)
+    if closer is not None:
+        with contextlib.suppress(Exception):
+            await closer()
+
+
+async def _shielded(aw: Awaitable[Any]) -> None:
+    """Run cleanup to completion even if our caller is being cancelled."""
+    task = asyncio.ensure_future(aw)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    except Exception:
+        log.exception("cleanup failed")
