@@ -1,0 +1,275 @@
+"""pinnaced's configuration: TOML grouped into sections, each a frozen dataclass validated on
+its own. ``deploy/config.toml`` is the fully commented template and the documentation.
+
+Precedence: built-in defaults < the config file < command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import InvalidArgument
+
+DEFAULT_CONFIG_PATH = Path("/etc/pinnace/config.toml")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any, *, key: str) -> float:
+    """Seconds from a number or a string like ``"5m"``, ``"30s"``, ``"250ms"``."""
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{key}: expected a duration like '5m' or a number of seconds")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise InvalidArgument(
+                f"{key}: {value!r} is not a duration; write e.g. '5m', '30s' or '250ms'"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise InvalidArgument(f"{key}: must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Where pinnaced keeps things and where it listens."""
+
+    root: Path = Path("/var/lib/pinnace")
+    state: Path = Path("/run/pinnace")
+    address: str = "unix:///run/pinnace/pinnace.sock"
+    socket_mode: int = 0o660
+    log_level: str = "info"
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.address.removeprefix("unix://"))
+
+    def validate(self) -> None:
+        if not self.address.startswith("unix://") or self.address == "unix://":
+            raise InvalidArgument(
+                f"daemon.address: {self.address!r} must be unix:///path/to/socket"
+            )
+        if not self.socket_path.is_absolute():
+            raise InvalidArgument(
+                f"daemon.address: socket path {self.socket_path} must be absolute"
+            )
+        if len(str(self.socket_path)) > 107:
+            raise InvalidArgument(
+                f"daemon.address: socket path {self.socket_path} is longer than the 107 "
+                "bytes a unix socket path may have"
+            )
+        if self.log_level not in _LOG_LEVELS:
+            raise InvalidArgument(
+                f"daemon.log_level: {self.log_level!r} is not one of {', '.join(_LOG_LEVELS)}"
+            )
+        for name in ("root", "state"):
+            if not getattr(self, name).is_absolute():
+                raise InvalidArgument(f"daemon.{name}: {getattr(self, name)} must be absolute")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The Prometheus endpoint: off unless an address (``host:port``) is given."""
+
+    address: str = ""
+
+    def validate(self) -> None:
+        if self.address:
+            host, sep, port = self.address.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InvalidArgument(
+                    f"metrics.address: {self.address!r} must be host:port, e.g. 127.0.0.1:9464"
+                )
+            del host
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAuth:
+    """Credentials for one registry host, as in a docker config.json ``auths`` entry."""
+
+    username: str = ""
+    password: str = ""
+    auth: str = ""
+    identity_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesConfig:
+    """How images are pulled, stored and kept."""
+
+    registry_hosts_dir: Path = Path("/etc/pinnace/certs.d")
+    sandbox_image: str = "registry.k8s.io/pause:3.10"
+    snapshotter: str = "overlay"
+    pull_progress_timeout: float = 300.0
+    max_concurrent_downloads: int = 3
+    platform: str = ""
+    registry_auths: Mapping[str, RegistryAuth] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.snapshotter not in ("overlay", "native", "auto"):
+            raise InvalidArgument(
+                f"images.snapshotter: {self.snapshotter!r} must be overlay, native or auto"
+            )
+        if not 1 <= self.max_concurrent_downloads <= 64:
+            raise InvalidArgument(
+                "images.max_concurrent_downloads: must be between 1 and 64, got "
+                f"{self.max_concurrent_downloads}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerConfig:
+    """One OCI runtime handler (a RuntimeClass): which binary, and its state root."""
+
+    binary: Path
+    root: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Container runtimes and cgroups."""
+
+    default_handler: str = "runc"
+    handlers: Mapping[str, HandlerConfig] = field(
+        default_factory=lambda: {
+            "runc": HandlerConfig(binary=Path("/usr/sbin/runc")),
+            "crun": HandlerConfig(binary=Path("/usr/bin/crun")),
+        }
+    )
+    cgroup_driver: str = "cgroupfs"
+
+    def validate(self) -> None:
+        if self.default_handler not in self.handlers:
+            raise InvalidArgument(
+                f"runtime.default_handler: {self.default_handler!r} is not among the "
+                f"configured handlers ({', '.join(sorted(self.handlers)) or 'none'})"
+            )
+        if self.cgroup_driver not in ("cgroupfs", "systemd"):
+            raise InvalidArgument(
+                f"runtime.cgroup_driver: {self.cgroup_driver!r} must be cgroupfs or systemd"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration."""
+
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> Config:
+        self.daemon.validate()
+        self.metrics.validate()
+        self.images.validate()
+        self.runtime.validate()
+        return self
+
+
+def _section(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"[{where}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise InvalidArgument(
+                f"unknown key {where}.{key}; known keys: {', '.join(sorted(fields))}"
+            )
+        values[key] = _coerce(fields[key], value, f"{where}.{key}")
+    return cls(**values)
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
+    kind = str(f.type)
+    if key.endswith("timeout"):
+        return parse_duration(value, key=key)
+    if key.endswith("socket_mode"):
+        try:
+            mode = int(value, 8) if isinstance(value, str) else int(value)
+        except ValueError:
+            raise InvalidArgument(f'{key}: {value!r} is not an octal mode like "0660"') from None
+        if not 0 <= mode <= 0o777:
+            raise InvalidArgument(f"{key}: {value!r} is not a permission mode")
+        return mode
+    if kind.startswith("Path"):
+        if not isinstance(value, str) or not value:
+            raise InvalidArgument(f"{key}: expected a path string")
+        return Path(value)
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidArgument(f"{key}: expected an integer, got {value!r}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{key}: expected a string, got {value!r}")
+        return value
+    if key.endswith("registry_auths"):
+        return {host: _section(RegistryAuth, v, f"{key}.{host}") for host, v in value.items()}
+    if key.endswith("handlers"):
+        return {name: _section(HandlerConfig, v, f"{key}.{name}") for name, v in value.items()}
+    return value
+
+
+def load(path: Path | None, *, required: bool = False) -> Config:
+    """Read and validate the config file at ``path`` (defaults when it does not exist and
+    ``required`` is false)."""
+    if path is None or not path.exists():
+        if required and path is not None:
+            raise InvalidArgument(f"config file {path} does not exist")
+        return Config().validate()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"config file {path}: {exc}") from exc
+    return from_mapping(data, source=str(path))
+
+
+def from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:
+    sections = {
+        "daemon": DaemonConfig,
+        "metrics": MetricsConfig,
+        "images": ImagesConfig,
+        "runtime": RuntimeConfig,
+    }
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in sections:
+            raise InvalidArgument(
+                f"{source}: unknown section [{key}]; known: {', '.join(sections)}"
+            )
+        try:
+            values[key] = _section(sections[key], value, key)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{source}: {exc}") from exc
+    try:
+        return Config(**values).validate()
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{source}: {exc}") from exc
+
+
+def with_overrides(config: Config, **overrides: Any) -> Config:
+    """Apply command-line overrides given as ``section__key=value`` (None means not given)."""
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        section, key = name.split("__", 1)
+        sections.setdefault(section, {})[key] = value
+    replaced = config
+    for section, changes in sections.items():
+        replaced = dataclasses.replace(
+            replaced, **{section: dataclasses.replace(getattr(replaced, section), **changes)}
+        )
+    return replaced.validate()

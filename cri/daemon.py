@@ -1,0 +1,285 @@
+"""pinnaced: the composition root. Reads the config, builds every component once, serves the
+CRI on the unix socket, and shuts down in order on SIGTERM/SIGINT.
+
+Nothing else in pinnace constructs services; constructors below do no I/O, and ``Daemon.run``
+does the I/O in the order that makes a crash at any point recoverable: lock the root, open
+metadata, clean what an earlier crash left, then listen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import sys
+from importlib import metadata as pkg_metadata
+from pathlib import Path
+from typing import IO
+
+from cri import config as config_mod
+from cri.api.pinnace.images.v1 import images_pb2_grpc
+from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
+from cri.config import Config
+from cri.metrics import Metrics
+from cri.rpc import pinnace_images
+from cri.rpc.deps import Deps
+from cri.server import build_server
+from cri.servicers import ImageServicer, RuntimeServicer
+from runtime.content.local import LocalStore
+from runtime.distribution.auth import Credentials, credentials_from_auth
+from runtime.distribution.client import RegistryClient
+from runtime.errors import FailedPrecondition, InvalidArgument, PinnaceError
+from runtime.images.gc import Collector
+from runtime.images.platforms import default_platform, parse_platform
+from runtime.images.pull import Puller
+from runtime.images.service import ImageService, credentials_lookup
+from runtime.images.store import ImageStore
+from runtime.images.unpack import Unpacker
+from runtime.metadata.db import Database
+from runtime.snapshots.interfaces import Snapshotter
+from runtime.snapshots.native import NativeSnapshotter
+from runtime.snapshots.overlay import OverlaySnapshotter
+
+log = logging.getLogger("pinnaced")
+
+
+def pinnace_version() -> str:
+    try:
+        return pkg_metadata.version("pinnace")
+    except pkg_metadata.PackageNotFoundError:
+        return "0.0.0+source"
+
+
+class RootLock:
+    """An exclusive lock on the root directory, so two daemons never share one store."""
+
+    def __init__(self, root: Path) -> None:
+        self._path = root / "pinnaced.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self._path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise FailedPrecondition(
+                f"another pinnaced (pid {holder}) is already using root {self._path.parent}; "
+                "stop it, or give this one its own --root and --state"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _configured_credentials(cfg: Config) -> dict[str, Credentials]:
+    out: dict[str, Credentials] = {}
+    for host, auth in cfg.images.registry_auths.items():
+        username, password = auth.username, auth.password
+        if auth.auth and not username:
+            decoded = credentials_from_auth(auth.auth)
+            username, password = decoded.username, decoded.password
+        out[host] = Credentials(
+            username=username, password=password, identity_token=auth.identity_token
+        )
+    return out
+
+
+class Daemon:
+    """Everything pinnaced runs, built from one Config."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        root = cfg.daemon.root
+        self.lock = RootLock(root)
+        self.metrics = Metrics()
+        self.db = Database(root / "metadata.db")
+        self.content = LocalStore(root / "content")
+        self.snapshotter = self._choose_snapshotter(root / "snapshots")
+        self.image_store = ImageStore(self.db)
+        self.collector = Collector(
+            content=self.content, snapshotter=self.snapshotter, images=self.image_store
+        )
+        platform = (
+            parse_platform(cfg.images.platform) if cfg.images.platform else default_platform()
+        )
+        self.unpacker = Unpacker(
+            content=self.content,
+            snapshotter=self.snapshotter,
+            max_concurrent=cfg.images.max_concurrent_downloads,
+            progress_timeout=cfg.images.pull_progress_timeout,
+        )
+        self.puller = Puller(
+            content=self.content,
+            images=self.image_store,
+            unpacker=self.unpacker,
+            platform=platform,
+            progress_timeout=cfg.images.pull_progress_timeout,
+        )
+        configured = _configured_credentials(cfg)
+        hosts_dir = cfg.images.registry_hosts_dir
+        user_agent = f"pinnace/{pinnace_version()}"
+
+        # One client (and so one set of connection pools) for the daemon; each request gets a
+        # view of it with that request's credentials.
+        self.registry = RegistryClient(
+            hosts_dir, credentials_for=configured.get, user_agent=user_agent
+        )
+
+        def client_factory(creds: Credentials | None, host: str | None) -> RegistryClient:
+            return self.registry.with_credentials(credentials_lookup(configured, creds, host))
+
+        self.images = ImageService(
+            content=self.content,
+            snapshotter=self.snapshotter,
+            images=self.image_store,
+            puller=self.puller,
+            collector=self.collector,
+            client_factory=client_factory,
+            store_dirs=(root / "content", root / "snapshots"),
+            pinned_images=(cfg.images.sandbox_image,),
+        )
+        self.deps = Deps(
+            config=cfg, metrics=self.metrics, images=self.images, version=pinnace_version()
+        )
+        self._stop = asyncio.Event()
+
+    def _choose_snapshotter(self, base: Path) -> Snapshotter:
+        kind = self.cfg.images.snapshotter
+        if kind in ("overlay", "auto"):
+            ok, reason = OverlaySnapshotter.supported(base)
+            if ok:
+                return OverlaySnapshotter(base / "overlay")
+            if kind == "overlay":
+                raise FailedPrecondition(
+                    f"overlay snapshotter unavailable under {base}: {reason}; set "
+                    'images.snapshotter = "native" (or "auto") to use the copying one'
+                )
+            log.warning("overlayfs unavailable (%s); using the native snapshotter", reason)
+        return NativeSnapshotter(base / "native")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        self.lock.acquire()
+        try:
+            await self._serve(cfg)
+        finally:
+            self.lock.release()
+
+    async def _serve(self, cfg: Config) -> None:
+        cfg.daemon.state.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.db.open)
+        try:
+            await asyncio.to_thread(self.image_store.load)
+            await asyncio.to_thread(self.snapshotter.cleanup)
+            await self.images.collect(startup=True)
+            self.metrics.images.set(len(self.image_store.list()))
+            if cfg.metrics.address:
+                self.metrics.serve(cfg.metrics.address)
+            server = build_server(self.metrics)
+            pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(self.deps), server)
+            pb_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.deps), server)
+            images_pb2_grpc.add_ImagesServicer_to_server(pinnace_images.servicer(self.deps), server)
+            sock = cfg.daemon.socket_path
+            sock.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()  # we hold the root lock: a socket left here is stale
+            server.add_insecure_port(f"unix://{sock}")
+            await server.start()
+            os.chmod(sock, cfg.daemon.socket_mode)
+            log.info("pinnaced %s ready on unix://%s", pinnace_version(), sock)
+            try:
+                await self._stop.wait()
+            finally:
+                log.info("shutting down")
+                await server.stop(grace=5)
+                with contextlib.suppress(FileNotFoundError):
+                    sock.unlink()
+        finally:
+            await self.registry.aclose()
+            self.metrics.close()
+            await asyncio.to_thread(self.db.close)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="pinnaced", description="pinnace: a Kubernetes container runtime (CRI) daemon"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="config file (default /etc/pinnace/config.toml)"
+    )
+    parser.add_argument("--root", type=Path, help="persistent state (default /var/lib/pinnace)")
+    parser.add_argument("--state", type=Path, help="runtime state (default /run/pinnace)")
+    parser.add_argument("--address", help="unix:///path/to/socket to serve the CRI on")
+    parser.add_argument("--registry-hosts-dir", type=Path, help="hosts.toml directories")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--metrics-address", help="host:port for Prometheus /metrics")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    explicit = args.config is not None
+    cfg = config_mod.load(args.config or config_mod.DEFAULT_CONFIG_PATH, required=explicit)
+    return config_mod.with_overrides(
+        cfg,
+        daemon__root=args.root,
+        daemon__state=args.state,
+        daemon__address=args.address,
+        daemon__log_level=args.log_level,
+        images__registry_hosts_dir=args.registry_hosts_dir,
+        metrics__address=args.metrics_address,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except InvalidArgument as exc:
+        print(f"pinnaced: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.daemon.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # grpc's own debug logging is noise to an operator (a line per event-loop lookup).
+    for noisy in ("grpc", "asyncio", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    daemon = Daemon(cfg)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop)
+        await daemon.run()
+
+    try:
+        asyncio.run(serve())
+    except PinnaceError as exc:
+        print(f"pinnaced: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The one table from runtime errors to gRPC status codes.
+
+Handlers raise ``runtime.errors.*`` (or let them pass through); the server's interceptor calls
+``status_for`` and aborts the call with that code and the error's message. Anything else that
+escapes a handler is our bug: INTERNAL, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from runtime import errors
+
+_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.DigestMismatch, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
+    (errors.Internal, grpc.StatusCode.INTERNAL),
+)
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC code for ``exc``: the first table row it is an instance of, else INTERNAL."""
+    for cls, code in _TABLE:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL

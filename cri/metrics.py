@@ -1,0 +1,97 @@
+"""Prometheus metrics: one registry per daemon (no module-level state), served over HTTP on
+the configured address only when one is given."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import start_http_server
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+)
+
+
+class Metrics:
+    """The daemon's metrics. Construct once in the composition root and pass it down."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rpc_latency = Histogram(
+            "pinnace_grpc_request_duration_seconds",
+            "Time to answer a CRI/pinnace gRPC request, by method.",
+            ["service", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rpc_total = Counter(
+            "pinnace_grpc_requests",
+            "gRPC requests answered, by method and status code.",
+            ["service", "method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_errors = Counter(
+            "pinnace_grpc_errors",
+            "gRPC requests that ended with a status other than OK, by method and code.",
+            ["service", "method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_in_flight = Gauge(
+            "pinnace_grpc_in_flight_requests",
+            "gRPC requests being handled right now, by method.",
+            ["service", "method"],
+            registry=self.registry,
+        )
+        self.image_pulls = Counter(
+            "pinnace_image_pulls",
+            "Image pulls finished, by outcome (success or the gRPC code of the failure).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.image_pull_bytes = Counter(
+            "pinnace_image_pull_bytes",
+            "Compressed layer bytes downloaded from registries.",
+            registry=self.registry,
+        )
+        self.images = Gauge("pinnace_images", "Images in the image store.", registry=self.registry)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def serve(self, address: str) -> None:
+        """Serve ``/metrics`` on ``host:port`` in a background thread."""
+        host, _, port = address.rpartition(":")
+        server, thread = start_http_server(
+            int(port), addr=host or "127.0.0.1", registry=self.registry
+        )
+        self._server, self._thread = server, thread
+        log.info("metrics served on http://%s/metrics", address)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,60 @@
+"""Version, Status and RuntimeConfig: what the runtime is and whether it is ready."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from cri.rpc.deps import Deps
+
+RUNTIME_NAME = "pinnace"
+CRI_API_VERSION = "v1"
+# The version of the kubelet-facing API this implements (VersionResponse.version).
+KUBELET_API_VERSION = "0.1.0"
+
+
+def version(deps: Deps, request: pb.VersionRequest) -> pb.VersionResponse:
+    return pb.VersionResponse(
+        version=KUBELET_API_VERSION,
+        runtime_name=RUNTIME_NAME,
+        runtime_version=deps.version,
+        runtime_api_version=CRI_API_VERSION,
+    )
+
+
+def _handler_features() -> pb.RuntimeHandlerFeatures:
+    # runc 1.1 and crun 1.8 (Debian 12) support neither recursive read-only mounts nor
+    # Kubernetes user namespaces (those need runc 1.2 / idmapped mounts); say so honestly.
+    return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=False, user_namespaces=False)
+
+
+def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
+    conditions = [
+        pb.RuntimeCondition(type="RuntimeReady", status=True),
+        pb.RuntimeCondition(
+            type="NetworkReady",
+            status=False,
+            reason="NetworkPluginNotReady",
+            message="pinnace: pod networking is not available yet (no CNI network manager)",
+        ),
+    ]
+    handlers = [pb.RuntimeHandler(name="", features=_handler_features())]
+    handlers += [
+        pb.RuntimeHandler(name=name, features=_handler_features())
+        for name in sorted(deps.config.runtime.handlers)
+    ]
+    info: dict[str, str] = {}
+    if request.verbose:
+        info["config"] = json.dumps(asdict(deps.config), default=str, sort_keys=True)
+    return pb.StatusResponse(
+        status=pb.RuntimeStatus(conditions=conditions),
+        info=info,
+        runtime_handlers=handlers,
+        features=pb.RuntimeFeatures(),
+    )
+
+
+def runtime_config(deps: Deps, request: pb.RuntimeConfigRequest) -> pb.RuntimeConfigResponse:
+    driver = pb.SYSTEMD if deps.config.runtime.cgroup_driver == "systemd" else pb.CGROUPFS
+    return pb.RuntimeConfigResponse(linux=pb.LinuxRuntimeConfiguration(cgroup_driver=driver))

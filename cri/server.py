@@ -1,0 +1,148 @@
+"""The gRPC server: one ``grpc.aio`` server on the unix socket and one interceptor that every
+call passes through, which
+
+* maps ``runtime.errors`` to status codes (``cri/errors.py``) and anything unexpected to
+  INTERNAL with a logged traceback, so a bad request never turns into UNKNOWN or a crash;
+* records per-method latency, status counts and in-flight gauges;
+* logs each call at debug level.
+
+RPCs a servicer does not implement keep the generated base class's behaviour: UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from cri.errors import status_for
+from cri.metrics import Metrics
+from runtime.errors import PinnaceError
+
+log = logging.getLogger(__name__)
+
+
+def _split(method: str) -> tuple[str, str]:
+    # "/runtime.v1.RuntimeService/Version" -> ("runtime.v1.RuntimeService", "Version")
+    _, service, name = method.split("/", 2)
+    return service, name
+
+
+class CallInterceptor(aio.ServerInterceptor):
+    """Error mapping, metrics and logging for every RPC."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, name = _split(handler_call_details.method)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(service, name, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(service, name, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    async def _fail(
+        self, context: aio.ServicerContext, service: str, name: str, exc: BaseException
+    ) -> None:
+        code = status_for(exc)
+        if isinstance(exc, PinnaceError):
+            log.info("%s/%s failed: %s: %s", service, name, code.name, exc)
+            message = str(exc)
+        else:
+            log.exception("%s/%s: unexpected error (a pinnace bug)", service, name)
+            message = f"internal error in {name}: {type(exc).__name__}: {exc}"
+        self._count(service, name, code)
+        await context.abort(code, message)
+
+    async def _unimplemented(self, context: aio.ServicerContext, service: str, name: str) -> None:
+        # The generated base servicer raises NotImplementedError for RPCs we do not serve.
+        self._count(service, name, grpc.StatusCode.UNIMPLEMENTED)
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, f"pinnace does not implement {service}/{name} yet"
+        )
+
+    def _count(self, service: str, name: str, code: grpc.StatusCode) -> None:
+        self._metrics.rpc_total.labels(service, name, code.name).inc()
+        if code != grpc.StatusCode.OK:
+            self._metrics.rpc_errors.labels(service, name, code.name).inc()
+
+    def _wrap_unary(self, service: str, name: str, behaviour: Any) -> Any:
+        metrics = self._metrics
+        latency = metrics.rpc_latency.labels(service, name)
+        in_flight = metrics.rpc_in_flight.labels(service, name)
+
+        async def handle(request: Any, context: aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            in_flight.inc()
+            try:
+                response = await behaviour(request, context)
+            except aio.AbortError:
+                raise
+            except NotImplementedError:
+                await self._unimplemented(context, service, name)
+            except Exception as exc:
+                await self._fail(context, service, name, exc)
+                raise  # unreachable: abort raises
+            finally:
+                in_flight.dec()
+                latency.observe(time.perf_counter() - start)
+            self._count(service, name, grpc.StatusCode.OK)
+            return response
+
+        return handle
+
+    def _wrap_stream(self, service: str, name: str, behaviour: Any) -> Any:
+        metrics = self._metrics
+        in_flight = metrics.rpc_in_flight.labels(service, name)
+
+        async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            in_flight.inc()
+            try:
+                result = behaviour(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for item in result:
+                        yield item
+                else:
+                    await result
+            except aio.AbortError:
+                raise
+            except NotImplementedError:
+                await self._unimplemented(context, service, name)
+            except Exception as exc:
+                await self._fail(context, service, name, exc)
+            finally:
+                in_flight.dec()
+            self._count(service, name, grpc.StatusCode.OK)
+
+        return handle
+
+
+def build_server(metrics: Metrics) -> aio.Server:
+    """A server with our interceptor and message size limits that fit big status replies."""
+    return aio.server(
+        interceptors=[CallInterceptor(metrics)],
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ],
+    )
