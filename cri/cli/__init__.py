@@ -1,0 +1,1 @@
+"""The ``pinnace`` command line: talks to pinnaced over its socket, for people and scripts."""

@@ -1,0 +1,79 @@
+"""Output for people (tables, progress bars) and for scripts (JSON). Pure formatting."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:13]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)
+
+
+class ProgressView:
+    """Shows a transfer's progress: one redrawn line per blob on a terminal, one line per
+    phase change elsewhere (logs, pipes)."""
+
+    def __init__(self, out: IO[str], *, tty: bool) -> None:
+        self._out = out
+        self._tty = tty
+        self._rows: dict[str, tuple[str, int, int]] = {}
+        self._drawn = 0
+        self._last_phase: dict[str, str] = {}
+        self._start = time.monotonic()
+
+    def update(self, *, digest: str, phase: str, offset: int, total: int) -> None:
+        key = digest or "image"
+        if not self._tty:
+            if self._last_phase.get(key) != phase:
+                self._last_phase[key] = phase
+                self._out.write(f"{short_id(digest) if digest else 'image':13}  {phase}\n")
+                self._out.flush()
+            return
+        self._rows[key] = (phase, offset, total)
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._drawn:
+            self._out.write(f"\x1b[{self._drawn}A")
+        lines = []
+        for key, (phase, offset, total) in self._rows.items():
+            label = short_id(key) if key != "image" else "image"
+            if total:
+                filled = int(24 * min(offset, total) / total)
+                bar = "[" + "=" * filled + " " * (24 - filled) + "]"
+                amount = f"{human_size(offset)} / {human_size(total)}"
+            else:
+                bar, amount = "", ""
+            lines.append(f"{label:13}  {phase:11} {bar} {amount}".rstrip())
+        for line in lines:
+            self._out.write("\x1b[2K" + line + "\n")
+        self._drawn = len(lines)
+        self._out.flush()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
