@@ -1,0 +1,68 @@
+"""Process facts from /proc and pidfds: a process's start time, and awaiting its end.
+
+A pid alone is not an identity (pids are reused); a pid together with its start time (field 22
+of ``/proc/<pid>/stat``, in clock ticks since boot) is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from runtime.errors import DeadlineExceeded
+
+
+def parse_start_time(stat_text: str) -> int:
+    """Field 22 (starttime) of a ``/proc/<pid>/stat`` line. The command name (field 2) may
+    hold spaces and parentheses, so fields are counted after its last ')'."""
+    rest = stat_text[stat_text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state); field 22 is rest[19].
+    return int(rest[19])
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of ``pid``, or None when no such process exists. Blocking (tiny)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return parse_start_time(f.read())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def is_same_process(pid: int, recorded_start_time: int) -> bool:
+    """True when ``pid`` is alive and is the process that started at ``recorded_start_time``
+    (a zombie still counts: it has not been reaped, so the pid is not reused yet)."""
+    return pid > 0 and start_time(pid) == recorded_start_time
+
+
+def open_pidfd(pid: int, recorded_start_time: int) -> int | None:
+    """A pidfd for ``pid`` if it is still the recorded process, else None. The start time is
+    checked after opening, so the pidfd cannot point at a successor."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if start_time(pid) != recorded_start_time:
+        os.close(fd)
+        return None
+    return fd
+
+
+async def wait_pidfd(pidfd: int, timeout: float | None) -> None:  # noqa: ASYNC109
+    """Await the end of the process behind ``pidfd`` (it becomes readable), then close it.
+    Raises DeadlineExceeded after ``timeout`` seconds (the fd is closed either way)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, ready)
+    try:
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        raise DeadlineExceeded("process did not exit in time") from None
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)

@@ -1,0 +1,100 @@
+"""The per-task state file: what a restarted daemon needs to find a task again.
+
+Layout under the manager's state directory::
+
+    tasks/<id>/state.json   this record (written atomically: temp file, fsync, rename)
+    tasks/<id>/conmon.pid   written by conmon (its daemonized pid)
+    tasks/<id>/pid          written by the runtime (the container's init pid)
+    exits/<id>              written by conmon when the process ends: the exit code
+    sockets/<id>            conmon's symlink to the bundle, where its attach socket lives
+
+A record with ``pid == 0`` was written before conmon reported back: the daemon died in the
+middle of ``create``, and recovery removes whatever the runtime made of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runtime.errors import InvalidArgument
+
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """The durable facts of one task (see :class:`runtime.tasks.interfaces.TaskInfo` for the
+    pid and start-time terms). ``cgroups_path`` is the bundle's ``linux.cgroupsPath`` or
+    None."""
+
+    id: str
+    runtime: str
+    bundle: str
+    log_path: str
+    cgroups_path: str | None
+    pid: int
+    conmon_pid: int
+    conmon_start_time: int
+    created_at: int
+
+    def to_json(self) -> bytes:
+        """Serialise for the state file."""
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> TaskRecord:
+        """Parse a state file; InvalidArgument when it is not one of ours."""
+        try:
+            obj = json.loads(data)
+            return cls(
+                id=str(obj["id"]),
+                runtime=str(obj["runtime"]),
+                bundle=str(obj["bundle"]),
+                log_path=str(obj["log_path"]),
+                cgroups_path=obj.get("cgroups_path"),
+                pid=int(obj["pid"]),
+                conmon_pid=int(obj["conmon_pid"]),
+                conmon_start_time=int(obj["conmon_start_time"]),
+                created_at=int(obj["created_at"]),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidArgument(f"bad task state file: {e}") from e
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a reader sees the old or the new file, never a torn
+    one. Blocking."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_record(task_dir: Path) -> TaskRecord | None:
+    """The record in ``task_dir``, or None when it has none or an unreadable one. Blocking."""
+    try:
+        return TaskRecord.from_json((task_dir / STATE_FILE).read_bytes())
+    except (FileNotFoundError, InvalidArgument):
+        return None
+
+
+def read_exit_code(path: Path) -> tuple[int, int] | None:
+    """(exit code, mtime in ns) from a conmon exit file, or None when it is absent or not yet
+    complete. Blocking."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text), st.st_mtime_ns
+    except ValueError:
+        return None
