@@ -1,0 +1,668 @@
+"""Typed runtime events, their topics, and their JSON-ish form.
+
+Terms:
+
+event
+    A frozen, slotted dataclass reporting one fact that is already durable (a task exited, a
+    sandbox's network namespace exists). Each event class has a class-level ``topic``.
+topic
+    A path-like name for the kind of fact (``/tasks/exit``, ``/sandboxes/netns-created``).
+    Exactly one event class per topic (see ``EVENT_TYPES``).
+envelope
+    What the exchange delivers: the event plus its topic, the containerd-style namespace it
+    happened in (``k8s.io``) and the UTC time it was published.
+
+``event_to_dict``/``event_from_dict`` are the transport edge: they turn events into plain
+JSON-compatible dicts (tuples become lists, enums their values, datetimes ISO-8601 strings) and
+back, validating on the way in. The gRPC Events API maps these dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from runtime.errors import InvalidArgument, NotFound
+
+_TOPIC_RE = re.compile(r"^(/[a-z0-9][a-z0-9_.-]*)+$")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidArgument(message)
+
+
+def _nonempty(value: object, what: str) -> None:
+    _require(isinstance(value, str) and value != "", f"{what} must be a non-empty string")
+
+
+def validate_namespace(namespace: str) -> str:
+    """Return ``namespace`` if it is a valid containerd-style namespace name (``k8s.io``)."""
+    _require(
+        isinstance(namespace, str) and bool(_NAMESPACE_RE.match(namespace)),
+        f"invalid namespace {namespace!r}: letters, digits, '_', '.', '-' (max 76)",
+    )
+    return namespace
+
+
+class Event:
+    """Base of every event. Subclasses are frozen slotted dataclasses with a ``topic``."""
+
+    __slots__ = ()
+    topic: ClassVar[str]
+
+
+# --- value types carried by events --------------------------------------------------------
+
+
+class Protocol(enum.Enum):
+    """A port mapping's transport protocol (CRI ``Protocol``)."""
+
+    TCP = "tcp"
+    UDP = "udp"
+    SCTP = "sctp"
+
+
+@dataclass(frozen=True, slots=True)
+class PortMapping:
+    """One host port forwarded to a pod port. ``host_ip`` empty means every host address."""
+
+    protocol: Protocol
+    container_port: int
+    host_port: int
+    host_ip: str = ""
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.protocol, Protocol), "port mapping protocol must be a Protocol")
+        _require(1 <= self.container_port <= 65535, f"invalid container port {self.container_port}")
+        _require(0 <= self.host_port <= 65535, f"invalid host port {self.host_port}")
+        if self.host_ip:
+            try:
+                ipaddress.ip_address(self.host_ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid host IP {self.host_ip!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """DNS settings for a pod (CRI ``DNSConfig``); also the DNS part of a CNI result."""
+
+    servers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    domain: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("servers", "searches", "options"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, tuple) and all(isinstance(v, str) for v in value),
+                f"dns {name} must be a tuple of strings",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Bandwidth:
+    """Traffic shaping for a pod in bits per second (CNI ``bandwidth`` capability); 0 = unset."""
+
+    ingress_rate: int = 0
+    ingress_burst: int = 0
+    egress_rate: int = 0
+    egress_burst: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("ingress_rate", "ingress_burst", "egress_rate", "egress_burst"):
+            _require(getattr(self, name) >= 0, f"bandwidth {name} must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkInterface:
+    """An interface a CNI plugin created; ``sandbox`` is the netns path, empty for the host."""
+
+    name: str
+    mac: str = ""
+    sandbox: str = ""
+
+    def __post_init__(self) -> None:
+        _nonempty(self.name, "interface name")
+
+
+@dataclass(frozen=True, slots=True)
+class IPConfig:
+    """An address a CNI plugin assigned: ``address`` in CIDR form (``10.1.2.3/24``);
+    ``interface`` indexes the result's interfaces (None when the plugin did not say)."""
+
+    address: str
+    gateway: str = ""
+    interface: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_interface(self.address)
+        except ValueError:
+            raise InvalidArgument(f"invalid IP address/prefix {self.address!r}") from None
+        if self.gateway:
+            try:
+                ipaddress.ip_address(self.gateway)
+            except ValueError:
+                raise InvalidArgument(f"invalid gateway {self.gateway!r}") from None
+        _require(
+            self.interface is None or self.interface >= 0, "interface index must not be negative"
+        )
+
+    @property
+    def ip(self) -> str:
+        """The address without its prefix length."""
+        return str(ipaddress.ip_interface(self.address).ip)
+
+    @property
+    def version(self) -> int:
+        """4 or 6."""
+        return ipaddress.ip_interface(self.address).version
+
+
+class NetworkOp(enum.Enum):
+    """Which CNI operation a network event is about."""
+
+    ADD = "ADD"
+    DEL = "DEL"
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCreate(Event):
+    """A task (the process of a container) was created by the OCI runtime."""
+
+    topic: ClassVar[str] = "/tasks/create"
+    container_id: str
+    pid: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+        _require(self.pid >= 0, "pid must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStart(Event):
+    """A task started running."""
+
+    topic: ClassVar[str] = "/tasks/start"
+    container_id: str
+    pid: int
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+        _require(self.pid > 0, "pid must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExit(Event):
+    """A task's process (or one of its execs, ``exec_id`` non-empty) exited."""
+
+    topic: ClassVar[str] = "/tasks/exit"
+    container_id: str
+    pid: int
+    exit_status: int
+    exited_at: datetime
+    exec_id: str = ""
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+        _require(self.exited_at.tzinfo is not None, "exited_at must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOOM(Event):
+    """The kernel's OOM killer acted inside a task's cgroup."""
+
+    topic: ClassVar[str] = "/tasks/oom"
+    container_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDelete(Event):
+    """A task was deleted from the OCI runtime; its exit status is final."""
+
+    topic: ClassVar[str] = "/tasks/delete"
+    container_id: str
+    pid: int = 0
+    exit_status: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+
+
+# --- containers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerCreate(Event):
+    """A container record was created."""
+
+    topic: ClassVar[str] = "/containers/create"
+    container_id: str
+    image: str = ""
+    sandbox_id: str = ""
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerUpdate(Event):
+    """A container record (resources, labels) changed."""
+
+    topic: ClassVar[str] = "/containers/update"
+    container_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerDelete(Event):
+    """A container record was removed."""
+
+    topic: ClassVar[str] = "/containers/delete"
+    container_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.container_id, "container_id")
+
+
+# --- sandboxes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxCreate(Event):
+    """A pod sandbox record was created."""
+
+    topic: ClassVar[str] = "/sandboxes/create"
+    sandbox_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxStart(Event):
+    """A pod sandbox is ready (namespaces pinned, network attached)."""
+
+    topic: ClassVar[str] = "/sandboxes/start"
+    sandbox_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxStop(Event):
+    """A pod sandbox was stopped."""
+
+    topic: ClassVar[str] = "/sandboxes/stop"
+    sandbox_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxDelete(Event):
+    """A pod sandbox was removed."""
+
+    topic: ClassVar[str] = "/sandboxes/delete"
+    sandbox_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxNetnsCreated(Event):
+    """A pod's network namespace is pinned at ``netns_path`` and waits for its network.
+
+    The network manager answers with ``NetworkAttached`` or ``NetworkFailed`` for the same
+    ``sandbox_id``. ``pod_name``/``pod_namespace``/``pod_uid`` are the Kubernetes pod's identity
+    (they become ``K8S_POD_*`` CNI args).
+    """
+
+    topic: ClassVar[str] = "/sandboxes/netns-created"
+    sandbox_id: str
+    netns_path: str
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    port_mappings: tuple[PortMapping, ...] = ()
+    dns: DnsConfig | None = None
+    bandwidth: Bandwidth | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+        _require(
+            isinstance(self.netns_path, str) and self.netns_path.startswith("/"),
+            f"netns_path must be an absolute path, got {self.netns_path!r}",
+        )
+        _require(isinstance(self.port_mappings, tuple), "port_mappings must be a tuple")
+        _require(
+            all(isinstance(p, PortMapping) for p in self.port_mappings),
+            "port_mappings must hold PortMapping values",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxNetnsRemoving(Event):
+    """A pod's network namespace is about to be unpinned: detach it from the network now.
+
+    ``netns_path`` may be empty when the namespace is already gone (CNI DEL still runs so
+    plugins free IPs and rules). The network manager answers with ``NetworkDetached`` or
+    ``NetworkFailed`` (op DEL).
+    """
+
+    topic: ClassVar[str] = "/sandboxes/netns-removing"
+    sandbox_id: str
+    netns_path: str = ""
+    pod_name: str = ""
+    pod_namespace: str = ""
+    pod_uid: str = ""
+    port_mappings: tuple[PortMapping, ...] = ()
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+        _require(
+            self.netns_path == "" or self.netns_path.startswith("/"),
+            f"netns_path must be empty or absolute, got {self.netns_path!r}",
+        )
+
+
+# --- network --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkAttached(Event):
+    """CNI ADD succeeded for a sandbox: the pod's interfaces, addresses and DNS."""
+
+    topic: ClassVar[str] = "/network/attached"
+    sandbox_id: str
+    interfaces: tuple[NetworkInterface, ...] = ()
+    ips: tuple[IPConfig, ...] = ()
+    dns: DnsConfig | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+        _require(isinstance(self.interfaces, tuple), "interfaces must be a tuple")
+        _require(isinstance(self.ips, tuple), "ips must be a tuple")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFailed(Event):
+    """A CNI operation for a sandbox failed; ``message`` names the plugin and its error."""
+
+    topic: ClassVar[str] = "/network/failed"
+    sandbox_id: str
+    message: str
+    op: NetworkOp
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+        _require(isinstance(self.op, NetworkOp), "op must be a NetworkOp")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkDetached(Event):
+    """CNI DEL succeeded for a sandbox."""
+
+    topic: ClassVar[str] = "/network/detached"
+    sandbox_id: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.sandbox_id, "sandbox_id")
+
+
+# --- images and snapshots -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCreate(Event):
+    """An image record was created."""
+
+    topic: ClassVar[str] = "/images/create"
+    name: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.name, "image name")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUpdate(Event):
+    """An image record now points at different content."""
+
+    topic: ClassVar[str] = "/images/update"
+    name: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.name, "image name")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDelete(Event):
+    """An image record was removed."""
+
+    topic: ClassVar[str] = "/images/delete"
+    name: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.name, "image name")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPrepare(Event):
+    """An active snapshot was prepared (``parent`` empty for a base layer)."""
+
+    topic: ClassVar[str] = "/snapshots/prepare"
+    key: str
+    parent: str = ""
+
+    def __post_init__(self) -> None:
+        _nonempty(self.key, "snapshot key")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCommit(Event):
+    """An active snapshot ``key`` was committed as ``name``."""
+
+    topic: ClassVar[str] = "/snapshots/commit"
+    key: str
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _nonempty(self.key, "snapshot key")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRemove(Event):
+    """A snapshot was removed."""
+
+    topic: ClassVar[str] = "/snapshots/remove"
+    key: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.key, "snapshot key")
+
+
+_ALL: tuple[type[Event], ...] = (
+    TaskCreate,
+    TaskStart,
+    TaskExit,
+    TaskOOM,
+    TaskDelete,
+    ContainerCreate,
+    ContainerUpdate,
+    ContainerDelete,
+    SandboxCreate,
+    SandboxStart,
+    SandboxStop,
+    SandboxDelete,
+    SandboxNetnsCreated,
+    SandboxNetnsRemoving,
+    NetworkAttached,
+    NetworkFailed,
+    NetworkDetached,
+    ImageCreate,
+    ImageUpdate,
+    ImageDelete,
+    SnapshotPrepare,
+    SnapshotCommit,
+    SnapshotRemove,
+)
+
+EVENT_TYPES: Mapping[str, type[Event]] = types.MappingProxyType({c.topic: c for c in _ALL})
+"""The registry: topic → event class. Read-only."""
+
+assert len(EVENT_TYPES) == len(_ALL), "two event classes share a topic"
+assert all(_TOPIC_RE.match(t) for t in EVENT_TYPES)
+
+
+def event_class(topic: str) -> type[Event]:
+    """The event class for ``topic``; NotFound for a topic nobody defined."""
+    try:
+        return EVENT_TYPES[topic]
+    except KeyError:
+        raise NotFound(f"no event type for topic {topic!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An event as delivered: its topic, namespace and the UTC time it was published."""
+
+    topic: str
+    namespace: str
+    timestamp: datetime
+    event: Event = field(repr=True)
+
+    def __post_init__(self) -> None:
+        validate_namespace(self.namespace)
+        _require(isinstance(self.event, Event), "envelope event must be an Event")
+        _require(
+            self.topic == self.event.topic,
+            f"envelope topic {self.topic!r} does not match event topic {self.event.topic!r}",
+        )
+        _require(self.timestamp.tzinfo is not None, "envelope timestamp must be timezone-aware")
+
+
+# --- dict transport -------------------------------------------------------------------------
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """A JSON-compatible dict of the event's fields (without the topic)."""
+    result = _to_plain(event)
+    assert isinstance(result, dict)
+    return result
+
+
+def _from_plain(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _from_plain(args[0], value, where)
+    if origin is tuple:
+        _require(isinstance(value, list | tuple), f"{where}: expected a list")
+        (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return tuple(_from_plain(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise InvalidArgument(f"{where}: invalid value {value!r}") from None
+    if hint is datetime:
+        _require(isinstance(value, str), f"{where}: expected an ISO-8601 string")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidArgument(f"{where}: invalid timestamp {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _dataclass_from_plain(hint, value, where)
+    if hint is int:
+        _require(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected int")
+        return value
+    if hint is str:
+        _require(isinstance(value, str), f"{where}: expected a string")
+        return value
+    if hint is bool:
+        _require(isinstance(value, bool), f"{where}: expected a boolean")
+        return value
+    raise AssertionError(f"unsupported field type {hint!r} at {where}")
+
+
+def _dataclass_from_plain(cls: type, data: Any, where: str) -> Any:
+    _require(isinstance(data, Mapping), f"{where}: expected an object")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    _require(not unknown, f"{where}: unknown fields {sorted(unknown)}")
+    kwargs = {name: _from_plain(hints[name], data[name], f"{where}.{name}") for name in data}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        raise InvalidArgument(f"{where}: {e}") from None
+
+
+def event_from_dict(topic: str, data: Mapping[str, Any]) -> Event:
+    """Rebuild (and validate) the event for ``topic`` from ``event_to_dict`` output."""
+    cls = event_class(topic)
+    event = _dataclass_from_plain(cls, data, topic)
+    assert isinstance(event, Event)
+    return event
+
+
+def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
+    """``{"topic", "namespace", "timestamp", "event"}`` with the event as a plain dict."""
+    return {
+        "topic": envelope.topic,
+        "namespace": envelope.namespace,
+        "timestamp": envelope.timestamp.astimezone(UTC).isoformat(),
+        "event": event_to_dict(envelope.event),
+    }
+
+
+def envelope_from_dict(data: Mapping[str, Any]) -> Envelope:
+    """The inverse of ``envelope_to_dict``."""
+    _require(isinstance(data, Mapping), "envelope must be an object")
+    for key in ("topic", "namespace", "timestamp", "event"):
+        _require(key in data, f"envelope lacks {key!r}")
+    topic = data["topic"]
+    _require(isinstance(topic, str), "envelope topic must be a string")
+    return Envelope(
+        topic=topic,
+        namespace=data["namespace"],
+        timestamp=_from_plain(datetime, data["timestamp"], "timestamp"),
+        event=event_from_dict(topic, data["event"]),
+    )
