@@ -19,17 +19,16 @@ back, validating on the way in. The gRPC Events API maps these dicts.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import ipaddress
 import re
 import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from runtime.codec import dataclass_from_plain, from_plain, to_plain
 from runtime.errors import InvalidArgument, NotFound
 
 _TOPIC_RE = re.compile(r"^(/[a-z0-9][a-z0-9_.-]*)+$")
@@ -279,6 +278,7 @@ class ContainerDelete(Event):
 
     topic: ClassVar[str] = "/containers/delete"
     container_id: str
+    sandbox_id: str = ""
 
     def __post_init__(self) -> None:
         _nonempty(self.container_id, "container_id")
@@ -566,79 +566,17 @@ class Envelope:
 # --- dict transport -------------------------------------------------------------------------
 
 
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, tuple):
-        return [_to_plain(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
-
-
 def event_to_dict(event: Event) -> dict[str, Any]:
     """A JSON-compatible dict of the event's fields (without the topic)."""
-    result = _to_plain(event)
+    result = to_plain(event)
     assert isinstance(result, dict)
     return result
-
-
-def _from_plain(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        return _from_plain(args[0], value, where)
-    if origin is tuple:
-        _require(isinstance(value, list | tuple), f"{where}: expected a list")
-        (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return tuple(_from_plain(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            raise InvalidArgument(f"{where}: invalid value {value!r}") from None
-    if hint is datetime:
-        _require(isinstance(value, str), f"{where}: expected an ISO-8601 string")
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidArgument(f"{where}: invalid timestamp {value!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _dataclass_from_plain(hint, value, where)
-    if hint is int:
-        _require(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected int")
-        return value
-    if hint is str:
-        _require(isinstance(value, str), f"{where}: expected a string")
-        return value
-    if hint is bool:
-        _require(isinstance(value, bool), f"{where}: expected a boolean")
-        return value
-    raise AssertionError(f"unsupported field type {hint!r} at {where}")
-
-
-def _dataclass_from_plain(cls: type, data: Any, where: str) -> Any:
-    _require(isinstance(data, Mapping), f"{where}: expected an object")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
-    _require(not unknown, f"{where}: unknown fields {sorted(unknown)}")
-    kwargs = {name: _from_plain(hints[name], data[name], f"{where}.{name}") for name in data}
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # a required field is missing
-        raise InvalidArgument(f"{where}: {e}") from None
 
 
 def event_from_dict(topic: str, data: Mapping[str, Any]) -> Event:
     """Rebuild (and validate) the event for ``topic`` from ``event_to_dict`` output."""
     cls = event_class(topic)
-    event = _dataclass_from_plain(cls, data, topic)
+    event = dataclass_from_plain(cls, data, topic)
     assert isinstance(event, Event)
     return event
 
@@ -663,6 +601,6 @@ def envelope_from_dict(data: Mapping[str, Any]) -> Envelope:
     return Envelope(
         topic=topic,
         namespace=data["namespace"],
-        timestamp=_from_plain(datetime, data["timestamp"], "timestamp"),
+        timestamp=from_plain(datetime, data["timestamp"], "timestamp"),
         event=event_from_dict(topic, data["event"]),
     )
