@@ -1,0 +1,119 @@
+"""The ``mounts`` of a container's spec: the defaults, then the sandbox's files, then the
+caller's bind mounts, and the rootfs propagation those ask for (containerd's rules).
+
+Terms:
+
+sandbox files
+    Files the sandbox prepared for all its containers: ``/etc/hostname``, ``/etc/hosts``,
+    ``/etc/resolv.conf`` and the pod's ``/dev/shm``. A caller mount at the same place wins.
+override
+    A mount whose destination equals a default mount's replaces it; a mount of ``/dev``
+    replaces every default mount under ``/dev`` too.
+ordering
+    Caller and sandbox mounts are sorted (stably) by how many components their destination
+    has, so a parent directory is mounted before anything inside it.
+"""
+
+from __future__ import annotations
+
+import os.path
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import InvalidArgument
+from runtime.oci import defaults
+from runtime.pods.model import Mount, Propagation
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxFiles:
+    """Files a sandbox prepared for its containers; None means not prepared (not mounted).
+    ``shm`` is the pod's /dev/shm (a tmpfs the sandbox mounted, or the host's /dev/shm
+    for a pod in the node's IPC namespace)."""
+
+    hostname: Path | None = None
+    hosts: Path | None = None
+    resolv_conf: Path | None = None
+    shm: Path | None = None
+
+
+def sandbox_mounts(files: SandboxFiles, *, readonly_rootfs: bool) -> list[Mount]:
+    """The sandbox files as bind mounts. Like containerd, the /etc files are read-only only
+    when the container's rootfs is, and /dev/shm is always writable."""
+    out = []
+    for dest, src in (
+        ("/etc/hostname", files.hostname),
+        ("/etc/hosts", files.hosts),
+        ("/etc/resolv.conf", files.resolv_conf),
+    ):
+        if src is not None:
+            out.append(Mount(container_path=dest, host_path=str(src), readonly=readonly_rootfs))
+    if files.shm is not None:
+        out.append(Mount(container_path=defaults.DEV_SHM, host_path=str(files.shm)))
+    return out
+
+
+def build_mounts(
+    config_mounts: Sequence[Mount],
+    extra: Sequence[Mount],
+    *,
+    privileged: bool = False,
+) -> tuple[list[dict[str, Any]], str]:
+    """The spec's mounts and its ``linux.rootfsPropagation`` ("" for runc's default,
+    rprivate). InvalidArgument for relative paths or a recursive read-only mount."""
+    for m in config_mounts:
+        _validate(m)
+    wanted = {_clean(m.container_path) for m in config_mounts}
+    merged = list(config_mounts) + [m for m in extra if _clean(m.container_path) not in wanted]
+    merged.sort(key=lambda m: _clean(m.container_path).count("/"))
+
+    taken = {_clean(m.container_path) for m in merged}
+    out: list[dict[str, Any]] = []
+    for d in defaults.default_mounts():
+        dest = d["destination"]
+        if dest in taken or ("/dev" in taken and dest.startswith("/dev/")):
+            continue
+        if privileged and d["type"] in ("sysfs", "cgroup"):
+            d["options"] = ["rw" if o == "ro" else o for o in d["options"]]
+        out.append(d)
+
+    propagation = ""
+    for m in merged:
+        options = ["rbind"]
+        if m.propagation is Propagation.BIDIRECTIONAL:
+            options.append("rshared")
+            propagation = "rshared"
+        elif m.propagation is Propagation.HOST_TO_CONTAINER:
+            options.append("rslave")
+            if propagation != "rshared":
+                propagation = "rslave"
+        else:
+            options.append("rprivate")
+        options.append("ro" if m.readonly else "rw")
+        out.append(
+            {
+                "destination": m.container_path,
+                "type": "bind",
+                "source": m.host_path,
+                "options": options,
+            }
+        )
+    return out, propagation
+
+
+def _validate(m: Mount) -> None:
+    if not m.host_path.startswith("/"):
+        raise InvalidArgument(f"mount host path {m.host_path!r} must be absolute")
+    if not m.container_path.startswith("/"):
+        raise InvalidArgument(f"mount container path {m.container_path!r} must be absolute")
+    if m.recursive_read_only:
+        # runc 1.1 has no "rro"; kubelet only asks when the handler reports support for it.
+        raise InvalidArgument(
+            f"mount {m.host_path!r}: recursive read-only mounts are not supported by this runtime"
+        )
+
+
+def _clean(path: str) -> str:
+    return os.path.normpath(path) if path else path
