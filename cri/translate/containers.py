@@ -1,0 +1,619 @@
+"""CRI container messages <-> the runtime's container model, resources and security.
+
+Terms:
+
+unset
+    proto3 cannot tell an empty repeated field or a zero number from one the caller never set.
+    Where that matters this module follows containerd: an empty ``masked_paths`` /
+    ``readonly_paths`` means "the runtime's defaults" (``None`` in the model), a zero resource
+    figure means "no limit".
+literal
+    Enum fields are read as the proto defines them, including their zero values: an absent
+    ``namespace_options`` means POD for network, PID and IPC, exactly as containerd reads it.
+
+The helpers that pods share (namespace options, security profiles, resources) live here, and
+:mod:`cri.translate.pods` imports them. Every function is pure; bad input raises
+:class:`runtime.errors.InvalidArgument` naming the field, and features pinnace does not have
+raise :class:`runtime.errors.Unimplemented`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import signal
+from typing import Any
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from runtime.errors import InvalidArgument, Unimplemented
+from runtime.pods.model import (
+    Capabilities,
+    Container,
+    ContainerConfig,
+    ContainerState,
+    Device,
+    HugepageLimit,
+    Mount,
+    NamespaceMode,
+    NamespaceOptions,
+    ProfileType,
+    Propagation,
+    Resources,
+    SecurityContext,
+    SecurityProfile,
+)
+
+__all__ = [
+    "container_config",
+    "container_config_to_pb",
+    "container_security",
+    "container_security_to_pb",
+    "container_state_to_pb",
+    "container_status",
+    "container_summary",
+    "env_value_bytes",
+    "mount_to_pb",
+    "namespace_options",
+    "namespace_options_to_pb",
+    "resources",
+    "resources_to_oci",
+    "resources_to_pb",
+    "security_profile",
+    "security_profile_to_pb",
+    "signal_from_pb",
+    "signal_to_pb",
+]
+
+# --- enums -----------------------------------------------------------------------------------
+
+_NAMESPACE_MODES = {
+    pb.POD: NamespaceMode.POD,
+    pb.CONTAINER: NamespaceMode.CONTAINER,
+    pb.NODE: NamespaceMode.NODE,
+    pb.TARGET: NamespaceMode.TARGET,
+}
+_NAMESPACE_MODES_PB = {v: k for k, v in _NAMESPACE_MODES.items()}
+
+_PROFILE_TYPES = {
+    pb.SecurityProfile.RuntimeDefault: ProfileType.RUNTIME_DEFAULT,
+    pb.SecurityProfile.Unconfined: ProfileType.UNCONFINED,
+    pb.SecurityProfile.Localhost: ProfileType.LOCALHOST,
+}
+_PROFILE_TYPES_PB = {v: k for k, v in _PROFILE_TYPES.items()}
+
+_PROPAGATIONS = {
+    pb.PROPAGATION_PRIVATE: Propagation.PRIVATE,
+    pb.PROPAGATION_HOST_TO_CONTAINER: Propagation.HOST_TO_CONTAINER,
+    pb.PROPAGATION_BIDIRECTIONAL: Propagation.BIDIRECTIONAL,
+}
+_PROPAGATIONS_PB = {v: k for k, v in _PROPAGATIONS.items()}
+
+_CONTAINER_STATES_PB = {
+    ContainerState.CREATED: pb.CONTAINER_CREATED,
+    ContainerState.RUNNING: pb.CONTAINER_RUNNING,
+    ContainerState.EXITED: pb.CONTAINER_EXITED,
+    ContainerState.UNKNOWN: pb.CONTAINER_UNKNOWN,
+}
+
+_SIGNAL_PREFIX = "SIGNAL_"
+
+
+def container_state_to_pb(state: ContainerState) -> pb.ContainerState:
+    return _CONTAINER_STATES_PB[state]
+
+
+def signal_from_pb(value: int, *, field: str = "stop_signal") -> str:
+    """The signal's name for a CRI ``Signal`` ("SIGTERM", "SIGRTMIN+3", "SIGRTMAX-1");
+    ``SIGNAL_RUNTIME_DEFAULT`` is "" (the image's STOPSIGNAL, else SIGTERM). Aliases keep
+    their name (SIGCLD, SIGIOT, SIGPOLL)."""
+    try:
+        name = pb.Signal.Name(value)
+    except ValueError:
+        raise InvalidArgument(f"{field}: unknown Signal value {value}") from None
+    if value == pb.SIGNAL_RUNTIME_DEFAULT:
+        return ""
+    name = name.removeprefix(_SIGNAL_PREFIX)
+    if "PLUS" in name:
+        base, n = name.split("PLUS")
+        return f"{base}+{n}"
+    if "MINUS" in name:
+        base, n = name.split("MINUS")
+        return f"{base}-{n}"
+    return name
+
+
+def signal_to_pb(name: str) -> pb.Signal:
+    """The CRI ``Signal`` for a name as :func:`signal_from_pb` writes it (also accepts "TERM"
+    and the plain number of a standard signal, as image STOPSIGNALs may say); anything
+    unknown is ``SIGNAL_RUNTIME_DEFAULT``."""
+    name = name.strip().upper()
+    if not name:
+        return pb.SIGNAL_RUNTIME_DEFAULT
+    if name.isdigit():
+        try:
+            name = signal.Signals(int(name)).name
+        except ValueError:
+            return pb.SIGNAL_RUNTIME_DEFAULT
+    elif not name.startswith("SIG"):
+        name = "SIG" + name
+    key = _SIGNAL_PREFIX + name.replace("+", "PLUS").replace("-", "MINUS")
+    try:
+        return pb.Signal.Value(key)
+    except ValueError:
+        return pb.SIGNAL_RUNTIME_DEFAULT
+
+
+# --- namespaces and profiles -----------------------------------------------------------------
+
+
+def namespace_options(msg: pb.NamespaceOption, *, field: str) -> NamespaceOptions:
+    """Namespace modes, read literally (zero is POD). A requested pod user namespace is
+    Unimplemented; ``userns_options`` with mode NODE (the host's, what kubelet sends for
+    ``hostUsers``) is accepted."""
+    if msg.HasField("userns_options") and msg.userns_options.mode != pb.NODE:
+        raise Unimplemented(
+            f"{field}.userns_options: user namespaces are not supported; use mode NODE"
+        )
+    return NamespaceOptions(
+        network=_namespace_mode(msg.network, f"{field}.network"),
+        pid=_namespace_mode(msg.pid, f"{field}.pid"),
+        ipc=_namespace_mode(msg.ipc, f"{field}.ipc"),
+        target_id=msg.target_id,
+    )
+
+
+def _namespace_mode(value: pb.NamespaceMode, field: str) -> NamespaceMode:
+    try:
+        return _NAMESPACE_MODES[value]
+    except KeyError:
+        raise InvalidArgument(f"{field}: unknown NamespaceMode {value}") from None
+
+
+def namespace_options_to_pb(ns: NamespaceOptions) -> pb.NamespaceOption:
+    return pb.NamespaceOption(
+        network=_NAMESPACE_MODES_PB[ns.network],
+        pid=_NAMESPACE_MODES_PB[ns.pid],
+        ipc=_NAMESPACE_MODES_PB[ns.ipc],
+        target_id=ns.target_id,
+    )
+
+
+def security_profile(
+    msg: pb.SecurityProfile | None, legacy: str, *, field: str, default: ProfileType
+) -> SecurityProfile:
+    """A seccomp or AppArmor choice from the structured field (``msg``, None when absent) or
+    else the deprecated string (``legacy``: "runtime/default", "docker/default",
+    "unconfined", "localhost/<ref>"); neither set gives ``default``."""
+    if msg is not None:
+        try:
+            kind = _PROFILE_TYPES[msg.profile_type]
+        except KeyError:
+            raise InvalidArgument(
+                f"{field}.profile_type: unknown value {msg.profile_type}"
+            ) from None
+        if kind is not ProfileType.LOCALHOST:
+            return SecurityProfile(kind)
+        if not msg.localhost_ref:
+            raise InvalidArgument(
+                f"{field}.localhost_ref is empty: a Localhost profile needs the profile's "
+                "path (seccomp) or name (AppArmor)"
+            )
+        return SecurityProfile(ProfileType.LOCALHOST, msg.localhost_ref)
+    if not legacy:
+        return SecurityProfile(default)
+    if legacy in ("runtime/default", "docker/default"):
+        return SecurityProfile(ProfileType.RUNTIME_DEFAULT)
+    if legacy == "unconfined":
+        return SecurityProfile(ProfileType.UNCONFINED)
+    if legacy.startswith("localhost/") and len(legacy) > len("localhost/"):
+        return SecurityProfile(ProfileType.LOCALHOST, legacy.removeprefix("localhost/"))
+    raise InvalidArgument(
+        f"{field}: unknown profile {legacy!r}; use 'runtime/default', 'unconfined' or "
+        "'localhost/<profile>' (or the structured field)"
+    )
+
+
+def security_profile_to_pb(profile: SecurityProfile) -> pb.SecurityProfile:
+    return pb.SecurityProfile(
+        profile_type=_PROFILE_TYPES_PB[profile.type], localhost_ref=profile.localhost_ref
+    )
+
+
+def _optional_id(msg: Any, name: str, field: str) -> int | None:
+    if not msg.HasField(name):
+        return None
+    value = int(getattr(msg, name).value)
+    if value < 0:
+        raise InvalidArgument(f"{field}.{name} is {value}: ids are non-negative")
+    return value
+
+
+def _groups(values: Any, field: str) -> tuple[int, ...]:
+    out = tuple(int(g) for g in values)
+    for g in out:
+        if g < 0:
+            raise InvalidArgument(f"{field}.supplemental_groups contains {g}: gids are >= 0")
+    return out
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+def resources(msg: pb.LinuxContainerResources, *, field: str = "linux.resources") -> Resources:
+    """Linux resources; zero (or empty) means unset. Quota and swap may be -1 (unlimited)."""
+    for name in ("cpu_period", "cpu_shares", "memory_limit_in_bytes"):
+        if getattr(msg, name) < 0:
+            raise InvalidArgument(f"{field}.{name} is negative; use 0 for unset")
+    for name in ("cpu_quota", "memory_swap_limit_in_bytes"):
+        if getattr(msg, name) < -1:
+            raise InvalidArgument(f"{field}.{name} is below -1; use -1 for unlimited, 0 for unset")
+    if not -1000 <= msg.oom_score_adj <= 1000:
+        raise InvalidArgument(f"{field}.oom_score_adj {msg.oom_score_adj} is outside -1000..1000")
+    hugepages = []
+    for i, h in enumerate(msg.hugepage_limits):
+        if not h.page_size:
+            raise InvalidArgument(f"{field}.hugepage_limits[{i}].page_size is empty (e.g. '2MB')")
+        hugepages.append(HugepageLimit(page_size=h.page_size, limit=h.limit))
+    return Resources(
+        cpu_period=msg.cpu_period,
+        cpu_quota=msg.cpu_quota,
+        cpu_shares=msg.cpu_shares,
+        memory_limit_in_bytes=msg.memory_limit_in_bytes,
+        oom_score_adj=msg.oom_score_adj,
+        cpuset_cpus=msg.cpuset_cpus,
+        cpuset_mems=msg.cpuset_mems,
+        hugepage_limits=tuple(hugepages),
+        unified=dict(msg.unified),
+        memory_swap_limit_in_bytes=msg.memory_swap_limit_in_bytes,
+    )
+
+
+def resources_to_pb(r: Resources) -> pb.LinuxContainerResources:
+    return pb.LinuxContainerResources(
+        cpu_period=r.cpu_period,
+        cpu_quota=r.cpu_quota,
+        cpu_shares=r.cpu_shares,
+        memory_limit_in_bytes=r.memory_limit_in_bytes,
+        oom_score_adj=r.oom_score_adj,
+        cpuset_cpus=r.cpuset_cpus,
+        cpuset_mems=r.cpuset_mems,
+        hugepage_limits=[
+            pb.HugepageLimit(page_size=h.page_size, limit=h.limit) for h in r.hugepage_limits
+        ],
+        unified=dict(r.unified),
+        memory_swap_limit_in_bytes=r.memory_swap_limit_in_bytes,
+    )
+
+
+def resources_to_oci(r: Resources, *, cgroup_v2: bool) -> dict[str, Any]:
+    """The OCI ``linux.resources`` object (as JSON data) for ``r``, what ``runc update
+    --resources`` reads. Unset figures are left out. The CRI's swap limit is already
+    memory+swap, which is what OCI ``memory.swap`` means, so it passes through. ``unified``
+    exists only on cgroup v2 and is left out on v1 (runc rejects it there).
+    ``oom_score_adj`` is not a cgroup setting (it is OCI ``process.oomScoreAdj``)."""
+    out: dict[str, Any] = {}
+    cpu: dict[str, Any] = {}
+    if r.cpu_shares > 0:
+        cpu["shares"] = r.cpu_shares
+    if r.cpu_quota != 0:
+        cpu["quota"] = r.cpu_quota
+    if r.cpu_period > 0:
+        cpu["period"] = r.cpu_period
+    if r.cpuset_cpus:
+        cpu["cpus"] = r.cpuset_cpus
+    if r.cpuset_mems:
+        cpu["mems"] = r.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    memory: dict[str, Any] = {}
+    if r.memory_limit_in_bytes > 0:
+        memory["limit"] = r.memory_limit_in_bytes
+    if r.memory_swap_limit_in_bytes != 0:
+        memory["swap"] = r.memory_swap_limit_in_bytes
+    if memory:
+        out["memory"] = memory
+    if r.hugepage_limits:
+        out["hugepageLimits"] = [
+            {"pageSize": h.page_size, "limit": h.limit} for h in r.hugepage_limits
+        ]
+    if cgroup_v2 and r.unified:
+        out["unified"] = dict(r.unified)
+    return out
+
+
+# --- container config ------------------------------------------------------------------------
+
+_CAP_PREFIX = "CAP_"
+
+
+def _capabilities(msg: pb.Capability, field: str) -> Capabilities:
+    def names(values: Any, which: str) -> tuple[str, ...]:
+        out = []
+        for i, v in enumerate(values):
+            name = v.strip().upper().removeprefix(_CAP_PREFIX)
+            if not name:
+                raise InvalidArgument(f"{field}.{which}[{i}] is empty")
+            out.append(name)
+        return tuple(out)
+
+    return Capabilities(
+        add=names(msg.add_capabilities, "add_capabilities"),
+        drop=names(msg.drop_capabilities, "drop_capabilities"),
+        add_ambient=names(msg.add_ambient_capabilities, "add_ambient_capabilities"),
+    )
+
+
+def _paths(values: Any, *, privileged: bool) -> tuple[str, ...] | None:
+    # containerd: a privileged container masks nothing; otherwise an empty list (which the
+    # wire cannot tell from "unset") keeps the runtime's defaults.
+    if privileged:
+        return ()
+    return tuple(values) or None
+
+
+def container_security(
+    msg: pb.LinuxContainerSecurityContext, *, field: str = "linux.security_context"
+) -> SecurityContext:
+    """A container's security settings. Seccomp unset is unconfined (the CRI's default);
+    AppArmor unset is the runtime default (the CRI's "equivalent to not specifying")."""
+    privileged = msg.privileged
+    return SecurityContext(
+        privileged=privileged,
+        capabilities=_capabilities(msg.capabilities, f"{field}.capabilities"),
+        namespaces=namespace_options(msg.namespace_options, field=f"{field}.namespace_options"),
+        run_as_user=_optional_id(msg, "run_as_user", field),
+        run_as_group=_optional_id(msg, "run_as_group", field),
+        run_as_username=msg.run_as_username,
+        readonly_rootfs=msg.readonly_rootfs,
+        supplemental_groups=_groups(msg.supplemental_groups, field),
+        no_new_privs=msg.no_new_privs,
+        masked_paths=_paths(msg.masked_paths, privileged=privileged),
+        readonly_paths=_paths(msg.readonly_paths, privileged=privileged),
+        seccomp=security_profile(
+            msg.seccomp if msg.HasField("seccomp") else None,
+            msg.seccomp_profile_path,
+            field=f"{field}.seccomp",
+            default=ProfileType.UNCONFINED,
+        ),
+        apparmor=security_profile(
+            msg.apparmor if msg.HasField("apparmor") else None,
+            msg.apparmor_profile,
+            field=f"{field}.apparmor",
+            default=ProfileType.RUNTIME_DEFAULT,
+        ),
+    )
+
+
+def container_security_to_pb(sc: SecurityContext) -> pb.LinuxContainerSecurityContext:
+    out = pb.LinuxContainerSecurityContext(
+        capabilities=pb.Capability(
+            add_capabilities=list(sc.capabilities.add),
+            drop_capabilities=list(sc.capabilities.drop),
+            add_ambient_capabilities=list(sc.capabilities.add_ambient),
+        ),
+        privileged=sc.privileged,
+        namespace_options=namespace_options_to_pb(sc.namespaces),
+        run_as_username=sc.run_as_username,
+        readonly_rootfs=sc.readonly_rootfs,
+        supplemental_groups=list(sc.supplemental_groups),
+        no_new_privs=sc.no_new_privs,
+        masked_paths=list(sc.masked_paths or ()),
+        readonly_paths=list(sc.readonly_paths or ()),
+        seccomp=security_profile_to_pb(sc.seccomp),
+        apparmor=security_profile_to_pb(sc.apparmor),
+    )
+    if sc.run_as_user is not None:
+        out.run_as_user.value = sc.run_as_user
+    if sc.run_as_group is not None:
+        out.run_as_group.value = sc.run_as_group
+    return out
+
+
+def _envs(values: Any) -> tuple[tuple[str, str], ...]:
+    out = []
+    for i, kv in enumerate(values):
+        key = kv.key
+        if not key:
+            raise InvalidArgument(f"envs[{i}].key is empty")
+        if "=" in key or "\0" in key:
+            raise InvalidArgument(f"envs[{i}].key {key!r} contains '=' or a NUL byte")
+        raw = bytes(kv.value)
+        if b"\0" in raw:
+            raise InvalidArgument(
+                f"envs[{i}] ({key}): the value contains a NUL byte, which an environment "
+                "variable cannot hold"
+            )
+        # surrogateescape: bytes that are not UTF-8 survive the round trip to bytes again.
+        out.append((key, raw.decode("utf-8", "surrogateescape")))
+    return tuple(out)
+
+
+def env_value_bytes(value: str) -> bytes:
+    """The bytes of an env value decoded by :func:`container_config` (undoes
+    ``surrogateescape``); use this, not ``str.encode()``, when writing an OCI spec."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _mount(msg: pb.Mount, field: str) -> Mount:
+    if msg.HasField("image") and msg.image.image:
+        raise Unimplemented(f"{field}.image: image volumes are not supported")
+    if len(msg.uidMappings) or len(msg.gidMappings):
+        raise Unimplemented(
+            f"{field}: id-mapped mounts (uidMappings/gidMappings) are not supported"
+        )
+    if len(msg.mount_options):
+        raise Unimplemented(f"{field}.mount_options are not supported")
+    if not msg.container_path:
+        raise InvalidArgument(f"{field}.container_path is empty")
+    if not posixpath.isabs(msg.container_path):
+        raise InvalidArgument(
+            f"{field}.container_path {msg.container_path!r} must be an absolute path"
+        )
+    if not msg.host_path:
+        raise InvalidArgument(f"{field}.host_path is empty")
+    try:
+        propagation = _PROPAGATIONS[msg.propagation]
+    except KeyError:
+        raise InvalidArgument(f"{field}.propagation: unknown value {msg.propagation}") from None
+    return Mount(
+        container_path=msg.container_path,
+        host_path=msg.host_path,
+        readonly=msg.readonly,
+        propagation=propagation,
+        selinux_relabel=msg.selinux_relabel,
+        recursive_read_only=msg.recursive_read_only,
+    )
+
+
+def mount_to_pb(m: Mount) -> pb.Mount:
+    return pb.Mount(
+        container_path=m.container_path,
+        host_path=m.host_path,
+        readonly=m.readonly,
+        selinux_relabel=m.selinux_relabel,
+        propagation=_PROPAGATIONS_PB[m.propagation],
+        recursive_read_only=m.recursive_read_only,
+    )
+
+
+def _device(msg: pb.Device, field: str) -> Device:
+    if not msg.container_path:
+        raise InvalidArgument(f"{field}.container_path is empty")
+    if not msg.host_path:
+        raise InvalidArgument(f"{field}.host_path is empty")
+    permissions = msg.permissions or "rwm"
+    if set(permissions) - set("rwm"):
+        raise InvalidArgument(f"{field}.permissions {msg.permissions!r}: use letters from 'rwm'")
+    return Device(
+        container_path=msg.container_path, host_path=msg.host_path, permissions=permissions
+    )
+
+
+def _log_path(path: str) -> str:
+    if not path:
+        return ""
+    if posixpath.isabs(path):
+        raise InvalidArgument(f"log_path {path!r} must be relative to the sandbox's log_directory")
+    if ".." in path.split("/"):
+        raise InvalidArgument(f"log_path {path!r} must not contain '..' components")
+    return path
+
+
+def container_config(msg: pb.ContainerConfig) -> ContainerConfig:
+    """What CreateContainer asks for, validated. Windows settings are ignored; CDI devices,
+    image volumes, id-mapped mounts and user namespaces are Unimplemented."""
+    if not msg.HasField("metadata") or not msg.metadata.name:
+        raise InvalidArgument("metadata.name is empty: set the container's name")
+    if not msg.HasField("image") or not msg.image.image:
+        raise InvalidArgument("image.image is empty: name the image to run")
+    if len(msg.CDI_devices):
+        raise Unimplemented("CDI_devices: CDI device injection is not supported")
+    linux = msg.linux
+    return ContainerConfig(
+        name=msg.metadata.name,
+        attempt=msg.metadata.attempt,
+        image=msg.image.image,
+        command=tuple(msg.command),
+        args=tuple(msg.args),
+        working_dir=msg.working_dir,
+        envs=_envs(msg.envs),
+        mounts=tuple(_mount(m, f"mounts[{i}]") for i, m in enumerate(msg.mounts)),
+        devices=tuple(_device(d, f"devices[{i}]") for i, d in enumerate(msg.devices)),
+        labels=dict(msg.labels),
+        annotations=dict(msg.annotations),
+        log_path=_log_path(msg.log_path),
+        stdin=msg.stdin,
+        stdin_once=msg.stdin_once,
+        tty=msg.tty,
+        resources=resources(linux.resources) if linux.HasField("resources") else None,
+        security=container_security(linux.security_context),
+        stop_signal=signal_from_pb(msg.stop_signal),
+    )
+
+
+def container_config_to_pb(cfg: ContainerConfig) -> pb.ContainerConfig:
+    """The CRI form of ``cfg`` (verbose info, tests); ``container_config`` of it gives ``cfg``
+    back."""
+    linux = pb.LinuxContainerConfig(security_context=container_security_to_pb(cfg.security))
+    if cfg.resources is not None:
+        linux.resources.CopyFrom(resources_to_pb(cfg.resources))
+    return pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name=cfg.name, attempt=cfg.attempt),
+        image=pb.ImageSpec(image=cfg.image),
+        command=list(cfg.command),
+        args=list(cfg.args),
+        working_dir=cfg.working_dir,
+        envs=[pb.KeyValue(key=k, value=env_value_bytes(v)) for k, v in cfg.envs],
+        mounts=[mount_to_pb(m) for m in cfg.mounts],
+        devices=[
+            pb.Device(
+                container_path=d.container_path, host_path=d.host_path, permissions=d.permissions
+            )
+            for d in cfg.devices
+        ],
+        labels=dict(cfg.labels),
+        annotations=dict(cfg.annotations),
+        log_path=cfg.log_path,
+        stdin=cfg.stdin,
+        stdin_once=cfg.stdin_once,
+        tty=cfg.tty,
+        linux=linux,
+        stop_signal=signal_to_pb(cfg.stop_signal),
+    )
+
+
+# --- status and list -------------------------------------------------------------------------
+
+
+def _metadata(c: Container) -> pb.ContainerMetadata:
+    return pb.ContainerMetadata(name=c.config.name, attempt=c.config.attempt)
+
+
+def container_status(
+    c: Container, *, image_spec_image: str, image_stop_signal: str = ""
+) -> pb.ContainerStatus:
+    """ContainerStatus for ``c``. ``image_spec_image`` is the name to report (containerd
+    reports the image's first tag when it has one); ``image_ref`` and ``image_id`` are the
+    image id. The stop signal is the config's, else the image's STOPSIGNAL, else SIGTERM, as
+    containerd reports it. ``user`` is left empty (the model does not keep the resolved
+    uid/gid)."""
+    out = pb.ContainerStatus(
+        id=c.id,
+        metadata=_metadata(c),
+        state=container_state_to_pb(c.state),
+        created_at=c.created_at,
+        started_at=c.started_at,
+        finished_at=c.finished_at,
+        exit_code=c.exit_code,
+        image=pb.ImageSpec(image=image_spec_image),
+        image_ref=c.image_id,
+        image_id=c.image_id,
+        reason=c.reason,
+        message=c.message,
+        labels=dict(c.config.labels),
+        annotations=dict(c.config.annotations),
+        mounts=[mount_to_pb(m) for m in c.config.mounts],
+        log_path=c.log_path,
+    )
+    applied = c.resources if c.resources is not None else c.config.resources
+    if applied is not None:
+        out.resources.linux.CopyFrom(resources_to_pb(applied))
+    signal = signal_to_pb(c.config.stop_signal or image_stop_signal)
+    out.stop_signal = signal if signal != pb.SIGNAL_RUNTIME_DEFAULT else pb.SIGNAL_SIGTERM
+    return out
+
+
+def container_summary(c: Container) -> pb.Container:
+    """The ListContainers entry for ``c``: the image as the caller named it, and the image id
+    as both ``image_ref`` and ``image_id`` (what kubelet's image GC keys on)."""
+    return pb.Container(
+        id=c.id,
+        pod_sandbox_id=c.sandbox_id,
+        metadata=_metadata(c),
+        image=pb.ImageSpec(image=c.image_name),
+        image_ref=c.image_id,
+        image_id=c.image_id,
+        state=container_state_to_pb(c.state),
+        created_at=c.created_at,
+        labels=dict(c.config.labels),
+        annotations=dict(c.config.annotations),
+    )

@@ -1,0 +1,119 @@
+"""Cgroup readings -> CRI ContainerStats and PodSandboxStats.
+
+Terms follow :mod:`runtime.cgroups.stats` (which follows cAdvisor). ``usage_nano_cores`` is a
+rate (CPU nanoseconds per second, averaged since the previous reading) that only the caller,
+which keeps the previous reading, can compute; None leaves it out. A figure the caller does
+not have (no cgroup reading, no writable-layer usage) is left unset rather than reported as
+0, so kubelet can tell "unknown" from "none".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from runtime.cgroups.stats import CgroupStats
+from runtime.pods.model import Container, Resources, Sandbox
+
+__all__ = ["container_stats", "pod_sandbox_stats"]
+
+
+def _u64(value: int) -> pb.UInt64Value:
+    return pb.UInt64Value(value=max(0, value))
+
+
+def _cpu(stats: CgroupStats, *, timestamp_ns: int, usage_nano_cores: int | None) -> pb.CpuUsage:
+    cpu = pb.CpuUsage(timestamp=timestamp_ns, usage_core_nano_seconds=_u64(stats.cpu_usage_ns))
+    if usage_nano_cores is not None:
+        cpu.usage_nano_cores.CopyFrom(_u64(usage_nano_cores))
+    return cpu
+
+
+def _memory(stats: CgroupStats, *, timestamp_ns: int, limits: Resources | None) -> pb.MemoryUsage:
+    memory = pb.MemoryUsage(
+        timestamp=timestamp_ns,
+        working_set_bytes=_u64(stats.memory_working_set),
+        usage_bytes=_u64(stats.memory_usage),
+        rss_bytes=_u64(stats.rss),
+        page_faults=_u64(stats.page_faults),
+        major_page_faults=_u64(stats.major_page_faults),
+    )
+    # Available memory only means something under a limit (cAdvisor: limit - working set).
+    if limits is not None and limits.memory_limit_in_bytes > 0:
+        memory.available_bytes.CopyFrom(
+            _u64(limits.memory_limit_in_bytes - stats.memory_working_set)
+        )
+    return memory
+
+
+def container_stats(
+    c: Container,
+    stats: CgroupStats | None,
+    *,
+    timestamp_ns: int,
+    usage_nano_cores: int | None,
+    writable_bytes: int | None,
+    writable_inodes: int | None,
+    image_fs_mountpoint: str,
+) -> pb.ContainerStats:
+    """ContainerStats for ``c``. ``stats`` None (no cgroup, e.g. a created or exited
+    container) leaves cpu and memory unset; the writable layer is always reported with its
+    filesystem so kubelet can match it to ImageFsInfo, its figures only when known."""
+    out = pb.ContainerStats(
+        attributes=pb.ContainerAttributes(
+            id=c.id,
+            metadata=pb.ContainerMetadata(name=c.config.name, attempt=c.config.attempt),
+            labels=dict(c.config.labels),
+            annotations=dict(c.config.annotations),
+        ),
+        writable_layer=pb.FilesystemUsage(
+            timestamp=timestamp_ns,
+            fs_id=pb.FilesystemIdentifier(mountpoint=image_fs_mountpoint),
+        ),
+    )
+    if writable_bytes is not None:
+        out.writable_layer.used_bytes.CopyFrom(_u64(writable_bytes))
+    if writable_inodes is not None:
+        out.writable_layer.inodes_used.CopyFrom(_u64(writable_inodes))
+    if stats is not None:
+        limits = c.resources if c.resources is not None else c.config.resources
+        out.cpu.CopyFrom(_cpu(stats, timestamp_ns=timestamp_ns, usage_nano_cores=usage_nano_cores))
+        out.memory.CopyFrom(_memory(stats, timestamp_ns=timestamp_ns, limits=limits))
+    return out
+
+
+def pod_sandbox_stats(
+    sandbox: Sandbox,
+    stats: CgroupStats | None,
+    containers: Sequence[pb.ContainerStats],
+    *,
+    timestamp_ns: int,
+    usage_nano_cores: int | None,
+) -> pb.PodSandboxStats:
+    """PodSandboxStats for ``sandbox`` from the reading of its cgroup parent (``stats``, None
+    when unreadable) and its containers' stats. Network usage is left unset: it needs
+    counters read inside the pod's network namespace, which is not a cgroup figure."""
+    cfg = sandbox.config
+    out = pb.PodSandboxStats(
+        attributes=pb.PodSandboxAttributes(
+            id=sandbox.id,
+            metadata=pb.PodSandboxMetadata(
+                name=cfg.metadata.name,
+                uid=cfg.metadata.uid,
+                namespace=cfg.metadata.namespace,
+                attempt=cfg.metadata.attempt,
+            ),
+            labels=dict(cfg.labels),
+            annotations=dict(cfg.annotations),
+        ),
+        linux=pb.LinuxPodSandboxStats(containers=list(containers)),
+    )
+    if stats is not None:
+        out.linux.cpu.CopyFrom(
+            _cpu(stats, timestamp_ns=timestamp_ns, usage_nano_cores=usage_nano_cores)
+        )
+        out.linux.memory.CopyFrom(_memory(stats, timestamp_ns=timestamp_ns, limits=cfg.resources))
+        out.linux.process.CopyFrom(
+            pb.ProcessUsage(timestamp=timestamp_ns, process_count=_u64(stats.pids))
+        )
+    return out
