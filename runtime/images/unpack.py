@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from runtime.aio import shielded
 from runtime.content.local import LocalStore, LocalWriter
 from runtime.diff.apply import apply_layer
 from runtime.diff.compression import decompressing_reader, detect
@@ -154,7 +155,7 @@ class Unpacker:
                 target: Path = await asyncio.to_thread(self._sn.layer_dir, key)
                 await self._fetch_and_apply(plan, target, source, progress, ref)
             except BaseException:
-                await _shielded(asyncio.to_thread(self._sn.remove, key))
+                await shielded(asyncio.to_thread(self._sn.remove, key))
                 raise
         try:
             if parent is not None:
@@ -169,7 +170,7 @@ class Unpacker:
             else:
                 await asyncio.to_thread(self._sn.commit, plan.chain_id, key)
         except BaseException:
-            await _shielded(asyncio.to_thread(_remove_quietly, self._sn, key))
+            await shielded(asyncio.to_thread(_remove_quietly, self._sn, key))
             raise
         progress(Progress(ref, Phase.DONE, plan.desc.digest, plan.desc.size, plan.desc.size))
 
@@ -273,7 +274,7 @@ class Unpacker:
                 else:
                     feed.fail(ConnectionAbortedError("pull abandoned"))
                 producer.cancel()
-            await _shielded(asyncio.wait({producer, consumer}))
+            await shielded(asyncio.wait({producer, consumer}))
         if consumer.exception() is None:
             _check_diff_id(plan, consumer.result())
             return
@@ -340,16 +341,3 @@ async def _aclose(it: AsyncIterator[bytes]) -> None:
     if closer is not None:
         with contextlib.suppress(Exception):
             await closer()
-
-
-async def _shielded(aw: Awaitable[Any]) -> None:
-    """Run cleanup to completion even if our caller is being cancelled."""
-    task = asyncio.ensure_future(aw)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await task
-        raise
-    except Exception:
-        log.exception("cleanup failed")

@@ -51,6 +51,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (image_id, chain_id)
     );
     """,
+    # 1 -> 2: pod sandboxes and containers. The record is the runtime's dataclass as JSON
+    # (runtime/codec.py); the columns beside it are what lookups and constraints need. A name
+    # key is kubelet's identity of a pod or container (name, namespace, uid, attempt): one
+    # record may hold it at a time.
+    """
+    CREATE TABLE sandboxes (
+        id          TEXT PRIMARY KEY,
+        name_key    TEXT NOT NULL UNIQUE,
+        record      TEXT NOT NULL
+    );
+    CREATE TABLE containers (
+        id          TEXT PRIMARY KEY,
+        sandbox_id  TEXT NOT NULL,
+        name_key    TEXT NOT NULL UNIQUE,
+        record      TEXT NOT NULL
+    );
+    CREATE INDEX containers_by_sandbox ON containers(sandbox_id);
+    """,
 )
 
 

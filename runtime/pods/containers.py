@@ -1,0 +1,510 @@
+"""The container controller: create, start, stop, remove, exec, update, and exits.
+
+Like containerd, a container is created as metadata and a prepared bundle (a mounted rootfs
+from a snapshot of its image, and the OCI spec) and becomes a runc task under conmon only when
+it is started, so a command the image lacks fails StartContainer with runc's reason and the
+container reports ``StartError``. States::
+
+    CREATED ──start──► RUNNING ──(exit fact)──► EXITED ──remove──► gone
+       │                                          ▲
+       └──────── start fails (StartError) ────────┘
+
+Every state change is persisted before it is published; a container's transitions are
+ordered by a per-container lock, so an exit that arrives while ``start`` is still recording
+never goes back to RUNNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runtime import oci
+from runtime.aio import shielded
+from runtime.cgroups import CgroupMounts, CgroupStats, read_stats
+from runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PinnaceError,
+)
+from runtime.events import types as ev
+from runtime.events.exchange import Exchange
+from runtime.images import manifest as manifests
+from runtime.images.service import ImageService
+from runtime.pods import rootfs as rootfs_mod
+from runtime.pods.model import (
+    Container,
+    ContainerConfig,
+    ContainerState,
+    NamespaceMode,
+    Resources,
+    Sandbox,
+    SandboxState,
+)
+from runtime.pods.sandboxes import NAMESPACE, SandboxController, new_id, now_ns
+from runtime.pods.settings import PodSettings
+from runtime.pods.store import PodStore, container_name_key
+from runtime.snapshots.interfaces import Snapshotter, Usage
+from runtime.tasks.interfaces import ExecResult, RecoveredTask, TaskExit, TaskSpec
+from runtime.tasks.manager import TaskManager
+
+log = logging.getLogger(__name__)
+
+EXIT_CODE_START_ERROR = 128
+
+
+def _exit_reason(exit: TaskExit) -> str:
+    if exit.oom_killed:
+        return "OOMKilled"
+    return "Completed" if exit.exit_code == 0 else "Error"
+
+
+class ContainerController:
+    """Creates and runs the containers of pod sandboxes."""
+
+    def __init__(
+        self,
+        *,
+        store: PodStore,
+        tasks: TaskManager,
+        images: ImageService,
+        snapshotter: Snapshotter,
+        exchange: Exchange,
+        settings: PodSettings,
+        sandboxes: SandboxController,
+        cgroups: CgroupMounts | None,
+    ) -> None:
+        self._store = store
+        self._tasks = tasks
+        self._images = images
+        self._sn = snapshotter
+        self._exchange = exchange
+        self._settings = settings
+        self._sandboxes = sandboxes
+        self._cgroups = cgroups
+        self._inflight: dict[str, asyncio.Task[Container]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exit_tasks: set[asyncio.Task[Container | None]] = set()
+
+    def _dir(self, container_id: str) -> Path:
+        return self._settings.state_dir / "containers" / container_id
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def get(self, container_id: str) -> Container:
+        container = self._store.containers.get(container_id)
+        if container is None:
+            raise NotFound(f"container {container_id} not found")
+        return container
+
+    async def _transition(
+        self, container_id: str, change: Callable[[Container], Container | None]
+    ) -> Container | None:
+        """Apply ``change`` to the current record under the container's lock and persist it
+        (``change`` returns None to leave the record as it is)."""
+        async with self._lock(container_id):
+            current = self._store.containers.get(container_id)
+            if current is None:
+                return None
+            updated = change(current)
+            if updated is None or updated == current:
+                return current
+            await asyncio.to_thread(self._store.put_container, updated)
+            return updated
+
+    # ---- create -------------------------------------------------------------------------
+
+    async def create(self, sandbox_id: str, config: ContainerConfig) -> Container:
+        sandbox = self._store.sandboxes.get(sandbox_id)
+        if sandbox is None:
+            raise NotFound(f"pod sandbox {sandbox_id} not found")
+        if sandbox.state != SandboxState.READY:
+            raise FailedPrecondition(
+                f"pod sandbox {sandbox_id} is not ready (it was stopped); create a new one"
+            )
+        key = container_name_key(config, sandbox.config.metadata)
+        flight = self._inflight.get(key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        holder = self._store.names.holder(key)
+        if holder is not None:
+            existing = self._store.containers.get(holder)
+            if existing is not None and existing.config == config:
+                return existing
+            raise AlreadyExists(
+                f"container name {key!r} is already used by container {holder}; remove it "
+                "first or use another attempt number"
+            )
+        image = self._images.find(config.image)
+        if image is None:
+            raise NotFound(
+                f"image {config.image!r} not found: pull it before creating the container"
+            )
+        container_id = new_id()
+        self._store.names.reserve(key, container_id)
+        flight = asyncio.create_task(self._create(container_id, sandbox, config, image))
+        self._inflight[key] = flight
+
+        def landed(task: asyncio.Task[Container]) -> None:
+            self._inflight.pop(key, None)
+            if task.cancelled() or task.exception() is not None:
+                self._store.names.release(key, container_id)
+
+        flight.add_done_callback(landed)
+        return await asyncio.shield(flight)
+
+    async def _create(
+        self, container_id: str, sandbox: Sandbox, config: ContainerConfig, image: Any
+    ) -> Container:
+        directory = self._dir(container_id)
+        snapshot_key = f"container-{container_id}"
+        rootfs = directory / "rootfs"
+        undo = contextlib.AsyncExitStack()
+        try:
+            await asyncio.to_thread(directory.mkdir, parents=True)
+            undo.push_async_callback(asyncio.to_thread, shutil.rmtree, directory, True)
+            snapshot_mounts = await asyncio.to_thread(
+                self._sn.prepare, snapshot_key, image.chain_id
+            )
+            undo.push_async_callback(
+                asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, snapshot_key
+            )
+            await asyncio.to_thread(rootfs_mod.mount_rootfs, snapshot_mounts, rootfs)
+            undo.push_async_callback(asyncio.to_thread, rootfs_mod.unmount_quietly, rootfs)
+            log_path = _log_path(sandbox, config)
+            spec = oci.build_container_spec(
+                container=config,
+                sandbox=sandbox,
+                image=manifests.parse_image_config(image.config_json.encode()),
+                rootfs=rootfs,
+                cgroups_path=self._sandboxes.cgroups_path(sandbox, container_id),
+                sandbox_files=_sandbox_files(sandbox),
+                namespace_paths=sandbox.namespace_paths,
+                host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
+                cgroup_v2=self._settings.cgroup_v2,
+            )
+            await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
+            container = Container(
+                id=container_id,
+                sandbox_id=sandbox.id,
+                config=config,
+                image_id=image.id,
+                image_name=config.image,
+                state=ContainerState.CREATED,
+                created_at=now_ns(),
+                log_path=str(log_path) if log_path else "",
+                runtime_handler=sandbox.runtime_handler,
+                resources=config.resources,
+                snapshot_key=snapshot_key,
+                bundle=str(directory),
+            )
+            await asyncio.to_thread(self._store.put_container, container)
+        except BaseException:
+            await shielded(undo.aclose())
+            raise
+        undo.pop_all()
+        self._exchange.publish(
+            NAMESPACE,
+            ev.ContainerCreate(container_id=container_id, image=image.id, sandbox_id=sandbox.id),
+        )
+        return container
+
+    # ---- start --------------------------------------------------------------------------
+
+    async def start(self, container_id: str) -> Container:
+        container = self.get(container_id)
+        if container.state != ContainerState.CREATED:
+            raise FailedPrecondition(
+                f"container {container_id} is {container.state.value}: only a created "
+                "container can be started"
+            )
+        sandbox = self._store.sandboxes.get(container.sandbox_id)
+        if sandbox is None or sandbox.state != SandboxState.READY:
+            raise FailedPrecondition(f"pod sandbox of container {container_id} is not ready")
+        directory = Path(container.bundle)
+        log_path = Path(container.log_path) if container.log_path else directory / "console.log"
+        await asyncio.to_thread(log_path.parent.mkdir, parents=True, exist_ok=True)
+        spec = TaskSpec(
+            id=container_id,
+            bundle=directory,
+            runtime=container.runtime_handler,
+            log_path=log_path,
+            stdin=container.config.stdin,
+            stdin_once=container.config.stdin_once,
+            tty=container.config.tty,
+        )
+        started_at = now_ns()
+        try:
+            info = await self._tasks.create(spec)
+            try:
+                await self._tasks.start(container_id)
+            except BaseException:
+                await shielded(self._tasks.delete(container_id, force=True))
+                raise
+        except PinnaceError as exc:
+            message = str(exc)
+            await self._transition(
+                container_id,
+                lambda c: dataclasses.replace(
+                    c,
+                    state=ContainerState.EXITED,
+                    started_at=started_at,
+                    finished_at=now_ns(),
+                    exit_code=EXIT_CODE_START_ERROR,
+                    reason="StartError",
+                    message=message,
+                ),
+            )
+            raise FailedPrecondition(
+                f"failed to start container {container_id}: {message}"
+            ) from exc
+
+        def running(c: Container) -> Container:
+            if c.state == ContainerState.EXITED:  # the exit was recorded first
+                return dataclasses.replace(c, started_at=started_at, pid=info.pid)
+            return dataclasses.replace(
+                c, state=ContainerState.RUNNING, started_at=started_at, pid=info.pid
+            )
+
+        updated = await self._transition(container_id, running)
+        self._exchange.publish(NAMESPACE, ev.TaskStart(container_id=container_id, pid=info.pid))
+        assert updated is not None
+        return updated
+
+    # ---- exits --------------------------------------------------------------------------
+
+    def on_exit(self, exit: TaskExit) -> None:
+        """The task manager's exit callback: record the exit (in a task of its own)."""
+        if self._store.containers.get(exit.id) is None:
+            return  # an infra task, or a container being removed
+        task = asyncio.ensure_future(self.record_exit(exit))
+        self._exit_tasks.add(task)
+        task.add_done_callback(self._exit_tasks.discard)
+
+    async def record_exit(self, exit: TaskExit) -> Container | None:
+        def exited(c: Container) -> Container | None:
+            if c.state == ContainerState.EXITED:
+                return None
+            return dataclasses.replace(
+                c,
+                state=ContainerState.EXITED,
+                finished_at=exit.exited_at,
+                exit_code=exit.exit_code,
+                reason=_exit_reason(exit),
+            )
+
+        before = self._store.containers.get(exit.id)
+        updated = await self._transition(exit.id, exited)
+        if updated is not None and before is not None and before.state != ContainerState.EXITED:
+            exited_at = datetime.fromtimestamp(exit.exited_at / 1e9, tz=UTC)
+            self._exchange.publish(
+                NAMESPACE,
+                ev.TaskExit(
+                    container_id=exit.id,
+                    pid=before.pid,
+                    exit_status=exit.exit_code,
+                    exited_at=exited_at,
+                ),
+            )
+            if exit.oom_killed:
+                self._exchange.publish(NAMESPACE, ev.TaskOOM(container_id=exit.id))
+        return updated
+
+    # ---- stop and remove ----------------------------------------------------------------
+
+    async def stop(self, container_id: str, *, timeout: float) -> None:  # noqa: ASYNC109
+        """Stop with the image's stop signal, then SIGKILL after ``timeout`` s. Unknown ids
+        and containers already stopped are fine (the CRI makes stop idempotent)."""
+        container = self._store.containers.get(container_id)
+        if container is None or container.state != ContainerState.RUNNING:
+            return
+        signal = self._stop_signal(container)
+        try:
+            exit = await self._tasks.stop(container_id, timeout=max(timeout, 0), signal=signal)
+        except NotFound:
+            return
+        await self.record_exit(exit)
+
+    def _stop_signal(self, container: Container) -> int:
+        """The config's stop signal, else the image's, else SIGTERM."""
+        image = self._images.store.lookup(container.image_id)
+        if image is None:
+            return oci.parse_signal(container.config.stop_signal or "SIGTERM")
+        config = manifests.parse_image_config(image.config_json.encode())
+        return oci.stop_signal(config, container.config.stop_signal)
+
+    async def stop_all(self, sandbox_id: str, *, timeout: float) -> None:  # noqa: ASYNC109
+        containers = self._store.containers_of(sandbox_id)
+        await asyncio.gather(*(self.stop(c.id, timeout=timeout) for c in containers))
+
+    async def remove(self, container_id: str) -> None:
+        """Force-stop and delete the container and everything of it. Unknown ids are fine."""
+        container = self._store.containers.get(container_id)
+        if container is None:
+            return
+        if container.state == ContainerState.RUNNING:
+            await self.stop(container_id, timeout=self._settings.stop_timeout_on_remove)
+        async with self._lock(container_id):
+            await self._tasks.delete(container_id, force=True)
+            directory = Path(container.bundle)
+            await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
+            await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, container.snapshot_key)
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+            await asyncio.to_thread(self._store.containers.remove, container_id)
+        sandbox = self._store.sandboxes.get(container.sandbox_id)
+        if sandbox is not None:
+            key = container_name_key(container.config, sandbox.config.metadata)
+            self._store.names.release(key, container_id)
+        else:
+            self._store.names.release_owner(container_id)
+        self._locks.pop(container_id, None)
+        self._exchange.publish(
+            NAMESPACE,
+            ev.ContainerDelete(container_id=container_id, sandbox_id=container.sandbox_id),
+        )
+
+    async def remove_all(self, sandbox_id: str) -> None:
+        for container in self._store.containers_of(sandbox_id):
+            await self.remove(container.id)
+
+    # ---- in a running container ---------------------------------------------------------
+
+    def _running(self, container_id: str) -> Container:
+        container = self.get(container_id)
+        if container.state != ContainerState.RUNNING:
+            raise FailedPrecondition(
+                f"container {container_id} is {container.state.value}, not running"
+            )
+        return container
+
+    async def exec_sync(
+        self,
+        container_id: str,
+        argv: list[str],
+        *,
+        timeout: float | None,  # noqa: ASYNC109 - the command's limit, not this call's
+    ) -> ExecResult:
+        self._running(container_id)
+        return await self._tasks.exec_sync(container_id, argv, timeout=timeout)
+
+    async def update_resources(self, container_id: str, resources: Resources) -> Container:
+        container = self.get(container_id)
+        if container.state == ContainerState.EXITED:
+            raise FailedPrecondition(f"container {container_id} has exited")
+        if container.state == ContainerState.RUNNING:
+            body = oci.resources_spec(resources, cgroup_v2=self._settings.cgroup_v2)
+            await self._tasks.update(container_id, body)
+        else:  # not a task yet: the new limits go into the spec it will start with
+            await asyncio.to_thread(
+                oci.update_spec_resources,
+                Path(container.bundle) / "config.json",
+                resources,
+                cgroup_v2=self._settings.cgroup_v2,
+            )
+        updated = await self._transition(
+            container_id, lambda c: dataclasses.replace(c, resources=resources)
+        )
+        self._exchange.publish(NAMESPACE, ev.ContainerUpdate(container_id=container_id))
+        assert updated is not None
+        return updated
+
+    async def reopen_log(self, container_id: str) -> None:
+        self._running(container_id)
+        await self._tasks.reopen_log(container_id)
+
+    def cgroup_path(self, container: Container) -> str | None:
+        sandbox = self._store.sandboxes.get(container.sandbox_id)
+        if sandbox is None:
+            return None
+        return self._sandboxes.cgroups_path(sandbox, container.id)
+
+    def read_cgroup(self, path: str) -> CgroupStats | None:
+        """Blocking: the cgroup's figures, or None where it does not exist (any more)."""
+        if self._cgroups is None:
+            return None
+        try:
+            return read_stats(self._cgroups, path)
+        except (OSError, NotFound):
+            return None
+
+    def writable_usage(self, container: Container) -> Usage | None:
+        """Blocking: bytes and inodes of the container's writable layer."""
+        try:
+            return self._sn.usage(container.snapshot_key)
+        except (NotFound, OSError):
+            return None
+
+    # ---- after a restart ----------------------------------------------------------------
+
+    async def reconcile(self, recovered: Mapping[str, RecoveredTask]) -> None:
+        """Records against the tasks found alive or exited after a restart; tasks and
+        container directories that no record owns (a crash mid-create) are removed."""
+        known = {c.id for c in self._store.containers.all()}
+        sandbox_ids = {s.id for s in self._store.sandboxes.all()}
+        for task_id in recovered:
+            if task_id not in known and task_id not in sandbox_ids:
+                log.info("deleting task %s that no container owns", task_id)
+                await self._tasks.delete(task_id, force=True)
+        base = self._settings.state_dir / "containers"
+        if base.is_dir():
+            for directory in base.iterdir():
+                if directory.name not in known:
+                    await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
+                    await asyncio.to_thread(
+                        rootfs_mod.remove_snapshot, self._sn, f"container-{directory.name}"
+                    )
+                    await asyncio.to_thread(shutil.rmtree, directory, True)
+        for container in self._store.containers.all():
+            if container.state not in (ContainerState.RUNNING, ContainerState.CREATED):
+                continue
+            task = recovered.get(container.id)
+            if task is None:
+                if container.state == ContainerState.RUNNING:
+                    await self._lost(
+                        container.id, "its task was not found after pinnaced restarted"
+                    )
+                continue
+            if task.exit is not None:
+                await self.record_exit(task.exit)
+            elif not task.conmon_alive:
+                await self._tasks.delete(container.id, force=True)
+                await self._lost(container.id, "its conmon died while pinnaced was down")
+
+    async def _lost(self, container_id: str, why: str) -> None:
+        await self._transition(
+            container_id,
+            lambda c: dataclasses.replace(
+                c,
+                state=ContainerState.EXITED,
+                finished_at=now_ns(),
+                exit_code=255,
+                reason="Unknown",
+                message=f"container lost: {why}",
+            ),
+        )
+
+
+def _log_path(sandbox: Sandbox, config: ContainerConfig) -> Path | None:
+    if not config.log_path or not sandbox.config.log_directory:
+        return None
+    return Path(sandbox.config.log_directory) / config.log_path
+
+
+def _sandbox_files(sandbox: Sandbox) -> oci.SandboxFiles:
+    directory = Path(sandbox.state_dir)
+    host_ipc = sandbox.config.security.namespaces.ipc == NamespaceMode.NODE
+    return oci.SandboxFiles(
+        hostname=directory / "hostname",
+        hosts=directory / "hosts",
+        resolv_conf=directory / "resolv.conf",
+        shm=Path("/dev/shm") if host_ipc else directory / "shm",
+    )

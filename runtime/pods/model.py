@@ -1,0 +1,276 @@
+"""Pods and containers in the runtime's own words: what a caller asks for (``SandboxConfig``,
+``ContainerConfig``) and what the runtime keeps (``Sandbox``, ``Container``).
+
+These mirror the CRI's messages closely because the CRI is the contract, but they are plain
+frozen dataclasses: ``cri/translate`` converts protobuf to and from them, and nothing below
+``cri/`` sees protobuf. Times are integers in nanoseconds since the epoch, as the CRI reports
+them.
+
+Terms:
+
+sandbox
+    A pod's shared environment: its pinned network, IPC and UTS namespaces (or the node's),
+    its cgroup parent, hostname, /etc/hosts, /etc/resolv.conf and /dev/shm, and an infra
+    container only when the pod shares one PID namespace.
+container
+    One process tree of a pod, run from an image as a runc (or crun) task under conmon,
+    joining the sandbox's namespaces.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runtime.events.types import DnsConfig, PortMapping
+
+__all__ = [
+    "Capabilities",
+    "Container",
+    "ContainerConfig",
+    "ContainerState",
+    "Device",
+    "DnsConfig",
+    "Mount",
+    "NamespaceMode",
+    "NamespaceOptions",
+    "PodMetadata",
+    "PortMapping",
+    "Propagation",
+    "Resources",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxState",
+    "SecurityContext",
+    "SecurityProfile",
+]
+
+
+class NamespaceMode(enum.Enum):
+    """Which namespace a pod or container uses for one kind (CRI ``NamespaceMode``)."""
+
+    POD = "pod"
+    CONTAINER = "container"
+    NODE = "node"
+    TARGET = "target"
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceOptions:
+    """Network, PID and IPC namespace modes; ``target_id`` names the container for TARGET."""
+
+    network: NamespaceMode = NamespaceMode.POD
+    pid: NamespaceMode = NamespaceMode.CONTAINER
+    ipc: NamespaceMode = NamespaceMode.POD
+    target_id: str = ""
+
+
+class ProfileType(enum.Enum):
+    RUNTIME_DEFAULT = "runtime/default"
+    UNCONFINED = "unconfined"
+    LOCALHOST = "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityProfile:
+    """A seccomp or AppArmor profile choice."""
+
+    type: ProfileType = ProfileType.RUNTIME_DEFAULT
+    localhost_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HugepageLimit:
+    page_size: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Linux resource limits (CRI ``LinuxContainerResources``); 0 / empty means unset."""
+
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    cpu_shares: int = 0
+    memory_limit_in_bytes: int = 0
+    oom_score_adj: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    hugepage_limits: tuple[HugepageLimit, ...] = ()
+    unified: Mapping[str, str] = field(default_factory=dict)
+    memory_swap_limit_in_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Capabilities to add to and drop from the default set (names like ``NET_ADMIN``, or
+    ``ALL``)."""
+
+    add: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    add_ambient: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityContext:
+    """A container's (or pod's) Linux security settings. ``run_as_user`` None means the
+    image's user; ``run_as_username`` is resolved through the image's /etc/passwd."""
+
+    privileged: bool = False
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    namespaces: NamespaceOptions = field(default_factory=NamespaceOptions)
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_username: str = ""
+    readonly_rootfs: bool = False
+    supplemental_groups: tuple[int, ...] = ()
+    no_new_privs: bool = False
+    masked_paths: tuple[str, ...] | None = None
+    readonly_paths: tuple[str, ...] | None = None
+    seccomp: SecurityProfile = field(
+        default_factory=lambda: SecurityProfile(ProfileType.UNCONFINED)
+    )
+    apparmor: SecurityProfile = field(
+        default_factory=lambda: SecurityProfile(ProfileType.UNCONFINED)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PodMetadata:
+    """The pod's identity in Kubernetes: name, UID, namespace and attempt."""
+
+    name: str
+    uid: str
+    namespace: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """What RunPodSandbox asks for."""
+
+    metadata: PodMetadata
+    hostname: str = ""
+    log_directory: str = ""
+    dns: DnsConfig | None = None
+    port_mappings: tuple[PortMapping, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    cgroup_parent: str = ""
+    security: SecurityContext = field(default_factory=SecurityContext)
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    overhead: Resources | None = None
+    resources: Resources | None = None
+    runtime_handler: str = ""
+
+
+class SandboxState(enum.Enum):
+    READY = "ready"
+    NOTREADY = "notready"
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A pod sandbox as the runtime keeps it. ``namespace_paths`` maps ``net``/``ipc``/``uts``
+    (and ``pid`` when there is an infra container) to the files that hold them; a kind the pod
+    takes from the node is absent."""
+
+    id: str
+    config: SandboxConfig
+    state: SandboxState
+    created_at: int
+    runtime_handler: str
+    namespace_paths: Mapping[str, str] = field(default_factory=dict)
+    cgroup_parent: str = ""
+    hostname: str = ""
+    ip: str = ""
+    additional_ips: tuple[str, ...] = ()
+    infra_container_id: str = ""
+    infra_pid: int = 0
+    state_dir: str = ""
+
+
+class Propagation(enum.Enum):
+    PRIVATE = "private"
+    HOST_TO_CONTAINER = "rslave"
+    BIDIRECTIONAL = "rshared"
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A bind mount from the host (CRI ``Mount``)."""
+
+    container_path: str
+    host_path: str
+    readonly: bool = False
+    propagation: Propagation = Propagation.PRIVATE
+    selinux_relabel: bool = False
+    recursive_read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A host device made available in the container (CRI ``Device``)."""
+
+    container_path: str
+    host_path: str
+    permissions: str = "rwm"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerConfig:
+    """What CreateContainer asks for. ``image`` is what the caller named; ``envs`` keep their
+    order (later entries win)."""
+
+    name: str
+    attempt: int = 0
+    image: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    working_dir: str = ""
+    envs: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    devices: tuple[Device, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    log_path: str = ""
+    stdin: bool = False
+    stdin_once: bool = False
+    tty: bool = False
+    resources: Resources | None = None
+    security: SecurityContext = field(default_factory=SecurityContext)
+    stop_signal: str = ""
+
+
+class ContainerState(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A container as the runtime keeps it. ``image_id`` is the image's id (config digest);
+    ``image_name`` what the caller named. ``log_path`` is absolute (the sandbox's log directory
+    joined with the config's log path) or empty."""
+
+    id: str
+    sandbox_id: str
+    config: ContainerConfig
+    image_id: str
+    image_name: str
+    state: ContainerState
+    created_at: int
+    started_at: int = 0
+    finished_at: int = 0
+    exit_code: int = 0
+    reason: str = ""
+    message: str = ""
+    pid: int = 0
+    log_path: str = ""
+    runtime_handler: str = ""
+    resources: Resources | None = None
+    snapshot_key: str = ""
+    bundle: str = ""

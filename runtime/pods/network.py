@@ -1,0 +1,104 @@
+"""A sandbox's network, reached through the event exchange.
+
+The sandbox controller does not call CNI. It publishes the fact that a pod's network namespace
+exists (``/sandboxes/netns-created``, with the pod's identity and port mappings) and awaits,
+with a deadline, the network manager's answer for that sandbox (``/network/attached`` or
+``/network/failed``). Teardown is the same in reverse (``/sandboxes/netns-removing`` →
+``/network/detached``). Any other subscriber, an SDN agent say, sees the same facts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from runtime.errors import FailedPrecondition, InvalidArgument
+from runtime.events import types as ev
+from runtime.events.exchange import Exchange
+from runtime.pods.model import Sandbox
+
+NAMESPACE = "k8s.io"
+INGRESS_ANNOTATION = "kubernetes.io/ingress-bandwidth"
+EGRESS_ANNOTATION = "kubernetes.io/egress-bandwidth"
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)([kMGTPE]i?)?$")
+_FACTORS = {
+    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def _bits_per_second(value: str, annotation: str) -> int:
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        raise InvalidArgument(
+            f"annotation {annotation}={value!r} is not a quantity like '10M' (bits per second)"
+        )
+    return int(float(match.group(1)) * _FACTORS[match.group(2)])
+
+
+def bandwidth(annotations: Mapping[str, str]) -> ev.Bandwidth | None:
+    """The pod's traffic shaping from the usual Kubernetes annotations (None if unset). The
+    burst is what kubelet's kubenet used: as large as the rate allows in one second."""
+    ingress = annotations.get(INGRESS_ANNOTATION)
+    egress = annotations.get(EGRESS_ANNOTATION)
+    if not ingress and not egress:
+        return None
+    ingress_rate = _bits_per_second(ingress, INGRESS_ANNOTATION) if ingress else 0
+    egress_rate = _bits_per_second(egress, EGRESS_ANNOTATION) if egress else 0
+    return ev.Bandwidth(
+        ingress_rate=ingress_rate,
+        ingress_burst=ingress_rate,
+        egress_rate=egress_rate,
+        egress_burst=egress_rate,
+    )
+
+
+class EventNetwork:
+    """Attach and detach sandboxes by publishing facts and awaiting the network manager's."""
+
+    def __init__(self, exchange: Exchange, *, timeout: float) -> None:
+        self._exchange = exchange
+        self._timeout = timeout
+
+    async def attach(self, sandbox: Sandbox) -> tuple[str, ...]:
+        """Publish the sandbox's netns; return its IPs once the network manager attached it."""
+        meta = sandbox.config.metadata
+        fact = ev.SandboxNetnsCreated(
+            sandbox_id=sandbox.id,
+            netns_path=sandbox.namespace_paths["net"],
+            pod_name=meta.name,
+            pod_namespace=meta.namespace,
+            pod_uid=meta.uid,
+            port_mappings=sandbox.config.port_mappings,
+            dns=sandbox.config.dns,
+            bandwidth=bandwidth(sandbox.config.annotations),
+        )
+        answer = await self._exchange.wait_for(
+            f'topic~="^/network/(attached|failed)$",event.sandbox_id=="{sandbox.id}"',
+            trigger=lambda: self._exchange.publish(NAMESPACE, fact),
+            timeout=self._timeout,
+        )
+        event = answer.event
+        if isinstance(event, ev.NetworkFailed):
+            raise FailedPrecondition(f"failed to set up the pod network: {event.message}")
+        assert isinstance(event, ev.NetworkAttached)
+        return tuple(ip.address.split("/", 1)[0] for ip in event.ips)
+
+    async def detach(self, sandbox: Sandbox) -> None:
+        """Publish that the sandbox's netns is going; return once it is detached."""
+        meta = sandbox.config.metadata
+        fact = ev.SandboxNetnsRemoving(
+            sandbox_id=sandbox.id,
+            netns_path=sandbox.namespace_paths.get("net", ""),
+            pod_name=meta.name,
+            pod_namespace=meta.namespace,
+            pod_uid=meta.uid,
+            port_mappings=sandbox.config.port_mappings,
+        )
+        answer = await self._exchange.wait_for(
+            f'topic~="^/network/(detached|failed)$",event.sandbox_id=="{sandbox.id}"',
+            trigger=lambda: self._exchange.publish(NAMESPACE, fact),
+            timeout=self._timeout,
+        )
+        if isinstance(answer.event, ev.NetworkFailed):
+            raise FailedPrecondition(f"failed to tear down the pod network: {answer.event.message}")

@@ -1,0 +1,37 @@
+"""Mounted root filesystems from snapshots, and the other small kernel-facing steps the pod
+controllers share. Blocking: call through ``asyncio.to_thread``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from runtime import mount as mounts
+from runtime.errors import FailedPrecondition, NotFound
+from runtime.snapshots.interfaces import Snapshotter
+
+
+def mount_rootfs(snapshot_mounts: list[mounts.Mount], target: Path) -> None:
+    """Mount a snapshot's mounts at ``target`` (created if needed)."""
+    target.mkdir(parents=True, exist_ok=True)
+    mounts.mount_all(snapshot_mounts, target)
+
+
+def unmount_quietly(target: Path) -> None:
+    """Unmount whatever is mounted at ``target``; a missing target is fine."""
+    if target.exists():
+        mounts.unmount_all(target)
+
+
+def remove_snapshot(sn: Snapshotter, key: str) -> None:
+    """Remove snapshot ``key`` if it exists."""
+    with contextlib.suppress(NotFound, FailedPrecondition):
+        sn.remove(key)
+
+
+def own_oom_score_adj() -> int:
+    """This process's oom_score_adj: without CAP_SYS_RESOURCE no task may be given less."""
+    try:
+        return int(Path("/proc/self/oom_score_adj").read_text())
+    except (OSError, ValueError):
+        return 0

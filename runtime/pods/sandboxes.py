@@ -1,0 +1,405 @@
+"""The sandbox controller: RunPodSandbox, StopPodSandbox and RemovePodSandbox in domain terms.
+
+A sandbox's life, and what each step leaves on the node (undone in reverse on failure)::
+
+    run:    state dir ─► pinned net/ipc/uts namespaces ─► hostname, hosts, resolv.conf
+            ─► /dev/shm tmpfs ─► sysctls ─► [infra task, only for a shared PID namespace]
+            ─► [network attached through the event exchange] ─► record (READY)
+    stop:   [network detached] ─► infra stopped ─► namespaces unpinned, shm unmounted
+            ─► record (NOTREADY)
+    remove: stop ─► infra rootfs and snapshot removed ─► state dir removed ─► record removed
+
+The record is written last on ``run``, so a daemon that crashes half-way leaves a state
+directory with no record, which ``reconcile`` removes at the next start. A create that outlives
+its caller keeps going; the caller's retry with the same pod metadata receives its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from runtime import mount as mounts
+from runtime import oci
+from runtime.aio import shielded
+from runtime.cgroups import CgroupMounts
+from runtime.cgroups import remove as remove_cgroup
+from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from runtime.events import types as ev
+from runtime.events.exchange import Exchange
+from runtime.images import manifest as manifests
+from runtime.images.service import ImageService
+from runtime.images.store import ImageRecord
+from runtime.mount import Mount
+from runtime.pods import rootfs as rootfs_mod
+from runtime.pods.files import write_sandbox_files
+from runtime.pods.model import NamespaceMode, Sandbox, SandboxConfig, SandboxState
+from runtime.pods.settings import PodSettings
+from runtime.pods.store import PodStore, sandbox_name_key
+from runtime.sandbox import namespaces as nsmod
+from runtime.sandbox.namespaces import NamespaceKind
+from runtime.snapshots.interfaces import Snapshotter
+from runtime.tasks.interfaces import TaskSpec
+from runtime.tasks.manager import TaskManager
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "k8s.io"
+# Attaches a new sandbox to the pod network and returns its IPs (first is the primary);
+# detaches on teardown. None when the node has no pod network (loopback only).
+NetworkAttach = Callable[[Sandbox], Awaitable[tuple[str, ...]]]
+NetworkDetach = Callable[[Sandbox], Awaitable[None]]
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class SandboxController:
+    """Creates, stops and removes pod sandboxes."""
+
+    def __init__(
+        self,
+        *,
+        store: PodStore,
+        tasks: TaskManager,
+        images: ImageService,
+        snapshotter: Snapshotter,
+        exchange: Exchange,
+        settings: PodSettings,
+        cgroups: CgroupMounts | None,
+        attach: NetworkAttach | None = None,
+        detach: NetworkDetach | None = None,
+    ) -> None:
+        self._store = store
+        self._tasks = tasks
+        self._images = images
+        self._sn = snapshotter
+        self._exchange = exchange
+        self._settings = settings
+        self._cgroups = cgroups
+        self._attach = attach
+        self._detach = detach
+        self._inflight: dict[str, asyncio.Task[Sandbox]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _dir(self, sandbox_id: str) -> Path:
+        return self._settings.state_dir / "sandboxes" / sandbox_id
+
+    def lock(self, sandbox_id: str) -> asyncio.Lock:
+        """The lock that orders stop and remove of one sandbox (never held across pods)."""
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+
+    # ---- run ----------------------------------------------------------------------------
+
+    async def run(self, config: SandboxConfig) -> Sandbox:
+        handler = self._settings.handler(config.runtime_handler)
+        if handler not in self._settings.handlers:
+            raise InvalidArgument(
+                f"runtime handler {handler!r} is not configured; configured handlers: "
+                f"{', '.join(self._settings.handlers)}"
+            )
+        key = sandbox_name_key(config.metadata)
+        flight = self._inflight.get(key)
+        if flight is not None:
+            # kubelet's retry of a creation still running: wait for its result
+            return await asyncio.shield(flight)
+        holder = self._store.names.holder(key)
+        if holder is not None:
+            existing = self._store.sandboxes.get(holder)
+            if existing is not None and existing.config == config:
+                return existing  # the retry of a creation that finished after the deadline
+            raise AlreadyExists(
+                f"pod sandbox name {key!r} is already used by sandbox {holder}; remove it "
+                "first or use another attempt number"
+            )
+        sandbox_id = new_id()
+        self._store.names.reserve(key, sandbox_id)
+        flight = asyncio.create_task(self._create(sandbox_id, config, handler))
+        self._inflight[key] = flight
+
+        def landed(task: asyncio.Task[Sandbox]) -> None:
+            self._inflight.pop(key, None)
+            if task.cancelled() or task.exception() is not None:
+                self._store.names.release(key, sandbox_id)
+
+        flight.add_done_callback(landed)
+        return await asyncio.shield(flight)
+
+    async def _create(self, sandbox_id: str, config: SandboxConfig, handler: str) -> Sandbox:
+        directory = self._dir(sandbox_id)
+        undo = contextlib.AsyncExitStack()
+        try:
+            sandbox = await self._build(sandbox_id, config, handler, directory, undo)
+            await asyncio.to_thread(self._store.put_sandbox, sandbox)
+        except BaseException:
+            await shielded(undo.aclose())
+            await shielded(asyncio.to_thread(shutil.rmtree, directory, True))
+            raise
+        undo.pop_all()
+        self._exchange.publish(NAMESPACE, ev.SandboxStart(sandbox_id=sandbox_id))
+        log.info(
+            "sandbox %s (%s/%s) ready",
+            sandbox_id[:12],
+            config.metadata.namespace,
+            config.metadata.name,
+        )
+        return sandbox
+
+    async def _build(
+        self,
+        sandbox_id: str,
+        config: SandboxConfig,
+        handler: str,
+        directory: Path,
+        undo: contextlib.AsyncExitStack,
+    ) -> Sandbox:
+        ns = config.security.namespaces
+        host_network = ns.network == NamespaceMode.NODE
+        host_ipc = ns.ipc == NamespaceMode.NODE
+        if ns.network == NamespaceMode.TARGET or ns.ipc == NamespaceMode.TARGET:
+            raise InvalidArgument("pod namespaces cannot be of mode TARGET (containers only)")
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
+
+        kinds: set[NamespaceKind] = set()
+        if not host_network:
+            kinds |= {NamespaceKind.NET, NamespaceKind.UTS}
+        if not host_ipc:
+            kinds.add(NamespaceKind.IPC)
+        paths: dict[str, str] = {}
+        if kinds:
+            hostname = config.hostname if NamespaceKind.UTS in kinds and config.hostname else None
+            pinned = await nsmod.pin_namespaces(
+                directory / "ns", kinds=frozenset(kinds), hostname=hostname
+            )
+            undo.push_async_callback(nsmod.unpin, directory / "ns")
+            paths = {kind.value: str(path) for kind, path in pinned.paths.items()}
+            if config.sysctls:
+                await nsmod.sysctls(pinned.paths, config.sysctls)
+        elif config.sysctls:
+            raise InvalidArgument(
+                "sysctls need the pod's own network or IPC namespace; this pod uses the node's"
+            )
+
+        hostname = config.hostname or (os.uname().nodename if host_network else "")
+        await asyncio.to_thread(
+            write_sandbox_files,
+            directory,
+            hostname=hostname,
+            dns=config.dns,
+            host_network=host_network,
+        )
+        if not host_ipc:
+            shm = directory / "shm"
+            await asyncio.to_thread(self._mount_shm, shm)
+            undo.push_async_callback(asyncio.to_thread, rootfs_mod.unmount_quietly, shm)
+
+        cgroup_parent = (
+            config.cgroup_parent or f"{self._settings.default_cgroup_parent}/{sandbox_id}"
+        )
+        sandbox = Sandbox(
+            id=sandbox_id,
+            config=config,
+            state=SandboxState.READY,
+            created_at=now_ns(),
+            runtime_handler=handler,
+            namespace_paths=paths,
+            cgroup_parent=cgroup_parent,
+            hostname=hostname,
+            state_dir=str(directory),
+        )
+        if not config.cgroup_parent:
+            undo.push_async_callback(self._remove_cgroup, cgroup_parent)
+
+        if ns.pid == NamespaceMode.POD or self._settings.always_infra:
+            pid = await self._start_infra(sandbox, undo)
+            sandbox = dataclasses.replace(
+                sandbox,
+                infra_container_id=sandbox_id,
+                infra_pid=pid,
+                namespace_paths={**paths, "pid": f"/proc/{pid}/ns/pid"},
+            )
+
+        if not host_network and self._attach is not None:
+            ips = await self._attach(sandbox)
+            if self._detach is not None:
+                undo.push_async_callback(self._detach, sandbox)
+            sandbox = dataclasses.replace(
+                sandbox, ip=ips[0] if ips else "", additional_ips=tuple(ips[1:])
+            )
+        return sandbox
+
+    def _mount_shm(self, target: Path) -> None:
+        target.mkdir(mode=0o755)
+        options = ("nosuid", "nodev", "noexec", "mode=1777", f"size={self._settings.shm_size}")
+        mounts.mount_all([Mount("tmpfs", "shm", options)], target)
+
+    async def _sandbox_image(self) -> ImageRecord:
+        record = self._images.find(self._settings.sandbox_image)
+        if record is None:
+            log.info("pulling sandbox image %s", self._settings.sandbox_image)
+            record = await self._images.pull(self._settings.sandbox_image)
+        return record
+
+    async def _start_infra(self, sandbox: Sandbox, undo: contextlib.AsyncExitStack) -> int:
+        """Run the infra (pause) process that holds the pod's shared PID namespace."""
+        image = await self._sandbox_image()
+        directory = Path(sandbox.state_dir)
+        rootfs = directory / "rootfs"
+        key = f"sandbox-{sandbox.id}"
+        snapshot_mounts = await asyncio.to_thread(self._sn.prepare, key, image.chain_id)
+        undo.push_async_callback(asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, key)
+        await asyncio.to_thread(rootfs_mod.mount_rootfs, snapshot_mounts, rootfs)
+        undo.push_async_callback(asyncio.to_thread, rootfs_mod.unmount_quietly, rootfs)
+        spec = oci.build_infra_spec(
+            sandbox=sandbox,
+            image=manifests.parse_image_config(image.config_json.encode()),
+            rootfs=rootfs,
+            cgroups_path=self._cgroups_path(sandbox, sandbox.id),
+            namespace_paths=sandbox.namespace_paths,
+            host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
+            cgroup_v2=self._settings.cgroup_v2,
+            image_name=image.repo_tags[0] if image.repo_tags else image.id,
+        )
+        await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
+        task = TaskSpec(
+            id=sandbox.id,
+            bundle=directory,
+            runtime=sandbox.runtime_handler,
+            log_path=directory / "infra.log",
+        )
+        info = await self._tasks.create(task)
+        undo.push_async_callback(self._tasks.delete, sandbox.id, force=True)
+        await self._tasks.start(sandbox.id)
+        return info.pid
+
+    def _cgroups_path(self, sandbox: Sandbox, name: str) -> str:
+        if self._settings.cgroup_driver == "systemd":
+            parent = sandbox.config.cgroup_parent or "system.slice"
+            return f"{parent}:pinnace:{name}"
+        return f"{sandbox.cgroup_parent}/{name}"
+
+    def cgroups_path(self, sandbox: Sandbox, name: str) -> str:
+        """Where a task of this pod (its infra or a container ``name``) has its cgroup."""
+        return self._cgroups_path(sandbox, name)
+
+    async def _remove_cgroup(self, path: str) -> None:
+        """Remove a pod cgroup pinnace made (the default parent), and the shared parent above
+        it once that is empty (rmdir of a non-empty cgroup fails harmlessly)."""
+        if self._cgroups is not None and self._settings.cgroup_driver == "cgroupfs":
+            await asyncio.to_thread(_remove_cgroup_quietly, self._cgroups, path)
+            parent = self._settings.default_cgroup_parent
+            if path.startswith(parent + "/"):
+                await asyncio.to_thread(_rmdir_quietly, self._cgroups, parent)
+
+    # ---- stop and remove -------------------------------------------------------------------
+
+    async def stop(self, sandbox_id: str) -> Sandbox | None:
+        """Release the sandbox's resources, keeping its record (NOTREADY). The caller has
+        stopped the pod's containers. Unknown ids are fine (None)."""
+        sandbox = self._store.sandboxes.get(sandbox_id)
+        if sandbox is None:
+            return None
+        directory = Path(sandbox.state_dir)
+        if sandbox.ip and self._detach is not None:
+            await self._detach(sandbox)
+        if sandbox.infra_container_id:
+            with contextlib.suppress(NotFound):
+                await self._tasks.stop(sandbox.infra_container_id, timeout=0)
+        await nsmod.unpin(directory / "ns")
+        await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "shm")
+        stopped = dataclasses.replace(
+            sandbox, state=SandboxState.NOTREADY, infra_pid=0, ip="", additional_ips=()
+        )
+        if stopped != sandbox:
+            await asyncio.to_thread(self._store.put_sandbox, stopped)
+            if sandbox.state == SandboxState.READY:
+                self._exchange.publish(NAMESPACE, ev.SandboxStop(sandbox_id=sandbox_id))
+        return stopped
+
+    async def remove(self, sandbox_id: str) -> None:
+        """Delete everything of a stopped sandbox, and its record. Unknown ids are fine."""
+        sandbox = self._store.sandboxes.get(sandbox_id)
+        if sandbox is None:
+            return
+        sandbox = await self.stop(sandbox_id) or sandbox
+        directory = Path(sandbox.state_dir)
+        if sandbox.infra_container_id:
+            await self._tasks.delete(sandbox.infra_container_id, force=True)
+        await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
+        await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{sandbox_id}")
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+        if not sandbox.config.cgroup_parent:
+            await self._remove_cgroup(sandbox.cgroup_parent)
+        await asyncio.to_thread(self._store.sandboxes.remove, sandbox_id)
+        self._store.names.release(sandbox_name_key(sandbox.config.metadata), sandbox_id)
+        self._locks.pop(sandbox_id, None)
+        self._exchange.publish(NAMESPACE, ev.SandboxDelete(sandbox_id=sandbox_id))
+
+    # ---- after a restart ------------------------------------------------------------------
+
+    async def reconcile(self, live_tasks: dict[str, Any]) -> None:
+        """Bring records in line with the node after a daemon restart: a READY sandbox whose
+        namespaces or infra process are gone is NOTREADY; state directories without a record
+        (a crash during a create) are torn down."""
+        known = {s.id for s in self._store.sandboxes.all()}
+        base = self._settings.state_dir / "sandboxes"
+        leftovers = [p for p in base.iterdir() if p.name not in known] if base.is_dir() else []
+        for directory in leftovers:
+            log.info("removing the remains of sandbox %s (created while crashing)", directory.name)
+            await self._tasks.delete(directory.name, force=True)
+            await nsmod.unpin(directory / "ns")
+            for sub in ("shm", "rootfs"):
+                await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / sub)
+            await asyncio.to_thread(
+                rootfs_mod.remove_snapshot, self._sn, f"sandbox-{directory.name}"
+            )
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+        for sandbox in self._store.sandboxes.all():
+            if sandbox.state != SandboxState.READY:
+                continue
+            pinned = [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
+            pins_ok = await asyncio.to_thread(_all_pinned, pinned)
+            infra = (
+                live_tasks.get(sandbox.infra_container_id) if sandbox.infra_container_id else None
+            )
+            infra_ok = not sandbox.infra_container_id or (
+                infra is not None and infra.exit is None and infra.conmon_alive
+            )
+            if pins_ok and infra_ok:
+                if infra is not None and infra.info.pid != sandbox.infra_pid:
+                    sandbox = dataclasses.replace(sandbox, infra_pid=infra.info.pid)
+                    await asyncio.to_thread(self._store.put_sandbox, sandbox)
+                continue
+            log.warning("sandbox %s lost its namespaces or infra process: NOTREADY", sandbox.id)
+            await self.stop(sandbox.id)
+
+
+def _all_pinned(paths: list[Path]) -> bool:
+    return all(nsmod.is_pinned(p) for p in paths)
+
+
+def _rmdir_quietly(cgroups: CgroupMounts, path: str) -> None:
+    for directory in cgroups.hierarchy_dirs(path):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
+def _remove_cgroup_quietly(cgroups: CgroupMounts, path: str) -> None:
+    try:
+        remove_cgroup(cgroups, path)
+    except (OSError, FailedPrecondition) as exc:
+        log.warning("pod cgroup %s not removed: %s", path, exc)

@@ -1,0 +1,119 @@
+"""The pod service: what spans sandboxes and their containers (stopping and removing a pod,
+recovery after a restart, statistics), over the two controllers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from runtime.cgroups import CgroupStats, CpuSampler
+from runtime.pods.containers import ContainerController
+from runtime.pods.model import Container, Sandbox
+from runtime.pods.sandboxes import SandboxController
+from runtime.pods.store import PodStore
+from runtime.snapshots.interfaces import Usage
+from runtime.tasks.manager import TaskManager
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerFigures:
+    """One reading of a container's figures (None where unavailable: not started, gone)."""
+
+    container: Container
+    timestamp_ns: int
+    cgroup: CgroupStats | None
+    usage_nano_cores: int | None
+    writable: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxFigures:
+    sandbox: Sandbox
+    timestamp_ns: int
+    cgroup: CgroupStats | None
+    usage_nano_cores: int | None
+    containers: tuple[ContainerFigures, ...]
+
+
+class PodService:
+    """Pods as wholes. Stop and remove of one pod are ordered by that pod's lock; different
+    pods never wait on each other."""
+
+    def __init__(
+        self,
+        *,
+        store: PodStore,
+        tasks: TaskManager,
+        sandboxes: SandboxController,
+        containers: ContainerController,
+    ) -> None:
+        self.store = store
+        self.sandboxes = sandboxes
+        self.containers = containers
+        self._tasks = tasks
+        self._cpu = CpuSampler()
+
+    async def stop_sandbox(self, sandbox_id: str) -> None:
+        """Kill the pod's containers and release its resources (the record stays)."""
+        async with self.sandboxes.lock(sandbox_id):
+            await self.containers.stop_all(sandbox_id, timeout=0)
+            await self.sandboxes.stop(sandbox_id)
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        """Force-stop and delete the pod, its containers and its record."""
+        async with self.sandboxes.lock(sandbox_id):
+            await self.containers.stop_all(sandbox_id, timeout=0)
+            await self.containers.remove_all(sandbox_id)
+            await self.sandboxes.remove(sandbox_id)
+
+    async def recover(self) -> None:
+        """At start: load records, find the tasks of the previous run, reconcile both."""
+        await asyncio.to_thread(self.store.load)
+        found = {task.info.id: task for task in await self._tasks.recover()}
+        await self.sandboxes.reconcile(found)
+        await self.containers.reconcile(found)
+
+    # ---- statistics ---------------------------------------------------------------------
+
+    def _container_figures(self, container: Container) -> ContainerFigures:
+        now = time.time_ns()
+        path = self.containers.cgroup_path(container)
+        cgroup = self.containers.read_cgroup(path) if path else None
+        rate = (
+            self._cpu.sample(container.id, cgroup.cpu_usage_ns, time.monotonic_ns())
+            if cgroup is not None
+            else None
+        )
+        return ContainerFigures(
+            container=container,
+            timestamp_ns=now,
+            cgroup=cgroup,
+            usage_nano_cores=rate,
+            writable=self.containers.writable_usage(container),
+        )
+
+    async def container_figures(self, containers: list[Container]) -> list[ContainerFigures]:
+        def read() -> list[ContainerFigures]:
+            return [self._container_figures(c) for c in containers]
+
+        return await asyncio.to_thread(read)
+
+    async def sandbox_figures(self, sandboxes: list[Sandbox]) -> list[SandboxFigures]:
+        def read() -> list[SandboxFigures]:
+            out = []
+            for sandbox in sandboxes:
+                now = time.time_ns()
+                cgroup = self.containers.read_cgroup(sandbox.cgroup_parent)
+                rate = (
+                    self._cpu.sample(f"pod-{sandbox.id}", cgroup.cpu_usage_ns, time.monotonic_ns())
+                    if cgroup is not None
+                    else None
+                )
+                members = tuple(
+                    self._container_figures(c) for c in self.store.containers_of(sandbox.id)
+                )
+                out.append(SandboxFigures(sandbox, now, cgroup, rate, members))
+            return out
+
+        return await asyncio.to_thread(read)
