@@ -82,6 +82,7 @@ class ProtoSpec:
 PROTOS: tuple[ProtoSpec, ...] = (
     ProtoSpec(source="runtime/v1/api.proto", package_dir="cri/api/runtime/v1"),
     ProtoSpec(source="pinnace/images/v1/images.proto", package_dir="cri/api/pinnace/images/v1"),
+    ProtoSpec(source="pinnace/events/v1/events.proto", package_dir="cri/api/pinnace/events/v1"),
 )
 
 # Each directory from cri/api down to a target package must be a package.
@@ -186,7 +187,8 @@ def check(*, protos: Sequence[ProtoSpec] = PROTOS, root: Path = REPO_ROOT) -> li
             if not (root / pkg / "__init__.py").exists():
                 problems.append(f"{pkg}/__init__.py: missing")
     expected_set = {str(rel) for rel in expected}
-    for path in sorted((root / API_ROOT).rglob("*_pb2*.py*")):
+    generated = [*(root / API_ROOT).rglob("*_pb2*.py"), *(root / API_ROOT).rglob("*_pb2*.pyi")]
+    for path in sorted(generated):
         found = str(path.relative_to(root))
         if found not in expected_set:
             problems.append(f"{found}: generated file with no proto in PROTOS (stale?)")

@@ -1,0 +1,1 @@
+"""Generated code for pinnace's own APIs (see proto/pinnace)."""
