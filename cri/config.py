@@ -147,8 +147,13 @@ class RuntimeConfig:
         }
     )
     cgroup_driver: str = "cgroupfs"
+    conmon: Path = Path("/usr/bin/conmon")
+    always_infra: bool = False
+    shm_size: int = 64 * 1024 * 1024
 
     def validate(self) -> None:
+        if self.shm_size <= 0:
+            raise InvalidArgument(f"runtime.shm_size: must be positive, got {self.shm_size}")
         if self.default_handler not in self.handlers:
             raise InvalidArgument(
                 f"runtime.default_handler: {self.default_handler!r} is not among the "
@@ -161,6 +166,23 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """Pod networking by CNI plugins: where their configs and binaries are."""
+
+    cni_conf_dir: Path = Path("/etc/cni/net.d")
+    cni_bin_dirs: tuple[Path, ...] = (Path("/opt/cni/bin"), Path("/usr/lib/cni"))
+    cni_cache_dir: Path | None = None  # None: <daemon.root>/cni
+    setup_timeout: float = 120.0
+
+    def validate(self) -> None:
+        if not self.cni_bin_dirs:
+            raise InvalidArgument("network.cni_bin_dirs: give at least one directory")
+        for path in (self.cni_conf_dir, *self.cni_bin_dirs):
+            if not path.is_absolute():
+                raise InvalidArgument(f"network: {path} must be an absolute path")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -168,8 +190,10 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def validate(self) -> Config:
+        self.network.validate()
         self.daemon.validate()
         self.metrics.validate()
         self.images.validate()
@@ -195,6 +219,10 @@ def _coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     kind = str(f.type)
     if key.endswith("timeout"):
         return parse_duration(value, key=key)
+    if key.endswith("_dirs") and isinstance(value, list):
+        if not all(isinstance(v, str) and v for v in value):
+            raise InvalidArgument(f"{key}: expected a list of path strings")
+        return tuple(Path(v) for v in value)
     if key.endswith("socket_mode"):
         try:
             mode = int(value, 8) if isinstance(value, str) else int(value)
@@ -207,6 +235,10 @@ def _coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
         if not isinstance(value, str) or not value:
             raise InvalidArgument(f"{key}: expected a path string")
         return Path(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{key}: expected true or false, got {value!r}")
+        return value
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidArgument(f"{key}: expected an integer, got {value!r}")
@@ -215,6 +247,10 @@ def _coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise InvalidArgument(f"{key}: expected a string, got {value!r}")
         return value
+    if kind.startswith("tuple[Path"):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise InvalidArgument(f"{key}: expected a list of path strings")
+        return tuple(Path(v) for v in value)
     if key.endswith("registry_auths"):
         return {host: _section(RegistryAuth, v, f"{key}.{host}") for host, v in value.items()}
     if key.endswith("handlers"):
@@ -242,6 +278,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:
         "metrics": MetricsConfig,
         "images": ImagesConfig,
         "runtime": RuntimeConfig,
+        "network": NetworkConfig,
     }
     values: dict[str, Any] = {}
     for key, value in data.items():

@@ -22,18 +22,23 @@ from pathlib import Path
 from typing import IO
 
 from cri import config as config_mod
+from cri.api.pinnace.events.v1 import events_pb2_grpc
 from cri.api.pinnace.images.v1 import images_pb2_grpc
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
 from cri.config import Config
 from cri.metrics import Metrics
+from cri.rpc import events as events_rpc
 from cri.rpc import pinnace_images
 from cri.rpc.deps import Deps
 from cri.server import build_server
 from cri.servicers import ImageServicer, RuntimeServicer
+from runtime import cgroups
+from runtime.cgroups import CgroupMode, CgroupMounts
 from runtime.content.local import LocalStore
 from runtime.distribution.auth import Credentials, credentials_from_auth
 from runtime.distribution.client import RegistryClient
 from runtime.errors import FailedPrecondition, InvalidArgument, PinnaceError
+from runtime.events.exchange import Exchange
 from runtime.images.gc import Collector
 from runtime.images.platforms import default_platform, parse_platform
 from runtime.images.pull import Puller
@@ -41,9 +46,18 @@ from runtime.images.service import ImageService, credentials_lookup
 from runtime.images.store import ImageStore
 from runtime.images.unpack import Unpacker
 from runtime.metadata.db import Database
+from runtime.network.manager import NetworkManager
+from runtime.pods.containers import ContainerController
+from runtime.pods.network import EventNetwork
+from runtime.pods.sandboxes import SandboxController
+from runtime.pods.service import PodService
+from runtime.pods.settings import PodSettings
+from runtime.pods.store import PodStore
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.snapshots.native import NativeSnapshotter
 from runtime.snapshots.overlay import OverlaySnapshotter
+from runtime.tasks.interfaces import RuntimeHandler
+from runtime.tasks.manager import TaskManager
 
 log = logging.getLogger("pinnaced")
 
@@ -156,10 +170,64 @@ class Daemon:
             store_dirs=(root / "content", root / "snapshots"),
             pinned_images=(cfg.images.sandbox_image,),
         )
-        self.deps = Deps(
-            config=cfg, metrics=self.metrics, images=self.images, version=pinnace_version()
+        self.exchange = Exchange()
+        self.pod_store = PodStore(self.db)
+        handlers = {
+            name: RuntimeHandler(
+                name=name,
+                binary=handler.binary,
+                root=handler.root or cfg.daemon.state / "runtimes" / name,
+            )
+            for name, handler in cfg.runtime.handlers.items()
+        }
+        self.tasks = TaskManager(cfg.daemon.state, handlers, cfg.runtime.conmon)
+        self.network = NetworkManager(
+            self.exchange,
+            conf_dir=cfg.network.cni_conf_dir,
+            bin_dirs=cfg.network.cni_bin_dirs,
+            cache_dir=cfg.network.cni_cache_dir or cfg.daemon.root / "cni",
         )
         self._stop = asyncio.Event()
+
+    def _build_pods(self, cgroup_mounts: CgroupMounts) -> PodService:
+        """The pod layer; built once the cgroup hierarchy is known (that is I/O)."""
+        cfg = self.cfg
+        settings = PodSettings(
+            state_dir=cfg.daemon.state,
+            sandbox_image=cfg.images.sandbox_image,
+            default_handler=cfg.runtime.default_handler,
+            handlers=tuple(sorted(cfg.runtime.handlers)),
+            shm_size=cfg.runtime.shm_size,
+            always_infra=cfg.runtime.always_infra,
+            cgroup_driver=cfg.runtime.cgroup_driver,
+            cgroup_v2=cgroup_mounts.mode == CgroupMode.UNIFIED,
+        )
+        network = EventNetwork(self.exchange, timeout=cfg.network.setup_timeout)
+        sandboxes = SandboxController(
+            store=self.pod_store,
+            tasks=self.tasks,
+            images=self.images,
+            snapshotter=self.snapshotter,
+            exchange=self.exchange,
+            settings=settings,
+            cgroups=cgroup_mounts,
+            attach=network.attach,
+            detach=network.detach,
+        )
+        containers = ContainerController(
+            store=self.pod_store,
+            tasks=self.tasks,
+            images=self.images,
+            snapshotter=self.snapshotter,
+            exchange=self.exchange,
+            settings=settings,
+            sandboxes=sandboxes,
+            cgroups=cgroup_mounts,
+        )
+        self.tasks.on_exit(containers.on_exit)
+        return PodService(
+            store=self.pod_store, tasks=self.tasks, sandboxes=sandboxes, containers=containers
+        )
 
     def _choose_snapshotter(self, base: Path) -> Snapshotter:
         kind = self.cfg.images.snapshotter
@@ -190,35 +258,53 @@ class Daemon:
         cfg.daemon.state.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.db.open)
         try:
-            await asyncio.to_thread(self.image_store.load)
-            await asyncio.to_thread(self.snapshotter.cleanup)
-            await self.images.collect(startup=True)
-            self.metrics.images.set(len(self.image_store.list()))
-            if cfg.metrics.address:
-                self.metrics.serve(cfg.metrics.address)
-            server = build_server(self.metrics)
-            pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(self.deps), server)
-            pb_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.deps), server)
-            images_pb2_grpc.add_ImagesServicer_to_server(pinnace_images.servicer(self.deps), server)
-            sock = cfg.daemon.socket_path
-            sock.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                sock.unlink()  # we hold the root lock: a socket left here is stale
-            server.add_insecure_port(f"unix://{sock}")
-            await server.start()
-            os.chmod(sock, cfg.daemon.socket_mode)
-            log.info("pinnaced %s ready on unix://%s", pinnace_version(), sock)
-            try:
-                await self._stop.wait()
-            finally:
-                log.info("shutting down")
-                await server.stop(grace=5)
-                with contextlib.suppress(FileNotFoundError):
-                    sock.unlink()
+            async with self.tasks, self.network:
+                await self._serve_with_tasks(cfg)
         finally:
             await self.registry.aclose()
             self.metrics.close()
             await asyncio.to_thread(self.db.close)
+
+    async def _serve_with_tasks(self, cfg: Config) -> None:
+        await asyncio.to_thread(self.image_store.load)
+        await asyncio.to_thread(self.snapshotter.cleanup)
+        cgroup_mounts = await asyncio.to_thread(cgroups.detect)
+        pods = self._build_pods(cgroup_mounts)
+        await pods.recover()
+        await self.images.collect(startup=True)
+        self.metrics.images.set(len(self.image_store.list()))
+        deps = Deps(
+            config=cfg,
+            metrics=self.metrics,
+            images=self.images,
+            pods=pods,
+            network=self.network,
+            exchange=self.exchange,
+            version=pinnace_version(),
+        )
+        if cfg.metrics.address:
+            self.metrics.serve(cfg.metrics.address)
+        server = build_server(self.metrics)
+        pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(deps), server)
+        pb_grpc.add_ImageServiceServicer_to_server(ImageServicer(deps), server)
+        images_pb2_grpc.add_ImagesServicer_to_server(pinnace_images.servicer(deps), server)
+        events_pb2_grpc.add_EventsServicer_to_server(events_rpc.servicer(self.exchange), server)
+        sock = cfg.daemon.socket_path
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()  # we hold the root lock: a socket left here is stale
+        server.add_insecure_port(f"unix://{sock}")
+        await server.start()
+        os.chmod(sock, cfg.daemon.socket_mode)
+        log.info("pinnaced %s ready on unix://%s", pinnace_version(), sock)
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("shutting down")
+            self.exchange.close()  # ends Subscribe streams instead of waiting out the grace
+            await server.stop(grace=5)
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -234,6 +320,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--registry-hosts-dir", type=Path, help="hosts.toml directories")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--metrics-address", help="host:port for Prometheus /metrics")
+    parser.add_argument("--cni-conf-dir", type=Path, help="CNI network configs directory")
+    parser.add_argument(
+        "--cni-bin-dir",
+        type=Path,
+        action="append",
+        help="CNI plugin directory (repeat for several, searched in order)",
+    )
     return parser.parse_args(argv)
 
 
@@ -248,6 +341,8 @@ def build_config(args: argparse.Namespace) -> Config:
         daemon__log_level=args.log_level,
         images__registry_hosts_dir=args.registry_hosts_dir,
         metrics__address=args.metrics_address,
+        network__cni_conf_dir=args.cni_conf_dir,
+        network__cni_bin_dirs=tuple(args.cni_bin_dir) if args.cni_bin_dir else None,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
-from cri.rpc import images, runtime_info
+from cri.rpc import container_events, containers, images, runtime_info, sandboxes, stats
 from cri.rpc.deps import Deps
 
 
@@ -30,6 +30,71 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
         self, request: pb.RuntimeConfigRequest, context: Any
     ) -> pb.RuntimeConfigResponse:
         return runtime_info.runtime_config(self._deps, request)
+
+    # -- pod sandboxes --
+    async def RunPodSandbox(self, request: Any, context: Any) -> pb.RunPodSandboxResponse:
+        return await sandboxes.run_pod_sandbox(self._deps, request)
+
+    async def StopPodSandbox(self, request: Any, context: Any) -> pb.StopPodSandboxResponse:
+        return await sandboxes.stop_pod_sandbox(self._deps, request)
+
+    async def RemovePodSandbox(self, request: Any, context: Any) -> pb.RemovePodSandboxResponse:
+        return await sandboxes.remove_pod_sandbox(self._deps, request)
+
+    async def PodSandboxStatus(self, request: Any, context: Any) -> pb.PodSandboxStatusResponse:
+        return sandboxes.pod_sandbox_status(self._deps, request)
+
+    async def ListPodSandbox(self, request: Any, context: Any) -> pb.ListPodSandboxResponse:
+        return sandboxes.list_pod_sandbox(self._deps, request)
+
+    # -- containers --
+    async def CreateContainer(self, request: Any, context: Any) -> pb.CreateContainerResponse:
+        return await containers.create_container(self._deps, request)
+
+    async def StartContainer(self, request: Any, context: Any) -> pb.StartContainerResponse:
+        return await containers.start_container(self._deps, request)
+
+    async def StopContainer(self, request: Any, context: Any) -> pb.StopContainerResponse:
+        return await containers.stop_container(self._deps, request)
+
+    async def RemoveContainer(self, request: Any, context: Any) -> pb.RemoveContainerResponse:
+        return await containers.remove_container(self._deps, request)
+
+    async def ContainerStatus(self, request: Any, context: Any) -> pb.ContainerStatusResponse:
+        return containers.container_status(self._deps, request)
+
+    async def ListContainers(self, request: Any, context: Any) -> pb.ListContainersResponse:
+        return containers.list_containers(self._deps, request)
+
+    async def UpdateContainerResources(
+        self, request: Any, context: Any
+    ) -> pb.UpdateContainerResourcesResponse:
+        return await containers.update_container_resources(self._deps, request)
+
+    async def ReopenContainerLog(self, request: Any, context: Any) -> pb.ReopenContainerLogResponse:
+        return await containers.reopen_container_log(self._deps, request)
+
+    async def ExecSync(self, request: Any, context: Any) -> pb.ExecSyncResponse:
+        return await containers.exec_sync(self._deps, request)
+
+    # -- events --
+    def GetContainerEvents(self, request: Any, context: Any) -> Any:
+        return container_events.get_container_events(self._deps, request)
+
+    # -- statistics --
+    async def ContainerStats(self, request: Any, context: Any) -> pb.ContainerStatsResponse:
+        return await stats.container_stats(self._deps, request)
+
+    async def ListContainerStats(self, request: Any, context: Any) -> pb.ListContainerStatsResponse:
+        return await stats.list_container_stats(self._deps, request)
+
+    async def PodSandboxStats(self, request: Any, context: Any) -> pb.PodSandboxStatsResponse:
+        return await stats.pod_sandbox_stats(self._deps, request)
+
+    async def ListPodSandboxStats(
+        self, request: Any, context: Any
+    ) -> pb.ListPodSandboxStatsResponse:
+        return await stats.list_pod_sandbox_stats(self._deps, request)
 
 
 class ImageServicer(pb_grpc.ImageServiceServicer):

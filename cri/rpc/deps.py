@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from cri.config import Config
 from cri.metrics import Metrics
+from runtime.events.exchange import Exchange
 from runtime.images.service import ImageService
+from runtime.network.manager import NetworkManager
+from runtime.pods.service import PodService
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,4 +19,7 @@ class Deps:
     config: Config
     metrics: Metrics
     images: ImageService
+    pods: PodService
+    network: NetworkManager
+    exchange: Exchange
     version: str

@@ -30,13 +30,14 @@ def _handler_features() -> pb.RuntimeHandlerFeatures:
 
 
 def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
+    network = deps.network.status()
     conditions = [
         pb.RuntimeCondition(type="RuntimeReady", status=True),
         pb.RuntimeCondition(
             type="NetworkReady",
-            status=False,
-            reason="NetworkPluginNotReady",
-            message="pinnace: pod networking is not available yet (no CNI network manager)",
+            status=network.ready,
+            reason=network.reason,
+            message=network.message,
         ),
     ]
     handlers = [pb.RuntimeHandler(name="", features=_handler_features())]

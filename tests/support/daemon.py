@@ -283,6 +283,9 @@ class Pinnaced:
         self.state = self.short_dir / "state"
         self.socket = self.short_dir / "pinnace.sock"
         self.hosts_dir = registry_hosts_dir or tmp_path / "certs.d"
+        # The node's CNI configs are never used by tests: each daemon has its own (empty
+        # until a test writes a conflist there), and the plugins from Debian's package.
+        self.cni_conf_dir = tmp_path / "net.d"
         self.log_path = tmp_path / "pinnaced.log"
         self.config_path: Path | None = None
         if config_text is not None:
@@ -303,6 +306,8 @@ class Pinnaced:
             "--state", str(self.state),
             "--address", f"unix://{self.socket}",
             "--registry-hosts-dir", str(self.hosts_dir),
+            "--cni-conf-dir", str(self.cni_conf_dir),
+            "--cni-bin-dir", "/usr/lib/cni",
             "--log-level", "debug",
         ]  # fmt: skip
         if self.config_path is not None:
@@ -326,7 +331,7 @@ class Pinnaced:
         """Start the daemon; return once a ``Version`` RPC succeeds on its socket."""
         if self.running:
             raise DaemonError("pinnaced is already running")
-        for directory in (self.root, self.state, self.hosts_dir):
+        for directory in (self.root, self.state, self.hosts_dir, self.cni_conf_dir):
             directory.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = os.pathsep.join(

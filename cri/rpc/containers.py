@@ -1,0 +1,132 @@
+"""CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+ListContainers, UpdateContainerResources, ReopenContainerLog, ExecSync."""
+
+from __future__ import annotations
+
+import json
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from cri.rpc.deps import Deps
+from cri.rpc.resolve import resolve_id
+from cri.translate import containers as ctr
+from cri.translate import filters
+from runtime.errors import DeadlineExceeded, InvalidArgument, NotFound
+from runtime.pods.model import Container
+
+
+def _known(deps: Deps, text: str) -> str | None:
+    return resolve_id(text, (c.id for c in deps.pods.store.containers.all()), what="container")
+
+
+def _require(deps: Deps, text: str) -> Container:
+    container_id = _known(deps, text)
+    container = deps.pods.store.containers.get(container_id) if container_id else None
+    if container is None:
+        raise NotFound(f"container {text} not found")
+    return container
+
+
+async def create_container(
+    deps: Deps, request: pb.CreateContainerRequest
+) -> pb.CreateContainerResponse:
+    if not request.HasField("config"):
+        raise InvalidArgument("CreateContainer: config is missing")
+    sandbox_id = resolve_id(
+        request.pod_sandbox_id,
+        (s.id for s in deps.pods.store.sandboxes.all()),
+        what="pod sandbox",
+    )
+    if sandbox_id is None:
+        raise NotFound(f"pod sandbox {request.pod_sandbox_id} not found")
+    config = ctr.container_config(request.config)
+    container = await deps.pods.containers.create(sandbox_id, config)
+    return pb.CreateContainerResponse(container_id=container.id)
+
+
+async def start_container(
+    deps: Deps, request: pb.StartContainerRequest
+) -> pb.StartContainerResponse:
+    container = _require(deps, request.container_id)
+    await deps.pods.containers.start(container.id)
+    return pb.StartContainerResponse()
+
+
+async def stop_container(deps: Deps, request: pb.StopContainerRequest) -> pb.StopContainerResponse:
+    # CRI: stopping an unknown or already stopped container succeeds.
+    container_id = _known(deps, request.container_id)
+    if container_id is not None:
+        await deps.pods.containers.stop(container_id, timeout=float(request.timeout))
+    return pb.StopContainerResponse()
+
+
+async def remove_container(
+    deps: Deps, request: pb.RemoveContainerRequest
+) -> pb.RemoveContainerResponse:
+    # CRI: removing an unknown container succeeds; a running one is force-removed.
+    container_id = _known(deps, request.container_id)
+    if container_id is not None:
+        await deps.pods.containers.remove(container_id)
+    return pb.RemoveContainerResponse()
+
+
+def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.ContainerStatusResponse:
+    container = _require(deps, request.container_id)
+    info: dict[str, str] = {}
+    if request.verbose:
+        info["info"] = json.dumps(
+            {
+                "pid": container.pid,
+                "sandboxID": container.sandbox_id,
+                "runtimeHandler": container.runtime_handler,
+                "bundle": container.bundle,
+                "snapshotKey": container.snapshot_key,
+                "imageID": container.image_id,
+            },
+            sort_keys=True,
+        )
+    return pb.ContainerStatusResponse(
+        status=ctr.container_status(container, image_spec_image=container.image_name), info=info
+    )
+
+
+def list_containers(deps: Deps, request: pb.ListContainersRequest) -> pb.ListContainersResponse:
+    containers = deps.pods.store.containers.all()
+    if request.HasField("filter"):
+        containers = filters.ContainerFilter.from_pb(request.filter).apply(
+            containers, sandbox_ids=[s.id for s in deps.pods.store.sandboxes.all()]
+        )
+    return pb.ListContainersResponse(containers=[ctr.container_summary(c) for c in containers])
+
+
+async def update_container_resources(
+    deps: Deps, request: pb.UpdateContainerResourcesRequest
+) -> pb.UpdateContainerResourcesResponse:
+    container = _require(deps, request.container_id)
+    if not request.HasField("linux"):
+        raise InvalidArgument("UpdateContainerResources: linux resources are missing")
+    await deps.pods.containers.update_resources(container.id, ctr.resources(request.linux))
+    return pb.UpdateContainerResourcesResponse()
+
+
+async def reopen_container_log(
+    deps: Deps, request: pb.ReopenContainerLogRequest
+) -> pb.ReopenContainerLogResponse:
+    container = _require(deps, request.container_id)
+    await deps.pods.containers.reopen_log(container.id)
+    return pb.ReopenContainerLogResponse()
+
+
+async def exec_sync(deps: Deps, request: pb.ExecSyncRequest) -> pb.ExecSyncResponse:
+    container = _require(deps, request.container_id)
+    if not request.cmd:
+        raise InvalidArgument("ExecSync: cmd is empty")
+    timeout = float(request.timeout) if request.timeout > 0 else None
+    result = await deps.pods.containers.exec_sync(container.id, list(request.cmd), timeout=timeout)
+    if result.timed_out:
+        raise DeadlineExceeded(
+            f"command {list(request.cmd)!r} in container {container.id} timed out after "
+            f"{request.timeout}s"
+        )
+    return pb.ExecSyncResponse(
+        stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
+    )

@@ -1,0 +1,97 @@
+"""ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats: cgroup figures,
+CPU rates from the previous reading, and writable-layer usage."""
+
+from __future__ import annotations
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from cri.rpc.deps import Deps
+from cri.rpc.resolve import resolve_id
+from cri.translate import stats as tr
+from runtime.errors import NotFound
+from runtime.pods.model import ContainerState
+from runtime.pods.service import ContainerFigures, SandboxFigures
+
+
+def _container(deps: Deps, figures: ContainerFigures, mountpoint: str) -> pb.ContainerStats:
+    return tr.container_stats(
+        figures.container,
+        figures.cgroup,
+        timestamp_ns=figures.timestamp_ns,
+        usage_nano_cores=figures.usage_nano_cores,
+        writable_bytes=figures.writable.size if figures.writable else None,
+        writable_inodes=figures.writable.inodes if figures.writable else None,
+        image_fs_mountpoint=mountpoint,
+    )
+
+
+async def _mountpoint(deps: Deps) -> str:
+    return (await deps.images.fs_usage()).mountpoint
+
+
+async def container_stats(
+    deps: Deps, request: pb.ContainerStatsRequest
+) -> pb.ContainerStatsResponse:
+    container_id = resolve_id(
+        request.container_id, (c.id for c in deps.pods.store.containers.all()), what="container"
+    )
+    container = deps.pods.store.containers.get(container_id) if container_id else None
+    if container is None:
+        raise NotFound(f"container {request.container_id} not found")
+    (figures,) = await deps.pods.container_figures([container])
+    return pb.ContainerStatsResponse(stats=_container(deps, figures, await _mountpoint(deps)))
+
+
+async def list_container_stats(
+    deps: Deps, request: pb.ListContainerStatsRequest
+) -> pb.ListContainerStatsResponse:
+    f = request.filter
+    containers = [
+        c
+        for c in deps.pods.store.containers.all()
+        if c.state == ContainerState.RUNNING
+        and (not f.id or c.id.startswith(f.id))
+        and (not f.pod_sandbox_id or c.sandbox_id.startswith(f.pod_sandbox_id))
+        and all(c.config.labels.get(k) == v for k, v in f.label_selector.items())
+    ]
+    figures = await deps.pods.container_figures(containers)
+    mountpoint = await _mountpoint(deps)
+    return pb.ListContainerStatsResponse(stats=[_container(deps, x, mountpoint) for x in figures])
+
+
+def _sandbox(deps: Deps, figures: SandboxFigures, mountpoint: str) -> pb.PodSandboxStats:
+    members = [_container(deps, c, mountpoint) for c in figures.containers]
+    return tr.pod_sandbox_stats(
+        figures.sandbox,
+        figures.cgroup,
+        members,
+        timestamp_ns=figures.timestamp_ns,
+        usage_nano_cores=figures.usage_nano_cores,
+    )
+
+
+async def pod_sandbox_stats(
+    deps: Deps, request: pb.PodSandboxStatsRequest
+) -> pb.PodSandboxStatsResponse:
+    sandbox_id = resolve_id(
+        request.pod_sandbox_id, (s.id for s in deps.pods.store.sandboxes.all()), what="pod sandbox"
+    )
+    sandbox = deps.pods.store.sandboxes.get(sandbox_id) if sandbox_id else None
+    if sandbox is None:
+        raise NotFound(f"pod sandbox {request.pod_sandbox_id} not found")
+    (figures,) = await deps.pods.sandbox_figures([sandbox])
+    return pb.PodSandboxStatsResponse(stats=_sandbox(deps, figures, await _mountpoint(deps)))
+
+
+async def list_pod_sandbox_stats(
+    deps: Deps, request: pb.ListPodSandboxStatsRequest
+) -> pb.ListPodSandboxStatsResponse:
+    f = request.filter
+    sandboxes = [
+        s
+        for s in deps.pods.store.sandboxes.all()
+        if (not f.id or s.id.startswith(f.id))
+        and all(s.config.labels.get(k) == v for k, v in f.label_selector.items())
+    ]
+    figures = await deps.pods.sandbox_figures(sandboxes)
+    mountpoint = await _mountpoint(deps)
+    return pb.ListPodSandboxStatsResponse(stats=[_sandbox(deps, x, mountpoint) for x in figures])
