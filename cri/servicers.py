@@ -79,7 +79,7 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
 
     # -- events --
     def GetContainerEvents(self, request: Any, context: Any) -> Any:
-        return container_events.get_container_events(self._deps, request)
+        return container_events.get_container_events(self._deps, request, context)
 
     # -- statistics --
     async def ContainerStats(self, request: Any, context: Any) -> pb.ContainerStatsResponse:

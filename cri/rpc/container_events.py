@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc.deps import Deps
@@ -50,9 +51,11 @@ def _classify(event: ev.Event, deps: Deps) -> tuple[str, int, str] | None:
 
 
 async def get_container_events(
-    deps: Deps, request: pb.GetEventsRequest
+    deps: Deps, request: pb.GetEventsRequest, context: Any
 ) -> AsyncIterator[pb.ContainerEventResponse]:
     async with deps.exchange.subscribe(*_TOPICS) as subscription:
+        # initial metadata tells the client it is subscribed: nothing after this is missed
+        await context.send_initial_metadata(())
         async for envelope in subscription:
             classified = _classify(envelope.event, deps)
             if classified is None:

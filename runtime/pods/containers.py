@@ -291,9 +291,14 @@ class ContainerController:
         task.add_done_callback(self._exit_tasks.discard)
 
     async def record_exit(self, exit: TaskExit) -> Container | None:
+        """Record ``exit`` once: the second report of one exit (the exit callback and a stop
+        both see it) changes nothing and publishes nothing."""
+        first: list[Container] = []
+
         def exited(c: Container) -> Container | None:
             if c.state == ContainerState.EXITED:
                 return None
+            first.append(c)
             return dataclasses.replace(
                 c,
                 state=ContainerState.EXITED,
@@ -302,15 +307,14 @@ class ContainerController:
                 reason=_exit_reason(exit),
             )
 
-        before = self._store.containers.get(exit.id)
         updated = await self._transition(exit.id, exited)
-        if updated is not None and before is not None and before.state != ContainerState.EXITED:
+        if first:
             exited_at = datetime.fromtimestamp(exit.exited_at / 1e9, tz=UTC)
             self._exchange.publish(
                 NAMESPACE,
                 ev.TaskExit(
                     container_id=exit.id,
-                    pid=before.pid,
+                    pid=first[0].pid,
                     exit_status=exit.exit_code,
                     exited_at=exited_at,
                 ),
