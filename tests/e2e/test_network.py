@@ -234,7 +234,8 @@ def test_failing_plugin_fails_run_pod_sandbox_and_leaves_nothing(
         '  echo \'{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}\'; exit 0\n'
         "fi\n"
         'if [ "$CNI_COMMAND" = ADD ]; then\n'
-        '  echo \'{"cniVersion":"1.0.0","code":7,"msg":"e2e plugin refuses","details":"on purpose"}\'\n'
+        "  echo '{\"cniVersion\":\"1.0.0\",\"code\":7,"
+        '\"msg\":\"e2e plugin refuses\",\"details\":\"on purpose\"}\'\n'
         "  exit 1\n"
         "fi\n"
         "exit 0\n"
