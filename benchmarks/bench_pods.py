@@ -1,0 +1,282 @@
+"""Pod lifecycle, ExecSync and List latency, and memory per pod, through the CRI of a real
+pinnaced with runc and conmon, on this machine.
+
+    .venv/bin/python -m benchmarks.bench_pods [--runs 20] [--clients 8] [--pods 50]
+                                              [--network host|bridge|both]
+
+Lifecycle = RunPodSandbox, CreateContainer, StartContainer (busybox sleep), StopContainer,
+RemoveContainer, StopPodSandbox, RemovePodSandbox. "host" pods use the node's network; "bridge"
+pods get a veth on a test bridge (CNI bridge + host-local + portmap, no masquerade). Memory: the
+daemon's RSS with --pods pods running, and what each pod adds: its conmon (RSS and PSS), plus
+the daemon's own growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import grpc  # noqa: E402
+
+from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
+from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc  # noqa: E402
+from tests.support import images  # noqa: E402
+from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
+from tests.support.iptables import hostport_chains, remove_hostport_chains  # noqa: E402
+from tests.support.push import push_image  # noqa: E402
+from tests.support.registry import Registry  # noqa: E402
+
+BRIDGE = "pnbench0"
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f}"
+
+
+def _pod_config(network: str) -> pb.PodSandboxConfig:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="bench"),
+        hostname=name,
+        linux=pb.LinuxPodSandboxConfig(
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(
+                    network=pb.NODE if network == "host" else pb.POD, pid=pb.CONTAINER
+                )
+            )
+        ),
+    )
+
+
+def _container_config(image: str) -> pb.ContainerConfig:
+    return pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="sleeper"),
+        image=pb.ImageSpec(image=image),
+        command=["sleep", "3600"],
+        linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(
+                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+            )
+        ),
+    )
+
+
+def lifecycle(stub: Any, image: str, network: str) -> float:
+    start = time.perf_counter()
+    config = _pod_config(network)
+    pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
+    ctr = stub.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=_container_config(image), sandbox_config=config
+        ),
+        timeout=60,
+    ).container_id
+    stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
+    stub.StopContainer(pb.StopContainerRequest(container_id=ctr, timeout=0), timeout=60)
+    stub.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr), timeout=60)
+    stub.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    stub.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    return time.perf_counter() - start
+
+
+def run_pod(stub: Any, image: str, network: str) -> tuple[str, str]:
+    config = _pod_config(network)
+    pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
+    ctr = stub.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=_container_config(image), sandbox_config=config
+        ),
+        timeout=60,
+    ).container_id
+    stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
+    return pod, ctr
+
+
+def concurrent_lifecycles(socket: Path, image: str, network: str, clients: int, each: int) -> None:
+    durations: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        channel = grpc.insecure_channel(f"unix://{socket}")
+        stub = pb_grpc.RuntimeServiceStub(channel)
+        try:
+            for _ in range(each):
+                took = lifecycle(stub, image, network)
+                with lock:
+                    durations.append(took)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            channel.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    print(
+        f"  {clients} clients x {each}: {len(durations) / wall:6.1f} pods/s, "
+        f"p50 {_ms(statistics.median(durations))} ms, p90 {_ms(_pct(durations, 0.9))} ms"
+    )
+
+
+def _rss_pss_kb(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def _conmons(state: Path) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [
+        int(line.split()[0])
+        for line in out.splitlines()
+        if "conmon" in line.split()[1] and str(state) in line
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--network", choices=["host", "bridge", "both"], default="both")
+    args = parser.parse_args()
+    networks = ["host", "bridge"] if args.network == "both" else [args.network]
+    chains_before = hostport_chains()
+
+    with tempfile.TemporaryDirectory(prefix="pinnace-bench-") as tmp:
+        base = Path(tmp)
+        with Registry.plain(parent_dir=base) as registry:
+            box = images.busybox_image()
+            push_image(registry.url, "bench/busybox", "v1", box)
+            image = f"{registry.host}/bench/busybox:v1"
+            hosts = base / "certs.d"
+            hosts_toml(hosts, registry.host, plain_http=True)
+            (base / "d").mkdir()
+            daemon = Pinnaced(base / "d", registry_hosts_dir=hosts)
+            daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+            (daemon.cni_conf_dir / "10-bench.conflist").write_text(
+                json.dumps(
+                    {
+                        "cniVersion": "1.0.0",
+                        "name": "bench",
+                        "plugins": [
+                            {
+                                "type": "bridge",
+                                "bridge": BRIDGE,
+                                "isGateway": True,
+                                "ipMasq": False,
+                                "ipam": {
+                                    "type": "host-local",
+                                    "ranges": [[{"subnet": "10.213.250.0/24"}]],
+                                    "dataDir": str(base / "ipam"),
+                                },
+                            },
+                            {"type": "portmap", "capabilities": {"portMappings": True}},
+                        ],
+                    }
+                )
+            )
+            try:
+                with daemon:
+                    runtime, image_api = daemon.clients()
+                    image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
+                    for network in networks:
+                        lifecycle(runtime, image, network)  # warm up
+                        took = [lifecycle(runtime, image, network) for _ in range(args.runs)]
+                        print(
+                            f"lifecycle ({network} network), sequential x {args.runs}: "
+                            f"p50 {_ms(statistics.median(took))} ms, "
+                            f"p90 {_ms(_pct(took, 0.9))} ms"
+                        )
+                        concurrent_lifecycles(
+                            daemon.socket, image, network, args.clients, max(2, args.runs // 4)
+                        )
+
+                    pod, ctr = run_pod(runtime, image, "host")
+                    execs = []
+                    for _ in range(max(30, args.runs)):
+                        start = time.perf_counter()
+                        runtime.ExecSync(
+                            pb.ExecSyncRequest(container_id=ctr, cmd=["true"], timeout=10)
+                        )
+                        execs.append(time.perf_counter() - start)
+                    print(
+                        f"ExecSync 'true' x {len(execs)}: p50 {_ms(statistics.median(execs))} ms,"
+                        f" p90 {_ms(_pct(execs, 0.9))} ms"
+                    )
+                    runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
+
+                    rss_before, _ = _rss_pss_kb(daemon.pid or 0)
+                    pods = [run_pod(runtime, image, "bridge") for _ in range(args.pods)]
+                    lists: dict[str, list[float]] = {"ListPodSandbox": [], "ListContainers": []}
+                    for _ in range(200):
+                        start = time.perf_counter()
+                        runtime.ListPodSandbox(pb.ListPodSandboxRequest())
+                        lists["ListPodSandbox"].append(time.perf_counter() - start)
+                        start = time.perf_counter()
+                        runtime.ListContainers(pb.ListContainersRequest())
+                        lists["ListContainers"].append(time.perf_counter() - start)
+                    for name, values in lists.items():
+                        print(
+                            f"{name} with {args.pods} running pods x 200: "
+                            f"p50 {statistics.median(values) * 1000:.2f} ms, "
+                            f"p90 {_pct(values, 0.9) * 1000:.2f} ms"
+                        )
+                    rss_after, pss_daemon = _rss_pss_kb(daemon.pid or 0)
+                    conmons = _conmons(daemon.state)
+                    figures = [_rss_pss_kb(pid) for pid in conmons]
+                    conmon_rss = sum(r for r, _ in figures)
+                    conmon_pss = sum(p for _, p in figures)
+                    growth = max(0, rss_after - rss_before)
+                    print(
+                        f"memory with {args.pods} pods: daemon RSS {rss_after / 1024:.1f} MB "
+                        f"(PSS {pss_daemon / 1024:.1f} MB, +{growth / 1024:.1f} MB for the pods); "
+                        f"{len(conmons)} conmons"
+                    )
+                    print(
+                        f"  added per pod: conmon RSS {conmon_rss / len(pods) / 1024:.2f} MB, "
+                        f"PSS {conmon_pss / len(pods) / 1024:.2f} MB; daemon growth "
+                        f"{growth / len(pods) / 1024:.2f} MB; no infra container; total RSS "
+                        f"{(conmon_rss + growth) / len(pods) / 1024:.2f} MB"
+                    )
+                    for pod_id, _ctr in pods:
+                        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+            finally:
+                subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+                remove_hostport_chains(keep=chains_before)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
