@@ -211,8 +211,7 @@ class Daemon:
             exchange=self.exchange,
             settings=settings,
             cgroups=cgroup_mounts,
-            attach=network.attach,
-            detach=network.detach,
+            network=network,
         )
         containers = ContainerController(
             store=self.pod_store,

@@ -87,16 +87,26 @@ class EventNetwork:
     async def detach(self, sandbox: Sandbox) -> None:
         """Publish that the sandbox's netns is going; return once it is detached."""
         meta = sandbox.config.metadata
-        fact = ev.SandboxNetnsRemoving(
-            sandbox_id=sandbox.id,
-            netns_path=sandbox.namespace_paths.get("net", ""),
-            pod_name=meta.name,
-            pod_namespace=meta.namespace,
-            pod_uid=meta.uid,
-            port_mappings=sandbox.config.port_mappings,
+        await self._detach(
+            ev.SandboxNetnsRemoving(
+                sandbox_id=sandbox.id,
+                netns_path=sandbox.namespace_paths.get("net", ""),
+                pod_name=meta.name,
+                pod_namespace=meta.namespace,
+                pod_uid=meta.uid,
+                port_mappings=sandbox.config.port_mappings,
+            )
         )
+
+    async def detach_orphan(self, sandbox_id: str, netns_path: str) -> None:
+        """Detach what a crash left half-made: a sandbox with no record (CNI DEL works from
+        the result cached at ADD, or from the current config)."""
+        await self._detach(ev.SandboxNetnsRemoving(sandbox_id=sandbox_id, netns_path=netns_path))
+
+    async def _detach(self, fact: ev.SandboxNetnsRemoving) -> None:
+        sandbox_id = fact.sandbox_id
         answer = await self._exchange.wait_for(
-            f'topic~="^/network/(detached|failed)$",event.sandbox_id=="{sandbox.id}"',
+            f'topic~="^/network/(detached|failed)$",event.sandbox_id=="{sandbox_id}"',
             trigger=lambda: self._exchange.publish(NAMESPACE, fact),
             timeout=self._timeout,
         )

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,13 @@ from runtime import oci
 from runtime.aio import shielded
 from runtime.cgroups import CgroupMounts
 from runtime.cgroups import remove as remove_cgroup
-from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PinnaceError,
+)
 from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
@@ -43,6 +48,7 @@ from runtime.mount import Mount
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.files import write_sandbox_files
 from runtime.pods.model import NamespaceMode, Sandbox, SandboxConfig, SandboxState
+from runtime.pods.network import EventNetwork
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, sandbox_name_key
 from runtime.sandbox import namespaces as nsmod
@@ -54,10 +60,6 @@ from runtime.tasks.manager import TaskManager
 log = logging.getLogger(__name__)
 
 NAMESPACE = "k8s.io"
-# Attaches a new sandbox to the pod network and returns its IPs (first is the primary);
-# detaches on teardown. None when the node has no pod network (loopback only).
-NetworkAttach = Callable[[Sandbox], Awaitable[tuple[str, ...]]]
-NetworkDetach = Callable[[Sandbox], Awaitable[None]]
 
 
 def new_id() -> str:
@@ -81,8 +83,7 @@ class SandboxController:
         exchange: Exchange,
         settings: PodSettings,
         cgroups: CgroupMounts | None,
-        attach: NetworkAttach | None = None,
-        detach: NetworkDetach | None = None,
+        network: EventNetwork | None = None,
     ) -> None:
         self._store = store
         self._tasks = tasks
@@ -91,8 +92,7 @@ class SandboxController:
         self._exchange = exchange
         self._settings = settings
         self._cgroups = cgroups
-        self._attach = attach
-        self._detach = detach
+        self._network = network
         self._inflight: dict[str, asyncio.Task[Sandbox]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -233,10 +233,11 @@ class SandboxController:
                 namespace_paths={**paths, "pid": f"/proc/{pid}/ns/pid"},
             )
 
-        if not host_network and self._attach is not None:
-            ips = await self._attach(sandbox)
-            if self._detach is not None:
-                undo.push_async_callback(self._detach, sandbox)
+        if not host_network and self._network is not None:
+            # on failure the manager has rolled its ADD back; a detach after an attach that
+            # failed half-way releases whatever is left (DEL is idempotent)
+            undo.push_async_callback(self._network.detach, sandbox)
+            ips = await self._network.attach(sandbox)
             sandbox = dataclasses.replace(
                 sandbox, ip=ips[0] if ips else "", additional_ips=tuple(ips[1:])
             )
@@ -314,8 +315,9 @@ class SandboxController:
         if sandbox is None:
             return None
         directory = Path(sandbox.state_dir)
-        if sandbox.ip and self._detach is not None:
-            await self._detach(sandbox)
+        if "net" in sandbox.namespace_paths and self._network is not None:
+            if sandbox.state == SandboxState.READY:
+                await self._network.detach(sandbox)
         if sandbox.infra_container_id:
             with contextlib.suppress(NotFound):
                 await self._tasks.stop(sandbox.infra_container_id, timeout=0)
@@ -361,6 +363,12 @@ class SandboxController:
         for directory in leftovers:
             log.info("removing the remains of sandbox %s (created while crashing)", directory.name)
             await self._tasks.delete(directory.name, force=True)
+            netns = directory / "ns" / "net"
+            if self._network is not None and netns.exists():
+                try:
+                    await self._network.detach_orphan(directory.name, str(netns))
+                except PinnaceError as exc:
+                    log.warning("network of leftover sandbox %s: %s", directory.name, exc)
             await nsmod.unpin(directory / "ns")
             for sub in ("shm", "rootfs"):
                 await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / sub)
@@ -370,6 +378,9 @@ class SandboxController:
             await asyncio.to_thread(shutil.rmtree, directory, True)
         for sandbox in self._store.sandboxes.all():
             if sandbox.state != SandboxState.READY:
+                # a stop may have been cut short after the network was detached
+                await nsmod.unpin(Path(sandbox.state_dir) / "ns")
+                await asyncio.to_thread(rootfs_mod.unmount_quietly, Path(sandbox.state_dir) / "shm")
                 continue
             pinned = [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
             pins_ok = await asyncio.to_thread(_all_pinned, pinned)

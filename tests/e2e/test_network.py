@@ -8,7 +8,9 @@ is off, and traffic flows only between this host and pods the test made."""
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import socket
 import subprocess
 import threading
@@ -234,8 +236,8 @@ def test_failing_plugin_fails_run_pod_sandbox_and_leaves_nothing(
         '  echo \'{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}\'; exit 0\n'
         "fi\n"
         'if [ "$CNI_COMMAND" = ADD ]; then\n'
-        "  echo '{\"cniVersion\":\"1.0.0\",\"code\":7,"
-        '\"msg\":\"e2e plugin refuses\",\"details\":\"on purpose\"}\'\n'
+        '  echo \'{"cniVersion":"1.0.0","code":7,'
+        '"msg":"e2e plugin refuses","details":"on purpose"}\'\n'
         "  exit 1\n"
         "fi\n"
         "exit 0\n"
@@ -335,3 +337,64 @@ def test_event_streams_tell_a_pods_life_in_order(net_env) -> None:
     sub.cancel()
     cri.cancel()
     channel.close()
+
+
+def test_restart_finishes_teardown_of_a_pod_cut_off_mid_setup(
+    pinnaced, net_images, tmp_path
+) -> None:
+    """SIGKILL pinnaced while CNI ADD is running (after the bridge plugin gave the pod an IP):
+    the restarted daemon releases the IP, the veth and the pinned namespace nobody owns."""
+    bin_dir = tmp_path / "cni-bin"
+    bin_dir.mkdir()
+    fifo = tmp_path / "adding"
+    os.mkfifo(fifo)
+    plugin = bin_dir / "e2e-block"
+    plugin.write_text(
+        "#!/bin/sh\n"
+        'if [ "$CNI_COMMAND" = VERSION ]; then\n'
+        '  echo \'{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}\'; exit 0\n'
+        "fi\n"
+        'if [ "$CNI_COMMAND" = ADD ]; then\n'
+        f"  echo $$ > {fifo}\n"
+        "  exec sleep 600\n"
+        "fi\n"
+        "exit 0\n"
+    )
+    plugin.chmod(0o755)
+    daemon = pinnaced(start=False, extra_args=["--cni-bin-dir", str(bin_dir)])
+    network = Network(daemon.cni_conf_dir, tmp_path / "ipam")
+    conf = daemon.cni_conf_dir / "10-e2e.conflist"
+    conflist = json.loads(conf.read_text())
+    conflist["plugins"].append({"type": "e2e-block"})
+    conf.write_text(json.dumps(conflist))
+    try:
+        daemon.start()
+        runtime, _ = daemon.clients()
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(
+                    runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=_pod("cut")), timeout=120)
+                )
+            except grpc.RpcError as exc:
+                outcome.append(exc.code())
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        with open(fifo) as adding:  # opens when the plugin writes: the bridge ADD is done
+            plugin_pid = int(adding.read().strip())
+        assert len(network.reservations()) == 1 and len(network.veths()) == 1
+        daemon.kill()
+        os.kill(plugin_pid, signal.SIGKILL)
+        thread.join(timeout=60)
+        assert outcome and outcome[0] != grpc.StatusCode.OK
+
+        daemon.restart()
+        runtime, _ = daemon.clients()
+        assert runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items == []
+        assert network.reservations() == []
+        assert network.veths() == []
+        assert mounts_under([daemon.root, daemon.state]) == []
+    finally:
+        network.teardown()
