@@ -486,3 +486,39 @@ def test_containers_survive_a_daemon_crash(pod_env: PodEnv) -> None:
     assert [p.id for p in pod_env.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items] == [
         pod_id
     ]
+
+
+def test_crun_as_a_second_runtime_handler(pinnaced, pod_images, tmp_path) -> None:
+    wrapper = Path(__file__).resolve().parents[2] / "deploy" / "crun-hybrid-cgroups"
+    config = (
+        f'[images]\nsandbox_image = "{pod_images["pause"]}"\n'
+        '[runtime.handlers.runc]\nbinary = "/usr/sbin/runc"\n'
+        f'[runtime.handlers.crun]\nbinary = "{wrapper}"\n'
+    )
+    daemon = pinnaced(config_text=config, start=False)
+    daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    (daemon.cni_conf_dir / "10-lo.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
+    )
+    daemon.start()
+    runtime, image = daemon.clients()
+    image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=pod_images["busybox"])))
+    env = PodEnv(daemon, runtime, image, pod_images, tmp_path / "logs")
+    pod = env.pod_config()
+    pod_id = env.run_pod(pod, handler="crun")
+    status = runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id)).status
+    assert status.runtime_handler == "crun"
+    ctr = env.create(
+        pod_id, pod, env.container_config("c", ["sh", "-c", "echo via-crun; sleep 1000"])
+    )
+    env.start(ctr)
+    info = json.loads(
+        runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=ctr, verbose=True)).info[
+            "info"
+        ]
+    )
+    assert info["runtimeHandler"] == "crun"
+    assert env.exec(ctr, ["echo", "exec-crun"]).stdout == b"exec-crun\n"
+    assert ("stdout", "F", "via-crun") in _wait_log(Path(env.status(ctr).log_path), "via-crun")
+    runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert mounts_under([daemon.root, daemon.state]) == []
