@@ -172,6 +172,7 @@ class NetworkConfig:
     cni_conf_dir: Path = Path("/etc/cni/net.d")
     cni_bin_dirs: tuple[Path, ...] = (Path("/opt/cni/bin"), Path("/usr/lib/cni"))
     cni_cache_dir: Path | None = None  # None: <daemon.root>/cni
+    conf_template: Path | None = None
     setup_timeout: float = 120.0
 
     def validate(self) -> None:

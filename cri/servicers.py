@@ -31,6 +31,11 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     ) -> pb.RuntimeConfigResponse:
         return runtime_info.runtime_config(self._deps, request)
 
+    async def UpdateRuntimeConfig(
+        self, request: Any, context: Any
+    ) -> pb.UpdateRuntimeConfigResponse:
+        return await runtime_info.update_runtime_config(self._deps, request)
+
     # -- pod sandboxes --
     async def RunPodSandbox(self, request: Any, context: Any) -> pb.RunPodSandboxResponse:
         return await sandboxes.run_pod_sandbox(self._deps, request)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc.deps import Deps
+from runtime.network.template import write_rendered
 
 RUNTIME_NAME = "pinnace"
 CRI_API_VERSION = "v1"
@@ -59,3 +61,15 @@ def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
 def runtime_config(deps: Deps, request: pb.RuntimeConfigRequest) -> pb.RuntimeConfigResponse:
     driver = pb.SYSTEMD if deps.config.runtime.cgroup_driver == "systemd" else pb.CGROUPFS
     return pb.RuntimeConfigResponse(linux=pb.LinuxRuntimeConfiguration(cgroup_driver=driver))
+
+
+async def update_runtime_config(
+    deps: Deps, request: pb.UpdateRuntimeConfigRequest
+) -> pb.UpdateRuntimeConfigResponse:
+    """kubelet hands down the node's pod CIDR; with a template configured, pinnace renders the
+    pod network's CNI config from it (the network manager picks the new file up)."""
+    cidr = request.runtime_config.network_config.pod_cidr
+    template = deps.config.network.conf_template
+    if cidr and template is not None:
+        await asyncio.to_thread(write_rendered, deps.config.network.cni_conf_dir, template, cidr)
+    return pb.UpdateRuntimeConfigResponse()

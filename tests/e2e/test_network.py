@@ -398,3 +398,48 @@ def test_restart_finishes_teardown_of_a_pod_cut_off_mid_setup(
         assert mounts_under([daemon.root, daemon.state]) == []
     finally:
         network.teardown()
+
+
+def test_update_runtime_config_renders_the_template(pinnaced, tmp_path) -> None:
+    template = tmp_path / "template.conflist"
+    template.write_text(
+        json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "templated",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": "pnttmpl0",
+                        "ipMasq": False,
+                        "ipam": {"type": "host-local", "subnet": "{{.PodCIDR}}"},
+                    }
+                ],
+            }
+        )
+    )
+    daemon = pinnaced(config_text=f'[network]\nconf_template = "{template}"\n')
+    runtime, _ = daemon.clients()
+
+    def network_ready() -> bool:
+        conditions = runtime.Status(pb.StatusRequest()).status.conditions
+        return {c.type: c.status for c in conditions}["NetworkReady"]
+
+    assert network_ready() is False
+    with pytest.raises(grpc.RpcError) as info:
+        runtime.UpdateRuntimeConfig(
+            pb.UpdateRuntimeConfigRequest(
+                runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="x"))
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    runtime.UpdateRuntimeConfig(
+        pb.UpdateRuntimeConfigRequest(
+            runtime_config=pb.RuntimeConfig(
+                network_config=pb.NetworkConfig(pod_cidr="10.213.77.0/24")
+            )
+        )
+    )
+    assert network_ready() is True
+    rendered = json.loads(next(daemon.cni_conf_dir.glob("*.conflist")).read_text())
+    assert rendered["plugins"][0]["ipam"]["subnet"] == "10.213.77.0/24"
