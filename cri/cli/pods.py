@@ -1,0 +1,592 @@
+"""``pinnace pods | ps | inspect | logs | exec | stop | rm``: pods and containers over the CRI.
+
+Terms:
+  id prefix  every command that takes an id accepts a unique prefix of a pod's or container's
+             id (resolved by listing), or failing that an exact pod or container name.
+  CRI log    the file conmon writes for a container (``ContainerStatus.log_path``), one record a
+             line: ``<RFC3339Nano> <stdout|stderr> <P|F> <text>``; ``P`` records are pieces of a
+             longer line that the following records of the same stream complete. ``logs`` runs on
+             the node and reads the file directly, as ``crictl logs`` does.
+
+Tables are for people (``crictl``'s columns); ``-o json`` prints the CRI messages in protobuf's
+JSON mapping (``{"items": [...]}`` for pods, ``{"containers": [...]}`` for ps), as crictl does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import grpc
+from google.protobuf.json_format import MessageToDict as _message_to_dict
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from cri.cli import manifest
+from cri.cli.render import short_id, table, to_json
+from runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PinnaceError
+
+#: How often ``logs -f`` looks for new bytes, and how often it asks whether the container
+#: still runs. A client following a file on the node polls like ``tail -f`` without inotify.
+FOLLOW_READ_INTERVAL = 0.2
+FOLLOW_STATUS_INTERVAL = 1.0
+
+_POD_STATES = {pb.SANDBOX_READY: "Ready", pb.SANDBOX_NOTREADY: "NotReady"}
+_CONTAINER_STATES = {
+    pb.CONTAINER_CREATED: "Created",
+    pb.CONTAINER_RUNNING: "Running",
+    pb.CONTAINER_EXITED: "Exited",
+    pb.CONTAINER_UNKNOWN: "Unknown",
+}
+
+
+# -- pure helpers ------------------------------------------------------------------------
+def message_to_dict(message: Any) -> dict[str, Any]:
+    """A CRI message in protobuf's JSON mapping, zero values included (``"state":
+    "SANDBOX_READY"`` is the enum's zero), as crictl prints them."""
+    return dict(_message_to_dict(message, always_print_fields_with_no_presence=True))
+
+
+def human_age(seconds: float) -> str:
+    """How long ago, in the words ``crictl`` and ``docker`` use ("3 minutes ago")."""
+    if seconds < 1:
+        return "Less than a second ago"
+    if seconds < 60:
+        n = int(seconds)
+        return f"{n} second{'s' if n != 1 else ''} ago"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute ago"
+    if minutes < 60:
+        return f"{minutes} minutes ago"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour ago"
+    if hours < 48:
+        return f"{hours} hours ago"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days ago"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks ago"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months ago"
+    return f"{int(seconds / 3600 / 24 / 365)} years ago"
+
+
+def _age(created_at_ns: int) -> str:
+    return human_age(max(0.0, time.time() - created_at_ns / 1e9))
+
+
+def parse_labels(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` as a dict; raises InvalidArgument for a pair without ``=``."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"label selector {pair!r} is not key=value")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A whole line a container wrote: its stream, the time of its first piece, and its bytes
+    (ending with a newline unless the container has not finished the line)."""
+
+    stream: str
+    timestamp: str
+    content: bytes
+
+
+class LogAssembler:
+    """Turns CRI log records back into the lines the container wrote: ``P`` records are kept
+    per stream until the ``F`` record that ends them. Feed it bytes in any chunks."""
+
+    def __init__(self) -> None:
+        self._torn = b""
+        self._pending: dict[str, tuple[str, bytearray]] = {}
+
+    def feed(self, data: bytes) -> list[LogLine]:
+        """Complete lines found in ``data`` (plus what earlier calls left unfinished)."""
+        lines = (self._torn + data).split(b"\n")
+        self._torn = lines.pop()
+        out = []
+        for raw in lines:
+            parts = raw.split(b" ", 3)
+            if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr"):
+                continue  # not a CRI record (a torn write after a crash); skip it
+            timestamp, stream = parts[0].decode(errors="replace"), parts[1].decode()
+            tag = parts[2].split(b":", 1)[0]
+            content = parts[3] if len(parts) == 4 else b""
+            started, buffer = self._pending.pop(stream, (timestamp, bytearray()))
+            buffer += content
+            if tag == b"P":
+                self._pending[stream] = (started, buffer)
+            else:
+                out.append(LogLine(stream, started, bytes(buffer) + b"\n"))
+        return out
+
+    def flush(self) -> list[LogLine]:
+        """Lines whose end was never written (the container stopped mid-line), unterminated."""
+        out = [LogLine(stream, ts, bytes(buf)) for stream, (ts, buf) in self._pending.items()]
+        self._pending.clear()
+        return out
+
+
+# -- errors and id resolution ------------------------------------------------------------
+def reports_errors(func: Callable[..., int]) -> Callable[..., int]:
+    """Print a PinnaceError as ``pinnace: message`` and exit 1, instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            return func(*args, **kwargs)
+        except PinnaceError as exc:
+            print(f"pinnace: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an id prefix or name resolved to: ``kind`` is ``pod`` or ``container``."""
+
+    kind: str
+    id: str
+
+
+def resolve(c: Any, text: str, *, kinds: Sequence[str] = ("pod", "container")) -> Target:
+    """The one pod or container ``text`` names: an exact id, else a unique id prefix, else a
+    unique exact name. Raises NotFound or InvalidArgument (ambiguous)."""
+    if not text:
+        raise InvalidArgument("an id or name is required")
+    candidates: list[tuple[Target, str]] = []
+    if "pod" in kinds:
+        for p in c.runtime.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=c.timeout).items:
+            candidates.append((Target("pod", p.id), p.metadata.name))
+    if "container" in kinds:
+        reply = c.runtime.ListContainers(pb.ListContainersRequest(), timeout=c.timeout)
+        for x in reply.containers:
+            candidates.append((Target("container", x.id), x.metadata.name))
+    for rule in (
+        lambda t, _n: t.id == text,
+        lambda t, _n: t.id.startswith(text),
+        lambda _t, n: n == text,
+    ):
+        found = [t for t, n in candidates if rule(t, n)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            listed = ", ".join(f"{t.kind} {short_id(t.id)}" for t in found)
+            raise InvalidArgument(f"{text!r} is ambiguous: {listed}")
+    raise NotFound(f"no {' or '.join(kinds)} matches {text!r}")
+
+
+# -- pods, ps, inspect -------------------------------------------------------------------
+@reports_errors
+def cmd_pods(c: Any, args: argparse.Namespace) -> int:
+    selector = parse_labels(args.label)
+    reply = c.runtime.ListPodSandbox(
+        pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector=selector)),
+        timeout=c.timeout,
+    )
+    items = [
+        p
+        for p in reply.items
+        if (not args.name or re.search(args.name, p.metadata.name))
+        and (not args.namespace or p.metadata.namespace == args.namespace)
+    ]
+    items.sort(key=lambda p: p.created_at, reverse=True)
+    if args.output == "json":
+        print(to_json({"items": [message_to_dict(p) for p in items]}))
+    elif args.quiet:
+        for p in items:
+            print(p.id)
+    else:
+        rows = [
+            [
+                short_id(p.id),
+                _age(p.created_at),
+                _POD_STATES.get(p.state, "Unknown"),
+                p.metadata.name,
+                p.metadata.namespace,
+                str(p.metadata.attempt),
+                p.runtime_handler or "(default)",
+            ]
+            for p in items
+        ]
+        headers = ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]
+        print(table(headers, rows))
+    return 0
+
+
+@reports_errors
+def cmd_ps(c: Any, args: argparse.Namespace) -> int:
+    pod_id = resolve(c, args.pod, kinds=("pod",)).id if args.pod else ""
+    request = pb.ListContainersRequest(
+        filter=pb.ContainerFilter(pod_sandbox_id=pod_id, label_selector=parse_labels(args.label))
+    )
+    if not args.all:
+        request.filter.state.state = pb.CONTAINER_RUNNING
+    containers = list(c.runtime.ListContainers(request, timeout=c.timeout).containers)
+    containers = [x for x in containers if not args.name or re.search(args.name, x.metadata.name)]
+    containers.sort(key=lambda x: x.created_at, reverse=True)
+    if args.output == "json":
+        print(to_json({"containers": [message_to_dict(x) for x in containers]}))
+        return 0
+    if args.quiet:
+        for x in containers:
+            print(x.id)
+        return 0
+    pods = {
+        p.id: p.metadata.name
+        for p in c.runtime.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=c.timeout).items
+    }
+    names = _ImageNames(c)
+    rows = [
+        [
+            short_id(x.id),
+            names.of(x.image.image or x.image_ref),
+            _age(x.created_at),
+            _CONTAINER_STATES.get(x.state, "Unknown"),
+            x.metadata.name,
+            str(x.metadata.attempt),
+            short_id(x.pod_sandbox_id),
+            pods.get(x.pod_sandbox_id, ""),
+        ]
+        for x in containers
+    ]
+    headers = ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"]
+    print(table(headers, rows))
+    return 0
+
+
+class _ImageNames:
+    """An image's first tag for display when a container names its image by id."""
+
+    def __init__(self, c: Any) -> None:
+        self._c = c
+        self._cache: dict[str, str] = {}
+
+    def of(self, image: str) -> str:
+        if not image.startswith("sha256:"):
+            return image
+        if image not in self._cache:
+            reply = self._c.image.ImageStatus(
+                pb.ImageStatusRequest(image=pb.ImageSpec(image=image)), timeout=self._c.timeout
+            )
+            tags = list(reply.image.repo_tags) if reply.HasField("image") else []
+            self._cache[image] = tags[0] if tags else short_id(image)
+        return self._cache[image]
+
+
+def _info(info: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@reports_errors
+def cmd_inspect(c: Any, args: argparse.Namespace) -> int:
+    out = []
+    for text in args.ids:
+        target = resolve(c, text)
+        if target.kind == "pod":
+            pod = c.runtime.PodSandboxStatus(
+                pb.PodSandboxStatusRequest(pod_sandbox_id=target.id, verbose=True),
+                timeout=c.timeout,
+            )
+            out.append({"status": message_to_dict(pod.status), "info": _info(pod.info)})
+        else:
+            ctr = c.runtime.ContainerStatus(
+                pb.ContainerStatusRequest(container_id=target.id, verbose=True), timeout=c.timeout
+            )
+            out.append({"status": message_to_dict(ctr.status), "info": _info(ctr.info)})
+    print(to_json(out[0] if len(out) == 1 else out))
+    return 0
+
+
+# -- logs --------------------------------------------------------------------------------
+class _Writer:
+    """Writes log lines to stdout or stderr by their stream, raw bytes where possible."""
+
+    def __init__(self, *, timestamps: bool) -> None:
+        self._timestamps = timestamps
+
+    def write(self, lines: Sequence[LogLine]) -> None:
+        for line in lines:
+            target = sys.stderr if line.stream == "stderr" else sys.stdout
+            data = (line.timestamp.encode() + b" " if self._timestamps else b"") + line.content
+            _write_raw(target, data)
+
+
+def _write_raw(target: IO[str], data: bytes) -> None:
+    buffer: BinaryIO | None = getattr(target, "buffer", None)
+    target.flush()
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        target.write(data.decode(errors="replace"))
+        target.flush()
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _running(c: Any, container_id: str) -> bool:
+    try:
+        status = c.runtime.ContainerStatus(
+            pb.ContainerStatusRequest(container_id=container_id), timeout=c.timeout
+        ).status
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return status.state in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING)
+
+
+@reports_errors
+def cmd_logs(c: Any, args: argparse.Namespace) -> int:
+    target = resolve(c, args.container, kinds=("container",))
+    status = c.runtime.ContainerStatus(
+        pb.ContainerStatusRequest(container_id=target.id), timeout=c.timeout
+    ).status
+    path = status.log_path
+    if not path:
+        raise FailedPrecondition(f"container {short_id(target.id)} has no log file")
+    writer = _Writer(timestamps=args.timestamps)
+    assembler = LogAssembler()
+    try:
+        log: BinaryIO = open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"log file {path} does not exist (yet)") from None
+    try:
+        first = assembler.feed(log.read())
+        if args.tail is not None and args.tail >= 0:
+            first = list(deque(first, maxlen=args.tail)) if args.tail else []
+        writer.write(first)
+        if args.follow:
+            log = _follow(c, target.id, path, log, assembler, writer)
+        writer.write(assembler.feed(log.read()))
+        writer.write(assembler.flush())
+    finally:
+        log.close()
+    return 0
+
+
+def _follow(
+    c: Any, container_id: str, path: str, log: BinaryIO, assembler: LogAssembler, writer: _Writer
+) -> BinaryIO:
+    """Print what is appended to the log until the container stops; follow a rotation (the
+    file renamed and a new one opened at ``path``) by draining the old file, then reopening.
+    Returns the file open at the end (the caller drains it)."""
+    inode = os.fstat(log.fileno()).st_ino
+    next_status = time.monotonic() + FOLLOW_STATUS_INTERVAL
+    while True:
+        data = log.read()
+        if data:
+            writer.write(assembler.feed(data))
+            continue
+        current = _inode(path)
+        if current is not None and current != inode:
+            with contextlib.suppress(FileNotFoundError):
+                reopened = open(path, "rb")
+                writer.write(assembler.feed(log.read()))
+                log.close()
+                log, inode = reopened, os.fstat(reopened.fileno()).st_ino
+                continue
+        if time.monotonic() >= next_status:
+            if not _running(c, container_id):
+                return log
+            next_status = time.monotonic() + FOLLOW_STATUS_INTERVAL
+        time.sleep(FOLLOW_READ_INTERVAL)  # tail -f style polling of a local file
+
+
+# -- exec, stop, rm ----------------------------------------------------------------------
+@reports_errors
+def cmd_exec(c: Any, args: argparse.Namespace) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise InvalidArgument("exec needs a command after the container: exec CONTAINER -- CMD")
+    target = resolve(c, args.container, kinds=("container",))
+    reply = c.runtime.ExecSync(
+        pb.ExecSyncRequest(container_id=target.id, cmd=command, timeout=args.exec_timeout),
+        timeout=args.exec_timeout + c.timeout if args.exec_timeout else None,
+    )
+    _write_raw(sys.stdout, reply.stdout)
+    _write_raw(sys.stderr, reply.stderr)
+    return int(reply.exit_code)
+
+
+def stop_pod(c: Any, pod_id: str) -> None:
+    """Stop a pod as kubelet does: each running container with the pod's grace period
+    (``io.kubernetes.pod.terminationGracePeriod``, default 30 s), then the sandbox."""
+    status = c.runtime.PodSandboxStatus(
+        pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=c.timeout
+    ).status
+    grace = int(status.annotations.get(manifest.GRACE_PERIOD_ANNOTATION, "30") or 30)
+    running = c.runtime.ListContainers(
+        pb.ListContainersRequest(
+            filter=pb.ContainerFilter(
+                pod_sandbox_id=pod_id, state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING)
+            )
+        ),
+        timeout=c.timeout,
+    ).containers
+    for ctr in running:
+        c.runtime.StopContainer(
+            pb.StopContainerRequest(container_id=ctr.id, timeout=grace), timeout=grace + c.timeout
+        )
+    c.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=c.timeout)
+
+
+def remove_pod(c: Any, pod_id: str) -> list[str]:
+    """Stop and remove a pod, then the host directories ``play`` made for it (its log
+    directory and emptyDir volumes, named in its annotations). Returns the directories
+    removed."""
+    status = c.runtime.PodSandboxStatus(
+        pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=c.timeout
+    ).status
+    stop_pod(c, pod_id)
+    c.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=c.timeout)
+    meta = status.metadata
+    owned = {
+        # Only directories whose names play derives from this pod's identity are removed,
+        # whatever an annotation says.
+        manifest.LOG_DIRECTORY_ANNOTATION: f"{meta.namespace}_{meta.name}_{meta.uid}",
+        manifest.VOLUME_DIRECTORY_ANNOTATION: meta.uid,
+    }
+    removed = []
+    for annotation, basename in owned.items():
+        directory = status.annotations.get(annotation, "")
+        if directory and meta.uid and os.path.isabs(directory) and Path(directory).name == basename:
+            if os.path.isdir(directory):
+                shutil.rmtree(directory, ignore_errors=True)
+                removed.append(directory)
+    return removed
+
+
+@reports_errors
+def cmd_stop(c: Any, args: argparse.Namespace) -> int:
+    for text in args.ids:
+        target = resolve(c, text)
+        if target.kind == "pod":
+            stop_pod(c, target.id)
+        else:
+            c.runtime.StopContainer(
+                pb.StopContainerRequest(container_id=target.id, timeout=args.time),
+                timeout=args.time + c.timeout,
+            )
+        print(target.id)
+    return 0
+
+
+@reports_errors
+def cmd_rm(c: Any, args: argparse.Namespace) -> int:
+    for text in args.ids:
+        target = resolve(c, text)
+        if target.kind == "pod":
+            status = c.runtime.PodSandboxStatus(
+                pb.PodSandboxStatusRequest(pod_sandbox_id=target.id), timeout=c.timeout
+            ).status
+            if status.state == pb.SANDBOX_READY and not args.force:
+                raise FailedPrecondition(
+                    f"pod {short_id(target.id)} is ready; stop it first or use --force"
+                )
+            remove_pod(c, target.id)
+        else:
+            if _running(c, target.id):
+                if not args.force:
+                    raise FailedPrecondition(
+                        f"container {short_id(target.id)} is running; stop it or use --force"
+                    )
+                c.runtime.StopContainer(
+                    pb.StopContainerRequest(container_id=target.id, timeout=0), timeout=c.timeout
+                )
+            c.runtime.RemoveContainer(
+                pb.RemoveContainerRequest(container_id=target.id), timeout=c.timeout
+            )
+        print(target.id)
+    return 0
+
+
+# -- argument parsing --------------------------------------------------------------------
+def add_parsers(sub: Any) -> None:
+    """Add ``pods``, ``ps``, ``inspect``, ``logs``, ``exec``, ``stop`` and ``rm`` to the
+    ``pinnace`` command's subparsers."""
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("-o", "--output", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("pods", parents=[output], help="list pods")
+    p.add_argument("--name", help="only pods whose name matches this regular expression")
+    p.add_argument("--namespace", "-n", help="only pods in this namespace")
+    p.add_argument("--label", "-l", action="append", help="only pods with label k=v (repeat)")
+    p.add_argument("--quiet", "-q", action="store_true", help="only ids")
+    p.set_defaults(func=cmd_pods)
+
+    p = sub.add_parser("ps", parents=[output], help="list containers (running ones unless -a)")
+    p.add_argument("--all", "-a", action="store_true", help="containers in every state")
+    p.add_argument("--pod", "-p", help="only containers of this pod (id prefix or name)")
+    p.add_argument("--name", help="only containers whose name matches this regular expression")
+    p.add_argument("--label", "-l", action="append", help="only containers with label k=v")
+    p.add_argument("--quiet", "-q", action="store_true", help="only ids")
+    p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser(
+        "inspect", parents=[output], help="a pod's or container's verbose status (always JSON)"
+    )
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("logs", help="print a container's log")
+    p.add_argument("container")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until it exits")
+    p.add_argument("--tail", type=int, help="only the last N lines (-1: all)")
+    p.add_argument("--timestamps", "-t", action="store_true", help="prefix each line's time")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("exec", help="run a command in a container and wait for it")
+    # not dest "timeout": that is pinnace's own --timeout, which a subparser default would hide
+    p.add_argument(
+        "--timeout",
+        dest="exec_timeout",
+        type=int,
+        default=0,
+        help="seconds before the command is killed (0: none)",
+    )
+    p.add_argument("container")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("stop", help="stop pods or containers")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--time", "-t", type=int, default=10, help="seconds of grace for a container")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("rm", help="remove pods or containers")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--force", "-f", action="store_true", help="stop them first if need be")
+    p.set_defaults(func=cmd_rm)
