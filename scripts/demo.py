@@ -1,15 +1,18 @@
 """pinnace's main job, end to end on this machine, leaving nothing behind:
 
 1. start a real registry (Debian's docker-registry) on a free loopback port;
-2. build a busybox image from Debian's busybox-static and push it there;
-3. start pinnaced on its embedded default configuration (only paths moved to a temporary
-   directory, and a hosts.toml that routes the local registry over plain HTTP);
-4. with the pinnace CLI: version, info, pull (with progress), ls, inspect, push to a new tag,
-   import an OCI archive, rm.
+2. build a busybox image (and a 'pause' image) from Debian's busybox-static and push them;
+3. start pinnaced on its embedded default configuration, with only its paths moved to a
+   temporary directory, a hosts.toml that routes the local registry over plain HTTP, and a CNI
+   bridge network of its own (10.213.251.0/24, no masquerading);
+4. with the pinnace CLI: version, info, image pull (with progress), ls, inspect, push, import;
+   then run a real pod from deploy/examples/pod.yaml, list it, show its log and an exec, and
+   take it down again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,41 +24,100 @@ sys.path.insert(0, str(REPO))
 
 from tests.support import images  # noqa: E402
 from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
+from tests.support.iptables import hostport_chains, remove_hostport_chains  # noqa: E402
 from tests.support.push import push_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
 
+BRIDGE = "pndemo0"
 
-def cli(socket: Path, *args: str) -> None:
+
+def cli(socket: Path, *args: str, env: dict[str, str] | None = None) -> None:
     argv = [str(REPO / ".venv/bin/pinnace"), "--address", f"unix://{socket}", *args]
     print(f"\n$ pinnace {' '.join(args)}", flush=True)
-    subprocess.run(argv, check=True)
+    subprocess.run(argv, check=True, env=env)
+
+
+def network_config() -> dict[str, object]:
+    return {
+        "cniVersion": "1.0.0",
+        "name": "demo",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": False,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.213.251.0/24"}]]},
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
 
 
 def main() -> int:
+    chains = hostport_chains()
     with tempfile.TemporaryDirectory(prefix="pinnace-demo-") as tmp:
         base = Path(tmp)
-        with Registry.plain(parent_dir=base) as registry:
-            image = images.busybox_image()
-            push_image(registry.url, "demo/busybox", "1.35", image)
-            ref = f"{registry.host}/demo/busybox:1.35"
-            print(f"registry at {registry.url}; pushed {ref}")
-            hosts = base / "certs.d"
-            hosts_toml(hosts, registry.host, plain_http=True)
-            (base / "daemon").mkdir()
-            with Pinnaced(base / "daemon", registry_hosts_dir=hosts) as daemon:
-                sock = daemon.socket
-                cli(sock, "version")
-                cli(sock, "info")
-                cli(sock, "image", "pull", ref)
-                cli(sock, "image", "ls")
-                cli(sock, "image", "inspect", ref)
-                cli(sock, "image", "push", ref, f"{registry.host}/demo/busybox:pushed")
-                archive = images.write_oci_archive(image, base / "busybox.tar", ref_name="1.35")
-                cli(sock, "image", "import", str(archive), "--name", "demo.local/busybox")
-                cli(sock, "image", "ls")
-                cli(sock, "image", "rm", ref)
-                cli(sock, "image", "ls", "-o", "json")
-    print("\ndemo finished: registry and pinnaced stopped, temporary files removed")
+        try:
+            with Registry.plain(parent_dir=base) as registry:
+                image = images.busybox_image()
+                pause = images.busybox_image(
+                    config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
+                )
+                push_image(registry.url, "demo/busybox", "1.35", image)
+                push_image(registry.url, "demo/pause", "1", pause)
+                ref = f"{registry.host}/demo/busybox:1.35"
+                print(f"registry at {registry.url}; pushed {ref}")
+                hosts = base / "certs.d"
+                hosts_toml(hosts, registry.host, plain_http=True)
+                (base / "daemon").mkdir()
+                daemon = Pinnaced(
+                    base / "daemon",
+                    registry_hosts_dir=hosts,
+                    config_text=f'[images]\nsandbox_image = "{registry.host}/demo/pause:1"\n',
+                )
+                daemon.cni_conf_dir.mkdir(parents=True)
+                (daemon.cni_conf_dir / "10-demo.conflist").write_text(json.dumps(network_config()))
+                with daemon:
+                    sock = daemon.socket
+                    cli(sock, "version")
+                    cli(sock, "info")
+                    cli(sock, "image", "pull", ref)
+                    cli(sock, "image", "ls")
+                    cli(sock, "image", "inspect", ref)
+                    cli(sock, "image", "push", ref, f"{registry.host}/demo/busybox:pushed")
+                    archive = images.write_oci_archive(image, base / "bb.tar", ref_name="1.35")
+                    cli(sock, "image", "import", str(archive), "--name", "demo.local/busybox")
+
+                    manifest = base / "pod.yaml"
+                    manifest.write_text(
+                        (REPO / "deploy/examples/pod.yaml").read_text().replace("IMAGE", ref)
+                    )
+                    env = dict(os.environ)
+                    env["PINNACE_LOG_ROOT"] = str(base / "pod-logs")
+                    env["PINNACE_PLAY_ROOT"] = str(base / "play")
+                    cli(sock, "play", str(manifest), env=env)
+                    cli(sock, "pods", env=env)
+                    cli(sock, "ps", env=env)
+                    cli(sock, "logs", "hello", env=env)
+                    cli(
+                        sock,
+                        "exec",
+                        "hello",
+                        "--",
+                        "sh",
+                        "-c",
+                        "hostname; ip -o -4 addr show eth0",
+                        env=env,
+                    )
+                    cli(sock, "play", "--down", str(manifest), env=env)
+                    cli(sock, "pods", env=env)
+                    cli(sock, "image", "rm", ref)
+                    cli(sock, "image", "ls")
+        finally:
+            subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+            remove_hostport_chains(keep=chains)
+    print("\ndemo finished: pod removed, registry and pinnaced stopped, temporary files removed")
     return 0
 
 
