@@ -28,7 +28,6 @@ from cri.api.pinnace.events.v1 import events_pb2_grpc as epb_grpc
 from cri.api.runtime.v1 import api_pb2 as pb
 from tests.support import images
 from tests.support.daemon import Pinnaced, mounts_under
-from tests.support.iptables import hostport_chains, remove_hostport_chains
 from tests.support.push import push_image
 from tests.support.registry import Registry
 
@@ -37,13 +36,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _firewall_as_found() -> Iterator[None]:
-    before = hostport_chains()
-    yield
-    remove_hostport_chains(keep=before)
 
 
 @pytest.fixture(scope="module")
