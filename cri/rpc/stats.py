@@ -6,6 +6,7 @@ from __future__ import annotations
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc.deps import Deps
 from cri.rpc.resolve import resolve_id
+from cri.translate import filters
 from cri.translate import stats as tr
 from runtime.errors import NotFound
 from runtime.pods.model import ContainerState
@@ -44,15 +45,10 @@ async def container_stats(
 async def list_container_stats(
     deps: Deps, request: pb.ListContainerStatsRequest
 ) -> pb.ListContainerStatsResponse:
-    f = request.filter
-    containers = [
-        c
-        for c in deps.pods.store.containers.all()
-        if c.state == ContainerState.RUNNING
-        and (not f.id or c.id.startswith(f.id))
-        and (not f.pod_sandbox_id or c.sandbox_id.startswith(f.pod_sandbox_id))
-        and all(c.config.labels.get(k) == v for k, v in f.label_selector.items())
-    ]
+    running = [c for c in deps.pods.store.containers.all() if c.state == ContainerState.RUNNING]
+    containers = filters.ContainerFilter.from_pb(request.filter).apply(
+        running, sandbox_ids=[s.id for s in deps.pods.store.sandboxes.all()]
+    )
     figures = await deps.pods.container_figures(containers)
     mountpoint = await _mountpoint(deps)
     return pb.ListContainerStatsResponse(stats=[_container(deps, x, mountpoint) for x in figures])
@@ -85,13 +81,7 @@ async def pod_sandbox_stats(
 async def list_pod_sandbox_stats(
     deps: Deps, request: pb.ListPodSandboxStatsRequest
 ) -> pb.ListPodSandboxStatsResponse:
-    f = request.filter
-    sandboxes = [
-        s
-        for s in deps.pods.store.sandboxes.all()
-        if (not f.id or s.id.startswith(f.id))
-        and all(s.config.labels.get(k) == v for k, v in f.label_selector.items())
-    ]
+    sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(deps.pods.store.sandboxes.all())
     figures = await deps.pods.sandbox_figures(sandboxes)
     mountpoint = await _mountpoint(deps)
     return pb.ListPodSandboxStatsResponse(stats=[_sandbox(deps, x, mountpoint) for x in figures])

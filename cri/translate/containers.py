@@ -55,7 +55,6 @@ __all__ = [
     "namespace_options",
     "namespace_options_to_pb",
     "resources",
-    "resources_to_oci",
     "resources_to_pb",
     "security_profile",
     "security_profile_to_pb",
@@ -282,42 +281,6 @@ def resources_to_pb(r: Resources) -> pb.LinuxContainerResources:
         unified=dict(r.unified),
         memory_swap_limit_in_bytes=r.memory_swap_limit_in_bytes,
     )
-
-
-def resources_to_oci(r: Resources, *, cgroup_v2: bool) -> dict[str, Any]:
-    """The OCI ``linux.resources`` object (as JSON data) for ``r``, what ``runc update
-    --resources`` reads. Unset figures are left out. The CRI's swap limit is already
-    memory+swap, which is what OCI ``memory.swap`` means, so it passes through. ``unified``
-    exists only on cgroup v2 and is left out on v1 (runc rejects it there).
-    ``oom_score_adj`` is not a cgroup setting (it is OCI ``process.oomScoreAdj``)."""
-    out: dict[str, Any] = {}
-    cpu: dict[str, Any] = {}
-    if r.cpu_shares > 0:
-        cpu["shares"] = r.cpu_shares
-    if r.cpu_quota != 0:
-        cpu["quota"] = r.cpu_quota
-    if r.cpu_period > 0:
-        cpu["period"] = r.cpu_period
-    if r.cpuset_cpus:
-        cpu["cpus"] = r.cpuset_cpus
-    if r.cpuset_mems:
-        cpu["mems"] = r.cpuset_mems
-    if cpu:
-        out["cpu"] = cpu
-    memory: dict[str, Any] = {}
-    if r.memory_limit_in_bytes > 0:
-        memory["limit"] = r.memory_limit_in_bytes
-    if r.memory_swap_limit_in_bytes != 0:
-        memory["swap"] = r.memory_swap_limit_in_bytes
-    if memory:
-        out["memory"] = memory
-    if r.hugepage_limits:
-        out["hugepageLimits"] = [
-            {"pageSize": h.page_size, "limit": h.limit} for h in r.hugepage_limits
-        ]
-    if cgroup_v2 and r.unified:
-        out["unified"] = dict(r.unified)
-    return out
 
 
 # --- container config ------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from runtime import oci
 from runtime.aio import shielded
 from runtime.cgroups import CgroupMounts, CgroupStats, read_stats
 from runtime.errors import (
-    AlreadyExists,
     FailedPrecondition,
     NotFound,
     PinnaceError,
@@ -40,6 +39,7 @@ from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
 from runtime.images.service import ImageService
 from runtime.pods import rootfs as rootfs_mod
+from runtime.pods.creations import Creations
 from runtime.pods.model import (
     Container,
     ContainerConfig,
@@ -90,7 +90,7 @@ class ContainerController:
         self._settings = settings
         self._sandboxes = sandboxes
         self._cgroups = cgroups
-        self._inflight: dict[str, asyncio.Task[Container]] = {}
+        self._creations: Creations[Container] = Creations(store.names, "container")
         self._locks: dict[str, asyncio.Lock] = {}
         self._exit_tasks: set[asyncio.Task[Container | None]] = set()
 
@@ -131,36 +131,18 @@ class ContainerController:
             raise FailedPrecondition(
                 f"pod sandbox {sandbox_id} is not ready (it was stopped); create a new one"
             )
-        key = container_name_key(config, sandbox.config.metadata)
-        flight = self._inflight.get(key)
-        if flight is not None:
-            return await asyncio.shield(flight)
-        holder = self._store.names.holder(key)
-        if holder is not None:
-            existing = self._store.containers.get(holder)
-            if existing is not None and existing.config == config:
-                return existing
-            raise AlreadyExists(
-                f"container name {key!r} is already used by container {holder}; remove it "
-                "first or use another attempt number"
-            )
         image = self._images.find(config.image)
         if image is None:
             raise NotFound(
                 f"image {config.image!r} not found: pull it before creating the container"
             )
-        container_id = new_id()
-        self._store.names.reserve(key, container_id)
-        flight = asyncio.create_task(self._create(container_id, sandbox, config, image))
-        self._inflight[key] = flight
-
-        def landed(task: asyncio.Task[Container]) -> None:
-            self._inflight.pop(key, None)
-            if task.cancelled() or task.exception() is not None:
-                self._store.names.release(key, container_id)
-
-        flight.add_done_callback(landed)
-        return await asyncio.shield(flight)
+        return await self._creations.create_once(
+            container_name_key(config, sandbox.config.metadata),
+            new_id(),
+            lambda container_id: self._create(container_id, sandbox, config, image),
+            existing=self._store.containers.get,
+            same=lambda c: c.config == config and c.sandbox_id == sandbox.id,
+        )
 
     async def _create(
         self, container_id: str, sandbox: Sandbox, config: ContainerConfig, image: Any

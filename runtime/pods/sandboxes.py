@@ -33,7 +33,6 @@ from runtime.aio import shielded
 from runtime.cgroups import CgroupMounts
 from runtime.cgroups import remove as remove_cgroup
 from runtime.errors import (
-    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -46,6 +45,7 @@ from runtime.images.service import ImageService
 from runtime.images.store import ImageRecord
 from runtime.mount import Mount
 from runtime.pods import rootfs as rootfs_mod
+from runtime.pods.creations import Creations
 from runtime.pods.files import write_sandbox_files
 from runtime.pods.model import NamespaceMode, Sandbox, SandboxConfig, SandboxState
 from runtime.pods.network import EventNetwork
@@ -93,7 +93,7 @@ class SandboxController:
         self._settings = settings
         self._cgroups = cgroups
         self._network = network
-        self._inflight: dict[str, asyncio.Task[Sandbox]] = {}
+        self._creations: Creations[Sandbox] = Creations(store.names, "pod sandbox")
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _dir(self, sandbox_id: str) -> Path:
@@ -112,32 +112,13 @@ class SandboxController:
                 f"runtime handler {handler!r} is not configured; configured handlers: "
                 f"{', '.join(self._settings.handlers)}"
             )
-        key = sandbox_name_key(config.metadata)
-        flight = self._inflight.get(key)
-        if flight is not None:
-            # kubelet's retry of a creation still running: wait for its result
-            return await asyncio.shield(flight)
-        holder = self._store.names.holder(key)
-        if holder is not None:
-            existing = self._store.sandboxes.get(holder)
-            if existing is not None and existing.config == config:
-                return existing  # the retry of a creation that finished after the deadline
-            raise AlreadyExists(
-                f"pod sandbox name {key!r} is already used by sandbox {holder}; remove it "
-                "first or use another attempt number"
-            )
-        sandbox_id = new_id()
-        self._store.names.reserve(key, sandbox_id)
-        flight = asyncio.create_task(self._create(sandbox_id, config, handler))
-        self._inflight[key] = flight
-
-        def landed(task: asyncio.Task[Sandbox]) -> None:
-            self._inflight.pop(key, None)
-            if task.cancelled() or task.exception() is not None:
-                self._store.names.release(key, sandbox_id)
-
-        flight.add_done_callback(landed)
-        return await asyncio.shield(flight)
+        return await self._creations.create_once(
+            sandbox_name_key(config.metadata),
+            new_id(),
+            lambda sandbox_id: self._create(sandbox_id, config, handler),
+            existing=self._store.sandboxes.get,
+            same=lambda sandbox: sandbox.config == config,
+        )
 
     async def _create(self, sandbox_id: str, config: SandboxConfig, handler: str) -> Sandbox:
         directory = self._dir(sandbox_id)

@@ -366,25 +366,6 @@ def test_unlimited_quota_and_swap_are_accepted() -> None:
     assert (r.cpu_quota, r.memory_swap_limit_in_bytes) == (-1, -1)
 
 
-def test_resources_to_oci() -> None:
-    r = containers.resources(full_resources())
-    v2 = containers.resources_to_oci(r, cgroup_v2=True)
-    assert v2 == {
-        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": "0"},
-        "memory": {"limit": 64 << 20, "swap": 128 << 20},
-        "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}],
-        "unified": {"memory.high": "50000000"},
-    }
-    v1 = containers.resources_to_oci(r, cgroup_v2=False)
-    assert "unified" not in v1
-    assert v1["memory"] == {"limit": 64 << 20, "swap": 128 << 20}
-    assert containers.resources_to_oci(Resources(), cgroup_v2=True) == {}
-    assert containers.resources_to_oci(Resources(cpu_quota=-1), cgroup_v2=False) == {
-        "cpu": {"quota": -1}
-    }
-
-
-# --- status and list -------------------------------------------------------------------------
 
 
 def make_container(**kwargs: object) -> Container:
