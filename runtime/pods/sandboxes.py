@@ -357,6 +357,8 @@ class SandboxController:
                 rootfs_mod.remove_snapshot, self._sn, f"sandbox-{directory.name}"
             )
             await asyncio.to_thread(shutil.rmtree, directory, True)
+            # the cgroup pinnace would have made for it (a parent kubelet gave is kubelet's)
+            await self._remove_cgroup(f"{self._settings.default_cgroup_parent}/{directory.name}")
         for sandbox in self._store.sandboxes.all():
             if sandbox.state != SandboxState.READY:
                 # a stop may have been cut short after the network was detached

@@ -307,6 +307,50 @@ def test_bad_input(pod_env: PodEnv) -> None:
     assert "no-such-handler" in info.value.details()
 
 
+def test_failures_half_way_through_a_create_leave_nothing(pod_env: PodEnv) -> None:
+    state = pod_env.daemon.state
+    # the sandbox fails after its namespaces were pinned (a sysctl that is not namespaced)
+    bad_pod = pod_env.pod_config(
+        linux=pb.LinuxPodSandboxConfig(
+            sysctls={"vm.swappiness": "10"},
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+            ),
+        )
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        pod_env.run_pod(bad_pod)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "vm.swappiness" in info.value.details()
+    assert list((state / "sandboxes").iterdir()) == []
+    assert mounts_under([pod_env.daemon.root, state]) == []
+    assert not Path("/sys/fs/cgroup/memory/pinnace").exists() or not any(
+        p.is_dir() for p in Path("/sys/fs/cgroup/memory/pinnace").iterdir()
+    )
+
+    # the container fails after its rootfs was mounted (a user the image does not know)
+    pod = pod_env.pod_config()
+    pod_id = pod_env.run_pod(pod)
+    mounts_of_pod = mounts_under([pod_env.daemon.root, state])
+    config = pod_env.container_config(
+        "nobody-here",
+        ["true"],
+        linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(
+                run_as_username="no-such-user",
+                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER),
+            )
+        ),
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        pod_env.create(pod_id, pod, config)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no-such-user" in info.value.details()
+    assert pod_env.runtime.ListContainers(pb.ListContainersRequest()).containers == []
+    assert mounts_under([pod_env.daemon.root, state]) == mounts_of_pod
+    assert list((state / "containers").iterdir()) == []
+
+
 def test_names_retries_and_conflicts(pod_env: PodEnv) -> None:
     pod = pod_env.pod_config()
     first = pod_env.run_pod(pod)
