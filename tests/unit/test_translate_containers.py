@@ -366,8 +366,6 @@ def test_unlimited_quota_and_swap_are_accepted() -> None:
     assert (r.cpu_quota, r.memory_swap_limit_in_bytes) == (-1, -1)
 
 
-
-
 def make_container(**kwargs: object) -> Container:
     values: dict[str, object] = {
         "id": "c0ffee",
