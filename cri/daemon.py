@@ -126,27 +126,7 @@ class Daemon:
         self.metrics = Metrics()
         self.db = Database(root / "metadata.db")
         self.content = LocalStore(root / "content")
-        self.snapshotter = self._choose_snapshotter(root / "snapshots")
         self.image_store = ImageStore(self.db)
-        self.collector = Collector(
-            content=self.content, snapshotter=self.snapshotter, images=self.image_store
-        )
-        platform = (
-            parse_platform(cfg.images.platform) if cfg.images.platform else default_platform()
-        )
-        self.unpacker = Unpacker(
-            content=self.content,
-            snapshotter=self.snapshotter,
-            max_concurrent=cfg.images.max_concurrent_downloads,
-            progress_timeout=cfg.images.pull_progress_timeout,
-        )
-        self.puller = Puller(
-            content=self.content,
-            images=self.image_store,
-            unpacker=self.unpacker,
-            platform=platform,
-            progress_timeout=cfg.images.pull_progress_timeout,
-        )
         configured = _configured_credentials(cfg)
         hosts_dir = cfg.images.registry_hosts_dir
         user_agent = f"pinnace/{pinnace_version()}"
@@ -157,19 +137,7 @@ class Daemon:
             hosts_dir, credentials_for=configured.get, user_agent=user_agent
         )
 
-        def client_factory(creds: Credentials | None, host: str | None) -> RegistryClient:
-            return self.registry.with_credentials(credentials_lookup(configured, creds, host))
-
-        self.images = ImageService(
-            content=self.content,
-            snapshotter=self.snapshotter,
-            images=self.image_store,
-            puller=self.puller,
-            collector=self.collector,
-            client_factory=client_factory,
-            store_dirs=(root / "content", root / "snapshots"),
-            pinned_images=(cfg.images.sandbox_image,),
-        )
+        self._configured = configured
         self.exchange = Exchange()
         self.pod_store = PodStore(self.db)
         handlers = {
@@ -189,7 +157,48 @@ class Daemon:
         )
         self._stop = asyncio.Event()
 
-    def _build_pods(self, cgroup_mounts: CgroupMounts) -> PodService:
+    def _build_images(self, snapshotter: Snapshotter) -> ImageService:
+        """The image layer; built once the snapshotter is chosen (that probes the kernel)."""
+        cfg = self.cfg
+        root = cfg.daemon.root
+        configured = self._configured
+        collector = Collector(
+            content=self.content, snapshotter=snapshotter, images=self.image_store
+        )
+        platform = (
+            parse_platform(cfg.images.platform) if cfg.images.platform else default_platform()
+        )
+        unpacker = Unpacker(
+            content=self.content,
+            snapshotter=snapshotter,
+            max_concurrent=cfg.images.max_concurrent_downloads,
+            progress_timeout=cfg.images.pull_progress_timeout,
+        )
+        puller = Puller(
+            content=self.content,
+            images=self.image_store,
+            unpacker=unpacker,
+            platform=platform,
+            progress_timeout=cfg.images.pull_progress_timeout,
+        )
+
+        def client_factory(creds: Credentials | None, host: str | None) -> RegistryClient:
+            return self.registry.with_credentials(credentials_lookup(configured, creds, host))
+
+        return ImageService(
+            content=self.content,
+            snapshotter=snapshotter,
+            images=self.image_store,
+            puller=puller,
+            collector=collector,
+            client_factory=client_factory,
+            store_dirs=(root / "content", root / "snapshots"),
+            pinned_images=(cfg.images.sandbox_image,),
+        )
+
+    def _build_pods(
+        self, cgroup_mounts: CgroupMounts, images: ImageService, snapshotter: Snapshotter
+    ) -> PodService:
         """The pod layer; built once the cgroup hierarchy is known (that is I/O)."""
         cfg = self.cfg
         settings = PodSettings(
@@ -206,8 +215,8 @@ class Daemon:
         sandboxes = SandboxController(
             store=self.pod_store,
             tasks=self.tasks,
-            images=self.images,
-            snapshotter=self.snapshotter,
+            images=images,
+            snapshotter=snapshotter,
             exchange=self.exchange,
             settings=settings,
             cgroups=cgroup_mounts,
@@ -216,8 +225,8 @@ class Daemon:
         containers = ContainerController(
             store=self.pod_store,
             tasks=self.tasks,
-            images=self.images,
-            snapshotter=self.snapshotter,
+            images=images,
+            snapshotter=snapshotter,
             exchange=self.exchange,
             settings=settings,
             sandboxes=sandboxes,
@@ -266,16 +275,20 @@ class Daemon:
 
     async def _serve_with_tasks(self, cfg: Config) -> None:
         await asyncio.to_thread(self.image_store.load)
-        await asyncio.to_thread(self.snapshotter.cleanup)
+        snapshotter = await asyncio.to_thread(
+            self._choose_snapshotter, cfg.daemon.root / "snapshots"
+        )
+        await asyncio.to_thread(snapshotter.cleanup)
+        images = self._build_images(snapshotter)
         cgroup_mounts = await asyncio.to_thread(cgroups.detect)
-        pods = self._build_pods(cgroup_mounts)
+        pods = self._build_pods(cgroup_mounts, images, snapshotter)
         await pods.recover()
-        await self.images.collect(startup=True)
+        await images.collect(startup=True)
         self.metrics.images.set(len(self.image_store.list()))
         deps = Deps(
             config=cfg,
             metrics=self.metrics,
-            images=self.images,
+            images=images,
             pods=pods,
             network=self.network,
             exchange=self.exchange,
