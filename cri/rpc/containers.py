@@ -65,7 +65,7 @@ async def remove_container(
     # CRI: removing an unknown container succeeds; a running one is force-removed.
     container_id = _known(deps, request.container_id)
     if container_id is not None:
-        await deps.pods.containers.remove(container_id)
+        await deps.pods.remove_container(container_id)
     return pb.RemoveContainerResponse()
 
 

@@ -63,9 +63,18 @@ class PodService:
     async def remove_sandbox(self, sandbox_id: str) -> None:
         """Force-stop and delete the pod, its containers and its record."""
         async with self.sandboxes.lock(sandbox_id):
+            members = [c.id for c in self.store.containers_of(sandbox_id)]
             await self.containers.stop_all(sandbox_id, timeout=0)
             await self.containers.remove_all(sandbox_id)
             await self.sandboxes.remove(sandbox_id)
+        for container_id in members:
+            self._cpu.forget(container_id)
+        self._cpu.forget(f"pod-{sandbox_id}")
+
+    async def remove_container(self, container_id: str) -> None:
+        """Force-stop and delete one container (unknown ids are fine)."""
+        await self.containers.remove(container_id)
+        self._cpu.forget(container_id)
 
     async def recover(self) -> None:
         """At start: load records, find the tasks of the previous run, reconcile both."""
