@@ -244,27 +244,16 @@ def test_sigkill_mid_pull_then_restart_and_pull_again(pinnaced, registry, tmp_pa
     big = images.big_image(tmp_path / "big", total_bytes=40 * 1024 * 1024, layers=4)
     push_image(registry.url, "test/big", "v1", big)
     daemon = pinnaced()
-    _, image = daemon.clients()
     name = f"{registry.host}/test/big:v1"
-    outcome: list[object] = []
-
-    def pull() -> None:
-        try:
-            outcome.append(_pull(image, name))
-        except grpc.RpcError as exc:
-            outcome.append(exc.code())
-
-    thread = threading.Thread(target=pull)
-    thread.start()
-    # the daemon has started fetching a layer: kill it there
-    registry.wait_for_log(
-        lambda e: e.method == "GET" and "/blobs/" in e.path and e.status in (200, 206),
-        timeout=60,
-    )
-    daemon.kill()
-    thread.join(timeout=60)
-    # the client sees the connection go (UNAVAILABLE, or CANCELLED mid-stream), never an image
-    assert outcome and outcome[0] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    # pull through the progress stream, and kill the daemon once a layer is part-downloaded
+    stream = _images_stub(daemon).Pull(ipb.PullRequest(image=name), timeout=120)
+    layers = {layer.blob.digest for layer in big.layers}
+    with pytest.raises(grpc.RpcError) as info:
+        for message in stream:
+            if message.digest in layers and 0 < message.offset < message.total:
+                daemon.kill()
+    # the client sees the connection go (UNAVAILABLE, or CANCELLED mid-stream)
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
     daemon.restart()
     _, image = daemon.clients()
