@@ -21,6 +21,7 @@ from tests.support import images
 from tests.support.daemon import Pinnaced
 from tests.support.push import push_image
 from tests.support.registry import Registry
+from tests.support.watch import wait_for_content
 
 MANIFEST = """\
 apiVersion: v1
@@ -109,15 +110,12 @@ def pinnace(daemon: Pinnaced, capsys: pytest.CaptureFixture[str], tmp_path: Path
     return Cli(daemon, capsys, [*roots, "--resolv-conf", ""])
 
 
-def _wait_output(pinnace: Cli, needle: str, *argv: str, timeout: float = 30) -> str:
-    """Run a CLI command until its output contains ``needle`` (a container's log grows on its
-    own time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _, out, err = pinnace(*argv)
-        if needle in out or time.monotonic() > deadline:
-            return out + err
-        time.sleep(0.1)
+def _await_log(pinnace: Cli, container_id: str, needle: str) -> None:
+    """Wait until the container's log file holds ``needle`` (conmon writes on its own time)."""
+    status = pinnace.daemon.runtime.ContainerStatus(
+        pb.ContainerStatusRequest(container_id=container_id)
+    ).status
+    wait_for_content(Path(status.log_path), lambda data: needle.encode() in data, timeout=30)
 
 
 def _follow_through_rotation(pinnace: Cli, container_id: str) -> str:
@@ -193,7 +191,9 @@ def test_play_a_pod_and_drive_it_with_the_cli(
     assert pinnace.json("pods", "--name", "^cli-")["items"][0]["id"] == pod_id
 
     # logs: the init container wrote the shared volume, $(WHO) was expanded
-    text = _wait_output(pinnace, "hello from play", "logs", main_id[:12])
+    _await_log(pinnace, main_id, "hello from play")
+    code, out, err = pinnace("logs", main_id[:12])
+    text = out + err
     assert "prepared-by-init\nhello from play\n" in text
     assert pinnace("logs", "prepare") == (0, "", "")  # by name; it wrote only to the volume
     # follow a container until it exits; stdout and stderr go to their own streams, and the

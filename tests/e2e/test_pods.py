@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
-import time
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from tests.support import images
 from tests.support.daemon import Pinnaced, mounts_under
 from tests.support.push import push_image
 from tests.support.registry import Registry
+from tests.support.watch import wait_for_content
 
 BUSYBOX = "test/podbox"
 PAUSE = "test/pause"
@@ -114,16 +116,44 @@ class PodEnv:
             pb.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout), timeout=60
         )
 
-    def wait_exited(self, container_id: str, timeout: float = 30) -> pb.ContainerStatus:
-        """Wait for the EXITED state (ContainerStatus is answered from memory, so this polls
-        cheaply; there is no CRI call that blocks on an exit)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status(container_id)
-            if status.state == pb.CONTAINER_EXITED:
-                return status
-            time.sleep(0.05)
-        raise AssertionError(f"container {container_id} did not exit within {timeout}s")
+    def watch_exits(self) -> ExitWatch:
+        """Subscribe to GetContainerEvents now; ``wait(id)`` then awaits that container's stop
+        event (the fact, not a poll) and returns its status."""
+        return ExitWatch(self.runtime)
+
+
+class ExitWatch:
+    """A GetContainerEvents stream read by a thread into a queue."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self._stream = runtime.GetContainerEvents(pb.GetEventsRequest())
+        self._events: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        self._stream.initial_metadata()  # subscribed from here on
+
+    def _read(self) -> None:
+        try:
+            for event in self._stream:
+                self._events.put(event)
+        except grpc.RpcError:
+            pass
+
+    def wait(self, container_id: str, timeout: float = 30) -> pb.ContainerStatus:
+        while True:
+            event = self._events.get(timeout=timeout)
+            if (
+                event.container_id == container_id
+                and event.container_event_type == pb.CONTAINER_STOPPED_EVENT
+            ):
+                return self._runtime.ContainerStatus(
+                    pb.ContainerStatusRequest(container_id=container_id)
+                ).status
+
+    def close(self) -> None:
+        self._stream.cancel()
+        self._thread.join(timeout=10)
 
 
 def _sandbox_traces(daemon: Pinnaced) -> list[str]:
@@ -264,12 +294,14 @@ def test_exit_codes_and_reasons(pod_env: PodEnv) -> None:
     pod_id = pod_env.run_pod(pod)
     failing = pod_env.create(pod_id, pod, pod_env.container_config("fails", ["sh", "-c", "exit 3"]))
     ok = pod_env.create(pod_id, pod, pod_env.container_config("ok", ["true"]))
+    exits = pod_env.watch_exits()
     pod_env.start(failing)
     pod_env.start(ok)
-    status = pod_env.wait_exited(failing)
+    status = exits.wait(failing)
     assert (status.exit_code, status.reason) == (3, "Error")
-    status = pod_env.wait_exited(ok)
+    status = exits.wait(ok)
     assert (status.exit_code, status.reason) == (0, "Completed")
+    exits.close()
 
 
 def test_bad_input(pod_env: PodEnv) -> None:
@@ -476,12 +508,8 @@ def test_stats_update_and_reopen_log(pod_env: PodEnv) -> None:
 
 
 def _wait_log(path: Path, needle: str, timeout: float = 10) -> list[tuple[str, str, str]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = _log_lines(path)
-        if any(needle in text for _, _, text in lines):
-            return lines
-        time.sleep(0.05)
+    """The log's lines once one contains ``needle`` (conmon writes asynchronously)."""
+    wait_for_content(path, lambda data: needle.encode() in data, timeout=timeout)
     return _log_lines(path)
 
 
@@ -521,7 +549,9 @@ def test_containers_survive_a_daemon_crash(pod_env: PodEnv) -> None:
     pod_env.runtime, pod_env.image = pod_env.daemon.clients()
 
     assert pod_env.status(keeps).state == pb.CONTAINER_RUNNING
-    status = pod_env.wait_exited(exits)
+    # the exit that happened while pinnaced was down was recorded before it served again
+    status = pod_env.status(exits)
+    assert status.state == pb.CONTAINER_EXITED
     assert status.exit_code == 137
     assert status.finished_at > status.started_at
     assert pod_env.exec(keeps, ["echo", "alive"]).stdout == b"alive\n"
