@@ -596,3 +596,31 @@ def test_crun_as_a_second_runtime_handler(pinnaced, pod_images, tmp_path) -> Non
     assert ("stdout", "F", "via-crun") in _wait_log(Path(env.status(ctr).log_path), "via-crun")
     runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     assert mounts_under([daemon.root, daemon.state]) == []
+
+
+def test_out_of_memory_is_reported_as_oomkilled(pod_env: PodEnv) -> None:
+    pod = pod_env.pod_config()
+    pod_id = pod_env.run_pod(pod)
+    hog = pod_env.create(
+        pod_id,
+        pod,
+        pod_env.container_config(
+            "hog",
+            ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+            linux=pb.LinuxContainerConfig(
+                resources=pb.LinuxContainerResources(
+                    memory_limit_in_bytes=32 * 1024 * 1024,
+                    memory_swap_limit_in_bytes=32 * 1024 * 1024,
+                ),
+                security_context=pb.LinuxContainerSecurityContext(
+                    namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+                ),
+            ),
+        ),
+    )
+    exits = pod_env.watch_exits()
+    pod_env.start(hog)
+    status = exits.wait(hog)
+    exits.close()
+    assert status.exit_code == 137
+    assert status.reason == "OOMKilled"
