@@ -6,24 +6,11 @@ from __future__ import annotations
 import json
 
 from cri.api.runtime.v1 import api_pb2 as pb
+from cri.rpc import resolve
 from cri.rpc.deps import Deps
-from cri.rpc.resolve import resolve_id
 from cri.translate import containers as ctr
 from cri.translate import filters
-from runtime.errors import DeadlineExceeded, InvalidArgument, NotFound
-from runtime.pods.model import Container
-
-
-def _known(deps: Deps, text: str) -> str | None:
-    return resolve_id(text, (c.id for c in deps.pods.store.containers.all()), what="container")
-
-
-def _require(deps: Deps, text: str) -> Container:
-    container_id = _known(deps, text)
-    container = deps.pods.store.containers.get(container_id) if container_id else None
-    if container is None:
-        raise NotFound(f"container {text} not found")
-    return container
+from runtime.errors import DeadlineExceeded, InvalidArgument
 
 
 async def create_container(
@@ -31,29 +18,23 @@ async def create_container(
 ) -> pb.CreateContainerResponse:
     if not request.HasField("config"):
         raise InvalidArgument("CreateContainer: config is missing")
-    sandbox_id = resolve_id(
-        request.pod_sandbox_id,
-        (s.id for s in deps.pods.store.sandboxes.all()),
-        what="pod sandbox",
-    )
-    if sandbox_id is None:
-        raise NotFound(f"pod sandbox {request.pod_sandbox_id} not found")
+    sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
     config = ctr.container_config(request.config)
-    container = await deps.pods.containers.create(sandbox_id, config)
+    container = await deps.pods.containers.create(sandbox.id, config)
     return pb.CreateContainerResponse(container_id=container.id)
 
 
 async def start_container(
     deps: Deps, request: pb.StartContainerRequest
 ) -> pb.StartContainerResponse:
-    container = _require(deps, request.container_id)
+    container = resolve.require_container(deps, request.container_id)
     await deps.pods.containers.start(container.id)
     return pb.StartContainerResponse()
 
 
 async def stop_container(deps: Deps, request: pb.StopContainerRequest) -> pb.StopContainerResponse:
     # CRI: stopping an unknown or already stopped container succeeds.
-    container_id = _known(deps, request.container_id)
+    container_id = resolve.container_id(deps, request.container_id)
     if container_id is not None:
         await deps.pods.containers.stop(container_id, timeout=float(request.timeout))
     return pb.StopContainerResponse()
@@ -63,14 +44,14 @@ async def remove_container(
     deps: Deps, request: pb.RemoveContainerRequest
 ) -> pb.RemoveContainerResponse:
     # CRI: removing an unknown container succeeds; a running one is force-removed.
-    container_id = _known(deps, request.container_id)
+    container_id = resolve.container_id(deps, request.container_id)
     if container_id is not None:
         await deps.pods.remove_container(container_id)
     return pb.RemoveContainerResponse()
 
 
 def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.ContainerStatusResponse:
-    container = _require(deps, request.container_id)
+    container = resolve.require_container(deps, request.container_id)
     info: dict[str, str] = {}
     if request.verbose:
         info["info"] = json.dumps(
@@ -101,7 +82,7 @@ def list_containers(deps: Deps, request: pb.ListContainersRequest) -> pb.ListCon
 async def update_container_resources(
     deps: Deps, request: pb.UpdateContainerResourcesRequest
 ) -> pb.UpdateContainerResourcesResponse:
-    container = _require(deps, request.container_id)
+    container = resolve.require_container(deps, request.container_id)
     if not request.HasField("linux"):
         raise InvalidArgument("UpdateContainerResources: linux resources are missing")
     await deps.pods.containers.update_resources(container.id, ctr.resources(request.linux))
@@ -111,13 +92,13 @@ async def update_container_resources(
 async def reopen_container_log(
     deps: Deps, request: pb.ReopenContainerLogRequest
 ) -> pb.ReopenContainerLogResponse:
-    container = _require(deps, request.container_id)
+    container = resolve.require_container(deps, request.container_id)
     await deps.pods.containers.reopen_log(container.id)
     return pb.ReopenContainerLogResponse()
 
 
 async def exec_sync(deps: Deps, request: pb.ExecSyncRequest) -> pb.ExecSyncResponse:
-    container = _require(deps, request.container_id)
+    container = resolve.require_container(deps, request.container_id)
     if not request.cmd:
         raise InvalidArgument("ExecSync: cmd is empty")
     timeout = float(request.timeout) if request.timeout > 0 else None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from runtime.errors import InvalidArgument
+from cri.rpc.deps import Deps
+from cri.translate.filters import resolve_id as match_id
+from runtime.errors import InvalidArgument, NotFound
+from runtime.pods.model import Container, Sandbox
 
 
 def resolve_id(text: str, known: Iterable[str], *, what: str) -> str | None:
@@ -12,12 +15,36 @@ def resolve_id(text: str, known: Iterable[str], *, what: str) -> str | None:
     None when nothing matches; InvalidArgument when the prefix is ambiguous or empty."""
     if not text:
         raise InvalidArgument(f"{what} id is empty")
-    matches = []
-    for candidate in known:
-        if candidate == text:
-            return candidate
-        if candidate.startswith(text):
-            matches.append(candidate)
-    if len(matches) > 1:
-        raise InvalidArgument(f"{what} id prefix {text!r} is ambiguous: it matches {len(matches)}")
-    return matches[0] if matches else None
+    ids = list(known)
+    found = match_id(text, ids)
+    if found is None:
+        matches = sum(1 for candidate in ids if candidate.startswith(text))
+        if matches > 1:
+            raise InvalidArgument(f"{what} id prefix {text!r} is ambiguous: it matches {matches}")
+    return found
+
+
+def sandbox_id(deps: Deps, text: str) -> str | None:
+    return resolve_id(text, (s.id for s in deps.pods.store.sandboxes.all()), what="pod sandbox")
+
+
+def container_id(deps: Deps, text: str) -> str | None:
+    return resolve_id(text, (c.id for c in deps.pods.store.containers.all()), what="container")
+
+
+def require_sandbox(deps: Deps, text: str) -> Sandbox:
+    """The sandbox ``text`` names; NotFound when there is none."""
+    found = sandbox_id(deps, text)
+    sandbox = deps.pods.store.sandboxes.get(found) if found else None
+    if sandbox is None:
+        raise NotFound(f"pod sandbox {text} not found")
+    return sandbox
+
+
+def require_container(deps: Deps, text: str) -> Container:
+    """The container ``text`` names; NotFound when there is none."""
+    found = container_id(deps, text)
+    container = deps.pods.store.containers.get(found) if found else None
+    if container is None:
+        raise NotFound(f"container {text} not found")
+    return container

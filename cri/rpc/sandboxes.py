@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 from cri.api.runtime.v1 import api_pb2 as pb
+from cri.rpc import resolve
 from cri.rpc.deps import Deps
-from cri.rpc.resolve import resolve_id
 from cri.translate import containers as ctr
 from cri.translate import filters, pods
-from runtime.errors import InvalidArgument, NotFound
+from runtime.errors import InvalidArgument
 
 
 async def run_pod_sandbox(deps: Deps, request: pb.RunPodSandboxRequest) -> pb.RunPodSandboxResponse:
@@ -20,15 +20,11 @@ async def run_pod_sandbox(deps: Deps, request: pb.RunPodSandboxRequest) -> pb.Ru
     return pb.RunPodSandboxResponse(pod_sandbox_id=sandbox.id)
 
 
-def _known(deps: Deps, text: str) -> str | None:
-    return resolve_id(text, (s.id for s in deps.pods.store.sandboxes.all()), what="pod sandbox")
-
-
 async def stop_pod_sandbox(
     deps: Deps, request: pb.StopPodSandboxRequest
 ) -> pb.StopPodSandboxResponse:
     # CRI: stopping a sandbox that does not exist (any more) succeeds.
-    sandbox_id = _known(deps, request.pod_sandbox_id)
+    sandbox_id = resolve.sandbox_id(deps, request.pod_sandbox_id)
     if sandbox_id is not None:
         await deps.pods.stop_sandbox(sandbox_id)
     return pb.StopPodSandboxResponse()
@@ -38,7 +34,7 @@ async def remove_pod_sandbox(
     deps: Deps, request: pb.RemovePodSandboxRequest
 ) -> pb.RemovePodSandboxResponse:
     # CRI: removing a sandbox that does not exist succeeds; a running one is force-stopped.
-    sandbox_id = _known(deps, request.pod_sandbox_id)
+    sandbox_id = resolve.sandbox_id(deps, request.pod_sandbox_id)
     if sandbox_id is not None:
         await deps.pods.remove_sandbox(sandbox_id)
     return pb.RemovePodSandboxResponse()
@@ -47,10 +43,7 @@ async def remove_pod_sandbox(
 def pod_sandbox_status(
     deps: Deps, request: pb.PodSandboxStatusRequest
 ) -> pb.PodSandboxStatusResponse:
-    sandbox_id = _known(deps, request.pod_sandbox_id)
-    sandbox = deps.pods.store.sandboxes.get(sandbox_id) if sandbox_id else None
-    if sandbox is None:
-        raise NotFound(f"pod sandbox {request.pod_sandbox_id} not found")
+    sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
     statuses = [
         ctr.container_status(c, image_spec_image=c.image_name)
         for c in deps.pods.store.containers_of(sandbox.id)

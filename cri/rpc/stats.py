@@ -4,11 +4,10 @@ CPU rates from the previous reading, and writable-layer usage."""
 from __future__ import annotations
 
 from cri.api.runtime.v1 import api_pb2 as pb
+from cri.rpc import resolve
 from cri.rpc.deps import Deps
-from cri.rpc.resolve import resolve_id
 from cri.translate import filters
 from cri.translate import stats as tr
-from runtime.errors import NotFound
 from runtime.pods.model import ContainerState
 from runtime.pods.service import ContainerFigures, SandboxFigures
 
@@ -32,12 +31,7 @@ async def _mountpoint(deps: Deps) -> str:
 async def container_stats(
     deps: Deps, request: pb.ContainerStatsRequest
 ) -> pb.ContainerStatsResponse:
-    container_id = resolve_id(
-        request.container_id, (c.id for c in deps.pods.store.containers.all()), what="container"
-    )
-    container = deps.pods.store.containers.get(container_id) if container_id else None
-    if container is None:
-        raise NotFound(f"container {request.container_id} not found")
+    container = resolve.require_container(deps, request.container_id)
     (figures,) = await deps.pods.container_figures([container])
     return pb.ContainerStatsResponse(stats=_container(deps, figures, await _mountpoint(deps)))
 
@@ -68,12 +62,7 @@ def _sandbox(deps: Deps, figures: SandboxFigures, mountpoint: str) -> pb.PodSand
 async def pod_sandbox_stats(
     deps: Deps, request: pb.PodSandboxStatsRequest
 ) -> pb.PodSandboxStatsResponse:
-    sandbox_id = resolve_id(
-        request.pod_sandbox_id, (s.id for s in deps.pods.store.sandboxes.all()), what="pod sandbox"
-    )
-    sandbox = deps.pods.store.sandboxes.get(sandbox_id) if sandbox_id else None
-    if sandbox is None:
-        raise NotFound(f"pod sandbox {request.pod_sandbox_id} not found")
+    sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
     (figures,) = await deps.pods.sandbox_figures([sandbox])
     return pb.PodSandboxStatsResponse(stats=_sandbox(deps, figures, await _mountpoint(deps)))
 
