@@ -35,7 +35,7 @@ from cri.servicers import ImageServicer, RuntimeServicer
 from runtime import cgroups
 from runtime.cgroups import CgroupMode, CgroupMounts
 from runtime.content.local import LocalStore
-from runtime.distribution.auth import Credentials, credentials_from_auth
+from runtime.distribution.auth import Credentials, make_credentials
 from runtime.distribution.client import RegistryClient
 from runtime.errors import FailedPrecondition, InvalidArgument, PinnaceError
 from runtime.events.exchange import Exchange
@@ -106,13 +106,14 @@ class RootLock:
 def _configured_credentials(cfg: Config) -> dict[str, Credentials]:
     out: dict[str, Credentials] = {}
     for host, auth in cfg.images.registry_auths.items():
-        username, password = auth.username, auth.password
-        if auth.auth and not username:
-            decoded = credentials_from_auth(auth.auth)
-            username, password = decoded.username, decoded.password
-        out[host] = Credentials(
-            username=username, password=password, identity_token=auth.identity_token
+        creds = make_credentials(
+            username=auth.username,
+            password=auth.password,
+            auth=auth.auth,
+            identity_token=auth.identity_token,
         )
+        if creds is not None:
+            out[host] = creds
     return out
 
 

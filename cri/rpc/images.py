@@ -8,7 +8,7 @@ from cri.api.runtime.v1 import api_pb2 as pb
 from cri.errors import status_for
 from cri.rpc.deps import Deps
 from cri.translate import images as translate
-from runtime.distribution.auth import Credentials, credentials_from_auth
+from runtime.distribution.auth import Credentials, make_credentials
 from runtime.errors import InvalidArgument
 
 
@@ -33,19 +33,13 @@ def image_status(deps: Deps, request: pb.ImageStatusRequest) -> pb.ImageStatusRe
 
 def credentials(auth: pb.AuthConfig) -> Credentials | None:
     """Credentials carried by a PullImageRequest (None when it carries none)."""
-    username, password = auth.username, auth.password
-    if auth.auth and not username:
-        decoded = credentials_from_auth(auth.auth)
-        username, password = decoded.username, decoded.password
-    creds = Credentials(
-        username=username,
-        password=password,
+    return make_credentials(
+        username=auth.username,
+        password=auth.password,
+        auth=auth.auth,
         identity_token=auth.identity_token,
         registry_token=auth.registry_token,
     )
-    if not (creds.username or creds.password or creds.identity_token or creds.registry_token):
-        return None
-    return creds
 
 
 async def pull_image(deps: Deps, request: pb.PullImageRequest) -> pb.PullImageResponse:

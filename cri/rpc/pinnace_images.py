@@ -9,22 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from cri.api.pinnace.images.v1 import images_pb2 as ipb
+from cri.api.pinnace.images.v1 import images_pb2_grpc
 from cri.rpc.deps import Deps
-from runtime.distribution.auth import Credentials
+from runtime.distribution.auth import Credentials, make_credentials
 from runtime.errors import InvalidArgument
 from runtime.images.progress import Phase, Progress, ProgressSink
 
 
 def _credentials(msg: ipb.Credentials) -> Credentials | None:
-    creds = Credentials(
+    return make_credentials(
         username=msg.username,
         password=msg.password,
         identity_token=msg.identity_token,
         registry_token=msg.registry_token,
     )
-    if not (creds.username or creds.password or creds.identity_token or creds.registry_token):
-        return None
-    return creds
 
 
 def _message(progress: Progress) -> ipb.Progress:
@@ -119,7 +117,6 @@ async def import_(deps: Deps, request: ipb.ImportRequest) -> ipb.ImportResponse:
 
 def servicer(deps: Deps) -> Any:
     """The Images servicer bound to ``deps``."""
-    from cri.api.pinnace.images.v1 import images_pb2_grpc
 
     class ImagesServicer(images_pb2_grpc.ImagesServicer):
         def Pull(self, request: ipb.PullRequest, context: Any) -> AsyncIterator[ipb.Progress]:

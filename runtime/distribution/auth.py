@@ -51,6 +51,30 @@ class Credentials:
         return bool(self.username or self.password)
 
 
+def make_credentials(
+    *,
+    username: str = "",
+    password: str = "",
+    auth: str = "",
+    identity_token: str = "",
+    registry_token: str = "",
+) -> Credentials | None:
+    """Credentials from the fields a CRI AuthConfig, a docker config.json entry or pinnace's
+    config carries: ``auth`` (base64 of ``user:password``) stands in for a missing username
+    and password. None when every field is empty (anonymous)."""
+    if auth and not username:
+        decoded = credentials_from_auth(auth)
+        username, password = decoded.username, decoded.password
+    if not (username or password or identity_token or registry_token):
+        return None
+    return Credentials(
+        username=username,
+        password=password,
+        identity_token=identity_token,
+        registry_token=registry_token,
+    )
+
+
 def credentials_from_auth(auth_b64: str) -> Credentials:
     """Decode Docker's ``auth`` field, base64 of ``user:password``."""
     try:
