@@ -19,7 +19,7 @@ from pathlib import Path
 from runtime.content.local import LocalStore
 from runtime.distribution.auth import Credentials
 from runtime.distribution.client import RegistryClient
-from runtime.distribution.reference import Reference, parse_reference
+from runtime.distribution.reference import parse_reference
 from runtime.errors import InvalidArgument, NotFound
 from runtime.images import archive
 from runtime.images.gc import Collector
@@ -288,4 +288,4 @@ def credentials_lookup(
     return lookup
 
 
-__all__ = ["FsUsage", "ImageService", "Reference", "credentials_lookup"]
+__all__ = ["FsUsage", "ImageService", "credentials_lookup"]

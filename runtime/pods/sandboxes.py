@@ -250,7 +250,7 @@ class SandboxController:
             sandbox=sandbox,
             image=manifests.parse_image_config(image.config_json.encode()),
             rootfs=rootfs,
-            cgroups_path=self._cgroups_path(sandbox, sandbox.id),
+            cgroups_path=self.cgroups_path(sandbox, sandbox.id),
             namespace_paths=sandbox.namespace_paths,
             host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
             cgroup_v2=self._settings.cgroup_v2,
@@ -268,15 +268,12 @@ class SandboxController:
         await self._tasks.start(sandbox.id)
         return info.pid
 
-    def _cgroups_path(self, sandbox: Sandbox, name: str) -> str:
+    def cgroups_path(self, sandbox: Sandbox, name: str) -> str:
+        """Where a task of this pod (its infra or a container ``name``) has its cgroup."""
         if self._settings.cgroup_driver == "systemd":
             parent = sandbox.config.cgroup_parent or "system.slice"
             return f"{parent}:pinnace:{name}"
         return f"{sandbox.cgroup_parent}/{name}"
-
-    def cgroups_path(self, sandbox: Sandbox, name: str) -> str:
-        """Where a task of this pod (its infra or a container ``name``) has its cgroup."""
-        return self._cgroups_path(sandbox, name)
 
     async def _remove_cgroup(self, path: str) -> None:
         """Remove a pod cgroup pinnace made (the default parent), and the shared parent above
