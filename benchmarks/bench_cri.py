@@ -1,0 +1,452 @@
+"""Side by side: the same CRI workloads against pinnace and a reference runtime, in alternating
+rounds on this machine, with one table of medians and ratios.
+
+    .venv/bin/python -m benchmarks.bench_cri [--reference containerd] [--rounds 3]
+        [--endpoint NAME=unix:///path/to.sock ...] [--pods 30] [--pull-mb 100] [--skip pull,...]
+
+Every runtime pulls from one local docker-registry and networks "bridge" pods with the same CNI
+plugins (bridge + host-local + portmap, no masquerade; each runtime its own bridge and subnet).
+pinnace is started in a temporary directory; ``--reference containerd`` also starts Debian's
+containerd (installed with apt-get if missing) in one (see ``benchmarks/reference.py``);
+``--endpoint`` adds any other running CRI endpoint (it must be able to pull the benchmark's
+images, and bridge figures need its own CNI config; memory is not measured for it).
+
+Figures (each round runs every workload once per runtime, runtimes in alternating order):
+- pod lifecycle (Run, Create, Start, Stop, Remove container, Stop, Remove pod), host and bridge
+  network, p50 of ``--lifecycles`` each round;
+- pods/s with 8 concurrent clients doing bridge lifecycles;
+- ExecSync ``echo hi`` p50; ListPodSandbox and ListContainers p50 with ``--pods`` pods running;
+- memory added per pod: growth of the daemon's RSS plus the RSS of everything it runs per pod
+  except the workload itself (pinnace: conmon, and the infra container where a pod needs one;
+  containerd: the shim and the pause container), over ``--pods`` running pods;
+- cold pull throughput of ``--pull-mb`` MB in 5 incompressible gzip layers (the image is
+  removed after each pull, which garbage-collects it in both runtimes), and PullImage of an
+  image that is already present (client round trip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import grpc  # noqa: E402
+
+from benchmarks import reference  # noqa: E402
+from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
+from tests.support import images  # noqa: E402
+from tests.support.daemon import Pinnaced, cri_channel, cri_clients, hosts_toml  # noqa: E402
+from tests.support.iptables import hostport_chains, remove_hostport_chains  # noqa: E402
+from tests.support.push import push_image  # noqa: E402
+from tests.support.registry import Registry  # noqa: E402
+
+WORKLOAD_CMD = ["sleep", "3600"]
+
+# (figure key, label, unit, better when "lower"/"higher", target ratio or None)
+FIGURES: list[tuple[str, str, str, str, float | None]] = [
+    ("lifecycle_host", "pod lifecycle, host network, p50", "ms", "lower", 0.35),
+    ("lifecycle_bridge", "pod lifecycle, CNI bridge, p50", "ms", "lower", 0.5),
+    ("pods_per_s_8", "pods/s, 8 concurrent clients (bridge)", "/s", "higher", 2.0),
+    ("execsync", "ExecSync `echo hi`, p50", "ms", "lower", 0.7),
+    ("list_pods", "ListPodSandbox with N pods, p50", "ms", "lower", 0.8),
+    ("list_containers", "ListContainers with N pods, p50", "ms", "lower", 0.8),
+    ("memory_per_pod", "memory added per pod (daemon + supervisor)", "MB", "lower", 0.15),
+    ("cold_pull", "cold pull, 5 incompressible gzip layers", "MB/s", "higher", 1.4),
+    ("warm_pull", "PullImage of an image already present, p50", "ms", "lower", None),
+]
+
+
+@dataclass
+class Target:
+    """One CRI endpoint under test."""
+
+    name: str
+    endpoint: str
+    runtime: Any
+    image: Any
+    daemon_pid: int | None = None
+    # Returns the pids of the per-pod helpers this runtime started (supervisors, infra).
+    helpers: Callable[[], list[int]] | None = None
+    bridge: bool = True
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def record(self, key: str, value: float) -> None:
+        self.samples.setdefault(key, []).append(value)
+
+
+# -- CRI requests --------------------------------------------------------------------------------
+def _pod_config(network: str) -> pb.PodSandboxConfig:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="bench"),
+        hostname="" if network == "host" else name,  # as the kubelet sends them
+        linux=pb.LinuxPodSandboxConfig(
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(
+                    network=pb.NODE if network == "host" else pb.POD, pid=pb.CONTAINER
+                )
+            )
+        ),
+    )
+
+
+def _container_config(image: str) -> pb.ContainerConfig:
+    return pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="sleeper"),
+        image=pb.ImageSpec(image=image),
+        command=WORKLOAD_CMD,
+        linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(
+                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+            )
+        ),
+    )
+
+
+def run_pod(stub: Any, image: str, network: str) -> tuple[str, str]:
+    config = _pod_config(network)
+    pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
+    ctr = stub.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=_container_config(image), sandbox_config=config
+        ),
+        timeout=60,
+    ).container_id
+    stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
+    return pod, ctr
+
+
+def remove_pod(stub: Any, pod: str, ctr: str | None = None) -> None:
+    if ctr is not None:
+        stub.StopContainer(pb.StopContainerRequest(container_id=ctr, timeout=0), timeout=60)
+        stub.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr), timeout=60)
+    stub.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    stub.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+
+
+def lifecycle(stub: Any, image: str, network: str) -> float:
+    start = time.perf_counter()
+    pod, ctr = run_pod(stub, image, network)
+    remove_pod(stub, pod, ctr)
+    return time.perf_counter() - start
+
+
+# -- measurements ----------------------------------------------------------------------------------
+def _timed(call: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def concurrent_pods_per_s(endpoint: str, image: str, clients: int, each: int) -> float:
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        channel = grpc.insecure_channel(endpoint)
+        runtime, _ = cri_clients(Path("/"), channel=channel)
+        try:
+            for _ in range(each):
+                lifecycle(runtime, image, "bridge")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            channel.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return clients * each / wall
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _subtree(roots: list[int]) -> list[int]:
+    tree = _children()
+    out, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(tree.get(pid, []))
+    return out
+
+
+def _overhead_kb(target: Target) -> int:
+    """RSS of the daemon plus every per-pod helper, excluding the workload processes."""
+    helpers = target.helpers() if target.helpers else []
+    total = _rss_kb(target.daemon_pid) if target.daemon_pid else 0
+    for pid in _subtree(helpers):
+        if _cmdline(pid)[-2:] != WORKLOAD_CMD:
+            total += _rss_kb(pid)
+    return total
+
+
+def _pids_whose_args(predicate: Callable[[list[str]], bool]) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and predicate(_cmdline(int(entry.name))):
+            out.append(int(entry.name))
+    return out
+
+
+# -- one round of every workload on one target -------------------------------------------------
+def run_round(target: Target, image: str, big: str, args: argparse.Namespace) -> None:
+    rt, img = target.runtime, target.image
+    skip = set(args.skip)
+    networks = ["host", "bridge"] if target.bridge else ["host"]
+    if "lifecycle" not in skip:
+        for network in networks:
+            lifecycle(rt, image, network)  # warm
+            took = [lifecycle(rt, image, network) for _ in range(args.lifecycles)]
+            target.record(f"lifecycle_{network}", statistics.median(took) * 1000)
+        if target.bridge:
+            target.record("pods_per_s_8", concurrent_pods_per_s(target.endpoint, image, 8, 3))
+    if "exec" not in skip:
+        pod, ctr = run_pod(rt, image, "host")
+        try:
+            request = pb.ExecSyncRequest(container_id=ctr, cmd=["echo", "hi"], timeout=10)
+            took = _timed(lambda: rt.ExecSync(request, timeout=30), 30)
+            target.record("execsync", statistics.median(took) * 1000)
+        finally:
+            remove_pod(rt, pod, ctr)
+    if "list" not in skip:
+        before = _overhead_kb(target)
+        network = "bridge" if target.bridge else "host"
+        pods = [run_pod(rt, image, network) for _ in range(args.pods)]
+        try:
+            lp = _timed(lambda: rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10), 100)
+            lc = _timed(lambda: rt.ListContainers(pb.ListContainersRequest(), timeout=10), 100)
+            target.record("list_pods", statistics.median(lp) * 1000)
+            target.record("list_containers", statistics.median(lc) * 1000)
+            if target.daemon_pid:
+                added = max(0, _overhead_kb(target) - before)
+                target.record("memory_per_pod", added / args.pods / 1024)
+        finally:
+            for pod, ctr in pods:
+                remove_pod(rt, pod, ctr)
+    if "pull" not in skip:
+        spec = pb.ImageSpec(image=big)
+        start = time.perf_counter()
+        img.PullImage(pb.PullImageRequest(image=spec), timeout=600)
+        took = time.perf_counter() - start
+        target.record("cold_pull", args.pull_mb * 1024 * 1024 / took / 1e6)
+        warm = _timed(lambda: img.PullImage(pb.PullImageRequest(image=spec), timeout=60), 20)
+        target.record("warm_pull", statistics.median(warm) * 1000)
+        img.RemoveImage(pb.RemoveImageRequest(image=spec), timeout=120)
+
+
+# -- the table -------------------------------------------------------------------------------------
+def print_table(targets: list[Target], args: argparse.Namespace) -> None:
+    pinnace, others = targets[0], targets[1:]
+    head = ["figure", *(t.name for t in others), pinnace.name]
+    head += [f"ratio vs {t.name}" for t in others] + ["target"]
+    rows = []
+    for key, label, unit, better, goal in FIGURES:
+        if key not in pinnace.samples:
+            continue
+        label = label.replace("N pods", f"{args.pods} pods")
+        mine = statistics.median(pinnace.samples[key])
+        row = [f"{label} ({unit})"]
+        ratios = []
+        for other in others:
+            theirs = other.samples.get(key)
+            if not theirs:
+                row.append("-")
+                ratios.append("-")
+                continue
+            ref = statistics.median(theirs)
+            row.append(f"{ref:.2f}")
+            ratios.append(f"{mine / ref:.2f}" if ref else "-")
+        row.append(f"{mine:.2f}")
+        row += ratios
+        sign = "<=" if better == "lower" else ">="
+        row.append(f"{sign} {goal}" if goal is not None else "")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, ["-" * w for w in widths], *rows]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    print(f"(medians of {args.rounds} rounds; rounds alternate the order of the runtimes)")
+
+
+def _bridge_conflist(name: str, bridge: str, subnet: str, ipam_dir: Path) -> str:
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": bridge,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": subnet}]],
+                        "dataDir": str(ipam_dir),
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }
+    )
+
+
+@contextlib.contextmanager
+def _targets(
+    base: Path, registry: Registry, pause: str, args: argparse.Namespace
+) -> Iterator[list[Target]]:
+    hosts = base / "certs.d"
+    hosts_toml(hosts, registry.host, plain_http=True)
+    bridges = ["pnbcri0", "pnbcri1"]
+    chains_before = hostport_chains()
+    with contextlib.ExitStack() as stack:
+        stack.callback(remove_hostport_chains, keep=chains_before)
+        for bridge in bridges:
+            stack.callback(subprocess.run, ["ip", "link", "del", bridge], capture_output=True)
+        (base / "pinnace").mkdir()
+        daemon = Pinnaced(
+            base / "pinnace",
+            registry_hosts_dir=hosts,
+            extra_args=["--log-level", "info"],
+            config_text=f'[images]\nsandbox_image = "{pause}"\n',
+        )
+        daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        (daemon.cni_conf_dir / "10-bench.conflist").write_text(
+            _bridge_conflist("bench", bridges[0], "10.213.248.0/24", base / "ipam-pinnace")
+        )
+        stack.enter_context(daemon)
+        state = str(daemon.state)
+        targets = [
+            Target(
+                "pinnace",
+                f"unix://{daemon.socket}",
+                *daemon.clients(),
+                daemon_pid=daemon.pid,
+                helpers=lambda: _pids_whose_args(
+                    lambda a: bool(a) and a[0].endswith("conmon") and any(state in x for x in a)
+                ),
+            )
+        ]
+        if args.reference == "containerd":
+            reference.ensure_installed()
+            (base / "containerd").mkdir()
+            ctd = reference.Containerd(base / "containerd", sandbox_image=pause, hosts_dir=hosts)
+            ctd.cni_conf_dir.mkdir(parents=True)
+            (ctd.cni_conf_dir / "10-bench.conflist").write_text(
+                _bridge_conflist("bench", bridges[1], "10.213.249.0/24", base / "ipam-ctd")
+            )
+            stack.enter_context(ctd)
+            sock = str(ctd.socket)
+            targets.append(
+                Target(
+                    f"containerd {reference.version()}",
+                    f"unix://{sock}",
+                    *ctd.clients(),
+                    daemon_pid=ctd.pid,
+                    helpers=lambda: _pids_whose_args(
+                        lambda a: bool(a) and "containerd-shim" in a[0] and sock in a
+                    ),
+                )
+            )
+        for spec in args.endpoint:
+            name, _, url = spec.partition("=")
+            channel = stack.enter_context(contextlib.closing(cri_channel(Path(url[7:]))))
+            targets.append(
+                Target(name, url, *cri_clients(Path(url[7:]), channel=channel), bridge=False)
+            )
+        for target in targets:
+            target.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=pause)))
+        yield targets
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", choices=["containerd", "none"], default="none")
+    parser.add_argument("--endpoint", action="append", default=[], metavar="NAME=unix:///SOCK")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lifecycles", type=int, default=10)
+    parser.add_argument("--pods", type=int, default=30)
+    parser.add_argument("--pull-mb", type=int, default=100)
+    parser.add_argument("--skip", type=lambda s: s.split(","), default=[])
+    args = parser.parse_args()
+    for spec in args.endpoint:
+        if "=" not in spec or not spec.split("=", 1)[1].startswith("unix://"):
+            parser.error(f"--endpoint {spec!r}: expected NAME=unix:///path")
+
+    cache = Path(tempfile.gettempdir()) / "pinnace-bench-cache"
+    with tempfile.TemporaryDirectory(prefix="pinnace-bench-cri-") as tmp:
+        base = Path(tmp)
+        with Registry.plain(parent_dir=base) as registry:
+            push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
+            pause_image = images.busybox_image(
+                config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
+            )
+            push_image(registry.url, "bench/pause", "v1", pause_image)
+            big = images.big_image(cache, total_bytes=args.pull_mb * 1024 * 1024, layers=5)
+            push_image(registry.url, "bench/big", "v1", big)
+            image = f"{registry.host}/bench/busybox:v1"
+            with _targets(base, registry, f"{registry.host}/bench/pause:v1", args) as targets:
+                for target in targets:
+                    target.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
+                for n in range(args.rounds):
+                    for target in targets[::-1] if n % 2 else targets:
+                        print(f"round {n + 1}: {target.name}", file=sys.stderr)
+                        run_round(target, image, f"{registry.host}/bench/big:v1", args)
+                print_table(targets, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
