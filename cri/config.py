@@ -184,6 +184,19 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CdiConfig:
+    """Container Device Interface: where device vendors' CDI spec files are. Later
+    directories have priority over earlier ones."""
+
+    spec_dirs: tuple[Path, ...] = (Path("/etc/cdi"), Path("/var/run/cdi"))
+
+    def validate(self) -> None:
+        for path in self.spec_dirs:
+            if not path.is_absolute():
+                raise InvalidArgument(f"cdi.spec_dirs: {path} must be an absolute path")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -192,9 +205,11 @@ class Config:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    cdi: CdiConfig = field(default_factory=CdiConfig)
 
     def validate(self) -> Config:
         self.network.validate()
+        self.cdi.validate()
         self.daemon.validate()
         self.metrics.validate()
         self.images.validate()
@@ -280,6 +295,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:
         "images": ImagesConfig,
         "runtime": RuntimeConfig,
         "network": NetworkConfig,
+        "cdi": CdiConfig,
     }
     values: dict[str, Any] = {}
     for key, value in data.items():

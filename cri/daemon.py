@@ -33,6 +33,7 @@ from cri.rpc.deps import Deps
 from cri.server import build_server
 from cri.servicers import ImageServicer, RuntimeServicer
 from runtime import cgroups
+from runtime.cdi import CdiRegistry
 from runtime.cgroups import CgroupMode, CgroupMounts
 from runtime.content.local import LocalStore
 from runtime.distribution.auth import Credentials, make_credentials
@@ -156,6 +157,7 @@ class Daemon:
             bin_dirs=cfg.network.cni_bin_dirs,
             cache_dir=cfg.network.cni_cache_dir or cfg.daemon.root / "cni",
         )
+        self.cdi = CdiRegistry(cfg.cdi.spec_dirs)
         self._stop = asyncio.Event()
 
     def _build_images(self, snapshotter: Snapshotter) -> ImageService:
@@ -232,6 +234,7 @@ class Daemon:
             settings=settings,
             sandboxes=sandboxes,
             cgroups=cgroup_mounts,
+            cdi=self.cdi,
         )
         self.tasks.on_exit(containers.on_exit)
         return PodService(
@@ -294,6 +297,7 @@ class Daemon:
             network=self.network,
             exchange=self.exchange,
             version=pinnace_version(),
+            cdi=self.cdi,
         )
         if cfg.metrics.address:
             self.metrics.serve(cfg.metrics.address)
@@ -335,6 +339,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics-address", help="host:port for Prometheus /metrics")
     parser.add_argument("--cni-conf-dir", type=Path, help="CNI network configs directory")
     parser.add_argument(
+        "--cdi-spec-dir",
+        type=Path,
+        action="append",
+        help="CDI spec directory (repeat for several; later ones have priority)",
+    )
+    parser.add_argument(
         "--cni-bin-dir",
         type=Path,
         action="append",
@@ -356,6 +366,7 @@ def build_config(args: argparse.Namespace) -> Config:
         metrics__address=args.metrics_address,
         network__cni_conf_dir=args.cni_conf_dir,
         network__cni_bin_dirs=tuple(args.cni_bin_dir) if args.cni_bin_dir else None,
+        cdi__spec_dirs=tuple(args.cdi_spec_dir) if args.cdi_spec_dir else None,
     )
 
 

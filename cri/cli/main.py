@@ -19,6 +19,7 @@ from cri.api.pinnace.images.v1 import images_pb2_grpc as ipb_grpc
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
 from cri.cli import events as events_cli
+from cri.cli import extensions as extensions_cli
 from cri.cli import play as play_cli
 from cri.cli import pods as pods_cli
 from cri.cli.render import ProgressView, human_size, short_id, table, to_json
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_cli.add_parser(sub)
     pods_cli.add_parsers(sub)  # pods, ps, inspect, logs, exec, stop, rm
     play_cli.add_parsers(sub)  # play
+    extensions_cli.add_parsers(sub)  # cdi ls, nri ls
 
     image = sub.add_parser("image", aliases=["images"], help="manage images")
     isub = image.add_subparsers(dest="image_command", required=True)

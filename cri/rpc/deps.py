@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from cri.config import Config
 from cri.metrics import Metrics
+from runtime.cdi import CdiRegistry
 from runtime.events.exchange import Exchange
 from runtime.images.service import ImageService
 from runtime.network.manager import NetworkManager
@@ -23,3 +24,4 @@ class Deps:
     network: NetworkManager
     exchange: Exchange
     version: str
+    cdi: CdiRegistry | None = None

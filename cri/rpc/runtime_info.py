@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
+from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc.deps import Deps
+from runtime.cdi import CdiRegistry
 from runtime.network.template import write_rendered
 
 RUNTIME_NAME = "pinnace"
@@ -50,12 +52,26 @@ def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
     info: dict[str, str] = {}
     if request.verbose:
         info["config"] = json.dumps(asdict(deps.config), default=str, sort_keys=True)
+        if deps.cdi is not None:
+            info["cdi"] = json.dumps(cdi_info(deps.cdi), sort_keys=True)
     return pb.StatusResponse(
         status=pb.RuntimeStatus(conditions=conditions),
         info=info,
         runtime_handlers=handlers,
         features=pb.RuntimeFeatures(),
     )
+
+
+def cdi_info(registry: CdiRegistry) -> dict[str, Any]:
+    """What ``pinnace cdi ls`` shows: the known devices and the spec files skipped (blocking:
+    a few stat(2) calls, done only for a verbose Status)."""
+    return {
+        "spec_dirs": [str(d) for d in registry.spec_dirs],
+        "devices": [
+            {"name": d.name, "source": d.source, "conflict": d.conflict} for d in registry.devices()
+        ],
+        "errors": registry.errors(),
+    }
 
 
 def runtime_config(deps: Deps, request: pb.RuntimeConfigRequest) -> pb.RuntimeConfigResponse:

@@ -462,14 +462,17 @@ def _log_path(path: str) -> str:
 
 
 def container_config(msg: pb.ContainerConfig) -> ContainerConfig:
-    """What CreateContainer asks for, validated. Windows settings are ignored; CDI devices,
+    """What CreateContainer asks for, validated. Windows settings are ignored;
     image volumes, id-mapped mounts and user namespaces are Unimplemented."""
     if not msg.HasField("metadata") or not msg.metadata.name:
         raise InvalidArgument("metadata.name is empty: set the container's name")
     if not msg.HasField("image") or not msg.image.image:
         raise InvalidArgument("image.image is empty: name the image to run")
-    if len(msg.CDI_devices):
-        raise Unimplemented("CDI_devices: CDI device injection is not supported")
+    cdi_devices = []
+    for i, dev in enumerate(msg.CDI_devices):
+        if not dev.name:
+            raise InvalidArgument(f"CDI_devices[{i}].name is empty: name a vendor.com/class=name")
+        cdi_devices.append(dev.name)
     linux = msg.linux
     return ContainerConfig(
         name=msg.metadata.name,
@@ -490,6 +493,7 @@ def container_config(msg: pb.ContainerConfig) -> ContainerConfig:
         resources=resources(linux.resources) if linux.HasField("resources") else None,
         security=container_security(linux.security_context),
         stop_signal=signal_from_pb(msg.stop_signal),
+        cdi_devices=tuple(cdi_devices),
     )
 
 
@@ -521,6 +525,7 @@ def container_config_to_pb(cfg: ContainerConfig) -> pb.ContainerConfig:
         tty=cfg.tty,
         linux=linux,
         stop_signal=signal_to_pb(cfg.stop_signal),
+        CDI_devices=[pb.CDIDevice(name=n) for n in cfg.cdi_devices],
     )
 
 

@@ -28,9 +28,11 @@ from typing import Any
 
 from runtime import oci
 from runtime.aio import shielded
+from runtime.cdi import CdiRegistry, requested_devices
 from runtime.cgroups import CgroupMounts, CgroupStats, read_stats
 from runtime.errors import (
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PinnaceError,
 )
@@ -81,8 +83,10 @@ class ContainerController:
         settings: PodSettings,
         sandboxes: SandboxController,
         cgroups: CgroupMounts | None,
+        cdi: CdiRegistry | None = None,
     ) -> None:
         self._store = store
+        self._cdi = cdi
         self._tasks = tasks
         self._images = images
         self._sn = snapshotter
@@ -174,6 +178,7 @@ class ContainerController:
                 host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
                 cgroup_v2=self._settings.cgroup_v2,
             )
+            await asyncio.to_thread(self._inject_cdi_devices, spec, config)
             await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
             container = Container(
                 id=container_id,
@@ -199,6 +204,16 @@ class ContainerController:
             ev.ContainerCreate(container_id=container_id, image=image.id, sandbox_id=sandbox.id),
         )
         return container
+
+    def _inject_cdi_devices(self, spec: dict[str, Any], config: ContainerConfig) -> None:
+        """Blocking: the CDI devices the container asks for (CDI_devices and ``cdi.k8s.io/``
+        annotations) applied to its spec; InvalidArgument names an unknown one."""
+        names = requested_devices(config.cdi_devices, config.annotations)
+        if not names:
+            return
+        if self._cdi is None:
+            raise InvalidArgument(f"CDI device {names[0]!r} requested but CDI is not configured")
+        self._cdi.inject(spec, names)
 
     # ---- start --------------------------------------------------------------------------
 

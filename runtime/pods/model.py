@@ -241,6 +241,8 @@ class ContainerConfig:
     resources: Resources | None = None
     security: SecurityContext = field(default_factory=SecurityContext)
     stop_signal: str = ""
+    # Fully qualified CDI device names (vendor.com/class=name) from the CRI's CDI_devices.
+    cdi_devices: tuple[str, ...] = ()
 
 
 class ContainerState(enum.Enum):

@@ -286,6 +286,8 @@ class Pinnaced:
         # The node's CNI configs are never used by tests: each daemon has its own (empty
         # until a test writes a conflist there), and the plugins from Debian's package.
         self.cni_conf_dir = tmp_path / "net.d"
+        # Likewise the node's CDI specs: each daemon reads only its own directory.
+        self.cdi_dir = tmp_path / "cdi"
         self.log_path = tmp_path / "pinnaced.log"
         self.config_path: Path | None = None
         if config_text is not None:
@@ -308,6 +310,7 @@ class Pinnaced:
             "--registry-hosts-dir", str(self.hosts_dir),
             "--cni-conf-dir", str(self.cni_conf_dir),
             "--cni-bin-dir", "/usr/lib/cni",
+            "--cdi-spec-dir", str(self.cdi_dir),
             "--log-level", "debug",
         ]  # fmt: skip
         if self.config_path is not None:

@@ -281,9 +281,17 @@ def test_unsupported_mounts_are_unimplemented(mount: pb.Mount) -> None:
         containers.container_config(minimal(mounts=[mount]))
 
 
-def test_cdi_devices_are_unimplemented() -> None:
-    with pytest.raises(Unimplemented, match="CDI"):
-        containers.container_config(minimal(CDI_devices=[pb.CDIDevice(name="vendor.com/gpu=0")]))
+def test_cdi_devices_are_kept_by_name() -> None:
+    cfg = containers.container_config(
+        minimal(CDI_devices=[pb.CDIDevice(name="vendor.com/gpu=0"), pb.CDIDevice(name="a.b/c=1")])
+    )
+    assert cfg.cdi_devices == ("vendor.com/gpu=0", "a.b/c=1")
+    assert containers.container_config(containers.container_config_to_pb(cfg)) == cfg
+
+
+def test_cdi_device_without_a_name_is_invalid() -> None:
+    with pytest.raises(InvalidArgument, match=r"CDI_devices\[0\].name"):
+        containers.container_config(minimal(CDI_devices=[pb.CDIDevice()]))
 
 
 @pytest.mark.parametrize(
