@@ -1,123 +1,91 @@
 """Seccomp for containers: none (unconfined), a profile file from the host (localhost), or
 pinnace's runtime default.
 
-The runtime default is a deny list: every system call is allowed except those that reach
-kernel-global state or escape a container, each refused with EPERM unless the container
-holds the capability that would make the call legitimate (the idea of Docker's default
-profile, which spells the same policy as an allow list). ``clone3`` fails with ENOSYS when
-namespace creation is refused, so libc falls back to ``clone``, whose namespace flags the
-profile can inspect. runc skips names the kernel or libseccomp does not know.
+The runtime default is an allow list (default action ERRNO/EPERM), the data of
+:mod:`runtime.oci.seccomp_default`, rendered here for one container: rules conditioned on
+capabilities are kept when the container's bounding set satisfies them, rules conditioned on
+the machine when the host is one of theirs, rules with a minimum kernel when the host's kernel
+is at least that. runc and crun skip names the kernel or libseccomp does not know.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import InvalidArgument
+from runtime.oci.seccomp_default import ARCHITECTURES, EPERM, RULES, Rule
 from runtime.pods.model import ProfileType, SecurityProfile
 
-_EPERM = 1
-_ENOSYS = 38
-
-# Calls refused unless the container holds the capability (None: refused always).
-_DENIED: tuple[tuple[str | None, tuple[str, ...]], ...] = (
-    (None, ("add_key", "keyctl", "request_key", "userfaultfd", "nfsservctl", "uselib")),
-    (None, ("get_kernel_syms", "query_module", "create_module", "ustat", "sysfs", "_sysctl")),
-    (None, ("vm86", "vm86old")),
-    (
-        "CAP_SYS_ADMIN",
-        (
-            "mount",
-            "umount",
-            "umount2",
-            "unshare",
-            "setns",
-            "pivot_root",
-            "swapon",
-            "swapoff",
-            "quotactl",
-            "fsopen",
-            "fsconfig",
-            "fsmount",
-            "fspick",
-            "move_mount",
-            "open_tree",
-            "mount_setattr",
-            "bpf",
-            "perf_event_open",
-            "fanotify_init",
-            "lookup_dcookie",
-        ),
-    ),
-    ("CAP_SYS_MODULE", ("init_module", "finit_module", "delete_module")),
-    ("CAP_SYS_BOOT", ("reboot", "kexec_load", "kexec_file_load")),
-    (
-        "CAP_SYS_TIME",
-        ("settimeofday", "stime", "clock_settime", "clock_settime64", "clock_adjtime"),
-    ),
-    ("CAP_SYS_PACCT", ("acct",)),
-    ("CAP_SYS_NICE", ("mbind", "set_mempolicy", "move_pages", "migrate_pages")),
-    ("CAP_SYS_RAWIO", ("iopl", "ioperm")),
-    ("CAP_SYSLOG", ("syslog",)),
-    ("CAP_DAC_READ_SEARCH", ("open_by_handle_at",)),
-)
-
-# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
-_CLONE_NS_FLAGS = (
-    0x00020000,
-    0x02000000,
-    0x04000000,
-    0x08000000,
-    0x10000000,
-    0x20000000,
-    0x40000000,
-)
-
-_ARCHES = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-    "ppc64le": ["SCMP_ARCH_PPC64LE"],
-    "s390x": ["SCMP_ARCH_S390X", "SCMP_ARCH_S390"],
+# Other spellings of the machines the rules name.
+_MACHINE_ALIASES = {
+    "amd64": "x86_64",
+    "i386": "i686",
+    "i486": "i686",
+    "i586": "i686",
+    "arm64": "aarch64",
+    "armv6l": "armv7l",
+    "armv8l": "armv7l",
 }
 
 
-def default_profile(capabilities: Collection[str], *, machine: str = "") -> dict[str, Any]:
-    """pinnace's runtime default profile for a process holding ``capabilities``."""
-    machine = machine or platform.machine()
+def _machine(name: str) -> str:
+    return _MACHINE_ALIASES.get(name, name)
+
+
+def _kernel(release: str) -> tuple[int, int]:
+    """(major, minor) of a ``uname -r`` string; (0, 0) when it cannot be read."""
+    found = re.match(r"(\d+)\.(\d+)", release)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def _applies(rule: Rule, *, held: set[str], machine: str, kernel: tuple[int, int]) -> bool:
+    if rule.caps and not held.intersection(rule.caps):
+        return False
+    if held.intersection(rule.not_caps):
+        return False
+    if rule.machines and machine not in rule.machines:
+        return False
+    if machine in rule.not_machines:
+        return False
+    return rule.min_kernel is None or kernel >= rule.min_kernel
+
+
+def _render(rule: Rule) -> dict[str, Any]:
+    out: dict[str, Any] = {"names": list(rule.names), "action": rule.action}
+    if rule.errno is not None:
+        out["errnoRet"] = rule.errno
+    if rule.args:
+        out["args"] = [
+            {"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op}
+            for a in rule.args
+        ]
+    return out
+
+
+def default_profile(
+    capabilities: Collection[str], *, machine: str = "", kernel_release: str = ""
+) -> dict[str, Any]:
+    """pinnace's runtime default profile for a process whose bounding set is
+    ``capabilities``, on ``machine`` (``uname -m``) with kernel ``kernel_release``
+    (``uname -r``); both default to this host's."""
+    arch = _machine(machine or platform.machine())
+    kernel = _kernel(kernel_release or platform.release())
     held = set(capabilities)
-    denied: list[str] = []
-    for cap, names in _DENIED:
-        if cap is None or cap not in held:
-            denied.extend(names)
-    syscalls: list[dict[str, Any]] = [
-        {"names": sorted(denied), "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM}
+    syscalls = [
+        _render(rule) for rule in RULES if _applies(rule, held=held, machine=arch, kernel=kernel)
     ]
-    if "CAP_SYS_ADMIN" not in held:
-        syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS})
-        flags_arg = 1 if machine == "s390x" else 0  # s390 swaps clone's first two arguments
-        for flag in _CLONE_NS_FLAGS:
-            syscalls.append(
-                {
-                    "names": ["clone"],
-                    "action": "SCMP_ACT_ERRNO",
-                    "errnoRet": _EPERM,
-                    "args": [
-                        {
-                            "index": flags_arg,
-                            "value": flag,
-                            "valueTwo": flag,
-                            "op": "SCMP_CMP_MASKED_EQ",
-                        }
-                    ],
-                }
-            )
-    profile: dict[str, Any] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": syscalls}
-    if machine in _ARCHES:
-        profile["architectures"] = list(_ARCHES[machine])
+    profile: dict[str, Any] = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": EPERM,
+        "syscalls": syscalls,
+    }
+    if arch in ARCHITECTURES:
+        profile["architectures"] = list(ARCHITECTURES[arch])
     return profile
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -280,16 +281,20 @@ def test_privileged(rootfs: Path) -> None:
     assert "/dev/null" in {d["path"] for d in linux["devices"]}
 
 
+def _allowed(profile: dict) -> set[str]:
+    """Names some rule allows (with or without argument conditions)."""
+    return {n for s in profile["syscalls"] if s["action"] == "SCMP_ACT_ALLOW" for n in s["names"]}
+
+
 def test_runtime_default_seccomp(rootfs: Path) -> None:
     c = ContainerConfig(
         name="c", security=SecurityContext(seccomp=SecurityProfile(ProfileType.RUNTIME_DEFAULT))
     )
     profile = build(rootfs, c)["linux"]["seccomp"]
-    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
-    denied = profile["syscalls"][0]["names"]
-    assert {"mount", "unshare", "keyctl", "reboot", "init_module"} <= set(denied)
-    assert any(s["names"] == ["clone"] for s in profile["syscalls"])
-    # a container holding CAP_SYS_ADMIN may mount and create namespaces
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert {"read", "execve", "clone"} <= _allowed(profile)
+    assert not {"mount", "unshare", "keyctl", "reboot", "init_module"} & _allowed(profile)
+    # the rendering follows the container's capabilities: CAP_SYS_ADMIN may mount and unshare
     admin = ContainerConfig(
         name="c",
         security=SecurityContext(
@@ -298,8 +303,26 @@ def test_runtime_default_seccomp(rootfs: Path) -> None:
         ),
     )
     profile = build(rootfs, admin)["linux"]["seccomp"]
-    assert "mount" not in profile["syscalls"][0]["names"]
-    assert not any(s["names"] == ["clone"] for s in profile["syscalls"])
+    assert {"mount", "unshare"} <= _allowed(profile)
+    assert "keyctl" not in _allowed(profile)
+
+
+def test_infra_container_gets_runtime_default(rootfs: Path) -> None:
+    sb = sandbox()
+    security = replace(sb.config.security, seccomp=SecurityProfile(ProfileType.RUNTIME_DEFAULT))
+    sb = replace(sb, config=replace(sb.config, security=security))
+    spec = build_infra_spec(
+        sandbox=sb,
+        image=ImageConfig(architecture="amd64", os="linux", entrypoint=("/pause",)),
+        rootfs=rootfs,
+        cgroups_path="/p/infra",
+        namespace_paths={},
+        host_oom_score_adj=0,
+        cgroup_v2=False,
+    )
+    profile = spec["linux"]["seccomp"]
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert "unshare" not in _allowed(profile)  # the infra container holds no capabilities
 
 
 def test_localhost_seccomp(rootfs: Path, tmp_path: Path) -> None:

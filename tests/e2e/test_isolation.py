@@ -1,0 +1,212 @@
+"""Isolation end to end: what the kernel enforces inside real containers of a real pinnaced,
+checked from inside them. Seccomp's RuntimeDefault (an allow list) refuses the calls outside
+it with EPERM while busybox, a shell and exec probes keep working."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from tests.support import images, syscalls
+from tests.support.daemon import Pinnaced, mounts_under
+from tests.support.layers import TarBuilder
+from tests.support.push import push_image
+from tests.support.registry import Registry
+
+U64 = (1 << 64) - 1
+# name → (program, errno without seccomp on the test machines, as root without the caps)
+PROBES = {
+    # KEYCTL_GET_KEYRING_ID of the session keyring: succeeds for anyone
+    "keyctl": (syscalls.program("keyctl", (0, -3 & U64, 0)), 0),
+    # an unknown bpf command: EINVAL when the kernel gets to see it
+    "bpf": (syscalls.program("bpf", (999, 0, 0)), 22),
+    # unknown kexec flags: EINVAL, or ENOSYS on kernels without kexec
+    "kexec_load": (syscalls.program("kexec_load", (0, 0, 0, 0xDEAD0000)), None),
+    # unshare of nothing: a no-op that succeeds
+    "unshare": (syscalls.program("unshare", (0,)), 0),
+    # ADDR_NO_RANDOMIZE: allowed by the kernel, refused by the profile's argument rule (a
+    # deny list of calls would let it through)
+    "personality": (syscalls.program("personality", (0x0040000,)), 0),
+    "getpid": (syscalls.program("getpid"), 0),
+}
+
+pytestmark = pytest.mark.skipif(
+    not syscalls.supported(), reason="the syscall probes are x86_64 programs"
+)
+
+
+@pytest.fixture(scope="module")
+def iso_images(registry: Registry) -> dict[str, str]:
+    probes = TarBuilder().directory("/probe")
+    for name, (program, _) in PROBES.items():
+        probes.file(f"/probe/{name}", program, mode=0o755)
+    probes.symlink("/bin/unshare", "busybox")
+    box = images.busybox_image(
+        config=images.ImageConfig(cmd=("/bin/sh",)), extra_layers=(probes.build(),)
+    )
+    pause = images.busybox_image(
+        config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
+    )
+    push_image(registry.url, "test/isobox", "v1", box)
+    push_image(registry.url, "test/isopause", "v1", pause)
+    return {"box": f"{registry.host}/test/isobox:v1", "pause": f"{registry.host}/test/isopause:v1"}
+
+
+@dataclass
+class Env:
+    daemon: Pinnaced
+    runtime: Any
+    images: dict[str, str]
+    log_dir: Path
+
+    def pod_config(self, *, pid: int = pb.CONTAINER, seccomp: Any = None) -> pb.PodSandboxConfig:
+        name = f"iso-{uuid.uuid4().hex[:8]}"
+        sc = pb.LinuxSandboxSecurityContext(namespace_options=pb.NamespaceOption(pid=pid))
+        if seccomp is not None:
+            sc.seccomp.CopyFrom(seccomp)
+        return pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="e2e"),
+            hostname=name,
+            log_directory=str(self.log_dir / name),
+            linux=pb.LinuxPodSandboxConfig(security_context=sc),
+        )
+
+    def run_pod(self, config: pb.PodSandboxConfig) -> str:
+        reply = self.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120)
+        return str(reply.pod_sandbox_id)
+
+    def run(
+        self,
+        pod_id: str,
+        pod: pb.PodSandboxConfig,
+        name: str,
+        security: pb.LinuxContainerSecurityContext,
+        command: tuple[str, ...] = ("sleep", "1000"),
+    ) -> str:
+        config = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name),
+            image=pb.ImageSpec(image=self.images["box"]),
+            command=list(command),
+            log_path=f"{name}.log",
+            linux=pb.LinuxContainerConfig(security_context=security),
+        )
+        cid = self.runtime.CreateContainer(
+            pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod),
+            timeout=60,
+        ).container_id
+        self.runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+        return str(cid)
+
+    def exec(self, cid: str, cmd: list[str]) -> pb.ExecSyncResponse:
+        return self.runtime.ExecSync(
+            pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=30), timeout=60
+        )
+
+    def errnos(self, cid: str) -> dict[str, int]:
+        """Each probe's errno, run inside the container."""
+        script = "for p in /probe/*; do $p; echo ${p#/probe/} $?; done"
+        reply = self.exec(cid, ["sh", "-c", script])
+        assert reply.exit_code == 0, reply.stderr
+        return {k: int(v) for k, v in (ln.split() for ln in reply.stdout.decode().splitlines())}
+
+
+@pytest.fixture
+def env(pinnaced, iso_images, tmp_path) -> Iterator[Env]:
+    daemon = pinnaced(
+        config_text=f'[images]\nsandbox_image = "{iso_images["pause"]}"\n', start=False
+    )
+    daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    (daemon.cni_conf_dir / "10-lo.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
+    )
+    daemon.start()
+    runtime, image = daemon.clients()
+    for ref in iso_images.values():
+        image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=120)
+    yield Env(daemon, runtime, iso_images, tmp_path / "logs")
+    for pod in runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id))
+    assert mounts_under([daemon.root, daemon.state]) == []
+
+
+RUNTIME_DEFAULT = pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
+UNCONFINED = pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
+
+
+def _security(
+    seccomp: pb.SecurityProfile, *, pid: int = pb.CONTAINER, add: tuple[str, ...] = ()
+) -> pb.LinuxContainerSecurityContext:
+    return pb.LinuxContainerSecurityContext(
+        seccomp=seccomp,
+        namespace_options=pb.NamespaceOption(pid=pid),
+        capabilities=pb.Capability(add_capabilities=list(add)),
+    )
+
+
+def test_runtime_default_refuses_calls_outside_the_allow_list(env: Env) -> None:
+    # what the kubelet sends: RuntimeDefault for the sandbox (`seccomp: {}`) and the
+    # container; a shared PID namespace, so the infra container runs under it too
+    pod = env.pod_config(pid=pb.POD, seccomp=pb.SecurityProfile())
+    pod_id = env.run_pod(pod)
+    confined = env.run(pod_id, pod, "confined", _security(RUNTIME_DEFAULT, pid=pb.POD))
+    free = env.run(pod_id, pod, "free", _security(UNCONFINED, pid=pb.POD))
+
+    assert env.errnos(confined) == {
+        "keyctl": syscalls.EPERM,
+        "bpf": syscalls.EPERM,
+        "kexec_load": syscalls.EPERM,
+        "unshare": syscalls.EPERM,
+        "personality": syscalls.EPERM,
+        "getpid": 0,
+    }
+    # the same programs unconfined get the kernel's own answers: the EPERMs were seccomp's
+    unconfined = env.errnos(free)
+    for name, (_, errno) in PROBES.items():
+        if errno is not None:
+            assert unconfined[name] == errno, name
+    assert unconfined["kexec_load"] != syscalls.EPERM
+
+    refused = env.exec(confined, ["unshare", "true"])
+    assert refused.exit_code != 0
+    assert b"Operation not permitted" in refused.stderr
+
+    # a shell, busybox and exec probes work; the container and the infra container
+    # (PID 1 of the shared namespace) are filtered, the unconfined one is not
+    probe = env.exec(
+        confined,
+        [
+            "sh",
+            "-c",
+            "echo $(( 6 * 7 )); ls /bin | grep -c busybox; id -u; "
+            "grep Seccomp: /proc/self/status /proc/1/status",
+        ],
+    )
+    assert probe.exit_code == 0, probe.stderr
+    lines = probe.stdout.decode().splitlines()
+    assert lines[:3] == ["42", "1", "0"]
+    assert lines[3].split() == ["/proc/self/status:Seccomp:", "2"]
+    assert lines[4].split() == ["/proc/1/status:Seccomp:", "2"]
+    status = env.exec(free, ["grep", "Seccomp:", "/proc/self/status"]).stdout.split()
+    assert status == [b"Seccomp:", b"0"]
+
+
+def test_runtime_default_follows_the_capabilities(env: Env) -> None:
+    pod = env.pod_config(seccomp=pb.SecurityProfile())
+    pod_id = env.run_pod(pod)
+    admin = env.run(pod_id, pod, "admin", _security(RUNTIME_DEFAULT, add=("SYS_ADMIN",)))
+    # CAP_SYS_ADMIN opens namespaces (clone with namespace flags, unshare) and mounts...
+    made = env.exec(admin, ["unshare", "-u", "sh", "-c", "hostname inner && hostname"])
+    assert made.exit_code == 0, made.stderr
+    assert made.stdout == b"inner\n"
+    assert env.exec(admin, ["hostname"]).stdout.strip() != b"inner"
+    # ...but the calls refused to everyone stay refused
+    errnos = env.errnos(admin)
+    assert errnos["keyctl"] == errnos["kexec_load"] == syscalls.EPERM
+    assert errnos["unshare"] == 0
