@@ -1,15 +1,20 @@
-"""OCI image-spec vocabulary shared by content, distribution and images: descriptors,
-platforms and media types. Frozen dataclasses; JSON only at the edges (``to_json``/``from_json``).
+"""OCI image-spec vocabulary shared by content, distribution, images and oci: descriptors,
+platforms, media types, digests, media-type sniffing of manifest documents, and the parts of an
+image config a runtime uses (:class:`ImageConfig`). Frozen dataclasses; JSON only at the edges
+(``to_json``/``from_json``). It sits below all of them so that none imports another sideways.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from runtime.errors import InvalidArgument
+from runtime.errors import FailedPrecondition, InvalidArgument
 
 # Media types we know. Docker's names are kept because registries still serve them.
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -130,3 +135,94 @@ class Descriptor:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgument(f"malformed descriptor {dict(data)!r}: {exc}") from exc
+
+
+# --- documents: digests, media-type sniffing, the image config's run defaults ---------------
+
+# Content types a registry may use when it does not know what it stores; we then look inside.
+GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The parts of an image config a runtime uses; ``raw`` keeps the whole document."""
+
+    architecture: str
+    os: str
+    variant: str = ""
+    user: str = ""
+    env: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    working_dir: str = ""
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    stop_signal: str = ""
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    diff_ids: tuple[str, ...] = ()
+    created: str = ""
+    raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
+    """``algorithm:hex`` of ``data`` (sha256 or sha512)."""
+    if algorithm not in ("sha256", "sha512"):
+        raise InvalidArgument(f"unsupported digest algorithm {algorithm!r}")
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def schema1_error(ref: str = "") -> FailedPrecondition:
+    """The error for a Docker schema 1 manifest, which pinnace does not pull."""
+    image = f" (image {ref})" if ref else ""
+    return FailedPrecondition(
+        f"schema 1 manifests are not supported{image}; "
+        "re-push it with a current docker/podman/skopeo"
+    )
+
+
+def sniff_media_type(data: bytes, declared: str = "", *, ref: str = "") -> str:
+    """The media type of a manifest document: ``declared`` (a Content-Type, parameters allowed)
+    when it is specific, else what the JSON says or looks like.
+
+    Schema 1 raises FailedPrecondition."""
+    declared = declared.split(";", 1)[0].strip().lower()
+    if declared in SCHEMA1_TYPES:
+        raise schema1_error(ref)
+    doc = _load(data, "manifest", ref)
+    inner = doc.get("mediaType")
+    if doc.get("schemaVersion") == 1 or "fsLayers" in doc:
+        raise schema1_error(ref)
+    if isinstance(inner, str) and inner in SCHEMA1_TYPES:
+        raise schema1_error(ref)
+    if declared not in GENERIC_TYPES:
+        known = INDEX_TYPES | MANIFEST_TYPES
+        if isinstance(inner, str) and inner and inner in known and declared in known:
+            if inner != declared:
+                raise FailedPrecondition(
+                    f"manifest{_of(ref)} declares media type {inner} but was served as {declared}"
+                )
+        return declared
+    if isinstance(inner, str) and inner:
+        return inner
+    if "manifests" in doc:
+        return OCI_INDEX
+    if "config" in doc and "layers" in doc:
+        return OCI_MANIFEST
+    raise FailedPrecondition(f"manifest{_of(ref)} is neither an image index nor a manifest")
+
+
+def _of(ref: str) -> str:
+    return f" of {ref}" if ref else ""
+
+
+def _load(data: bytes, what: str, ref: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FailedPrecondition(f"{what}{_of(ref)} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FailedPrecondition(f"{what}{_of(ref)} is not a JSON object")
+    return doc

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from cri.rpc.deps import Deps
 from cri.translate.filters import resolve_id as match_id
 from runtime.errors import InvalidArgument, NotFound
-from runtime.pods.model import Container, Sandbox
+from runtime.model.pods import Container, Sandbox
 
 
 def resolve_id(text: str, known: Iterable[str], *, what: str) -> str | None:

@@ -8,7 +8,7 @@ from cri.rpc import resolve
 from cri.rpc.deps import Deps
 from cri.translate import filters
 from cri.translate import stats as tr
-from runtime.pods.model import ContainerState
+from runtime.model.pods import ContainerState
 from runtime.pods.service import ContainerFigures, SandboxFigures
 
 

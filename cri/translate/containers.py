@@ -25,7 +25,7 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from runtime.errors import InvalidArgument, Unimplemented
-from runtime.pods.model import (
+from runtime.model.pods import (
     Capabilities,
     Container,
     ContainerConfig,

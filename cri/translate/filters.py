@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from runtime.errors import InvalidArgument
-from runtime.pods.model import Container, ContainerState, Sandbox, SandboxState
+from runtime.model.pods import Container, ContainerState, Sandbox, SandboxState
 
 __all__ = ["ContainerFilter", "SandboxFilter", "labels_match", "resolve_id"]
 

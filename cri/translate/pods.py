@@ -24,8 +24,8 @@ from cri.translate.containers import (
     security_profile_to_pb,
 )
 from runtime.errors import InvalidArgument
-from runtime.events.types import DnsConfig, PortMapping, Protocol
-from runtime.pods.model import (
+from runtime.model.network import DnsConfig, PortMapping, PortProtocol
+from runtime.model.pods import (
     NamespaceMode,
     PodMetadata,
     ProfileType,
@@ -45,7 +45,7 @@ __all__ = [
     "sandbox_verbose_info",
 ]
 
-_PROTOCOLS = {pb.TCP: Protocol.TCP, pb.UDP: Protocol.UDP, pb.SCTP: Protocol.SCTP}
+_PROTOCOLS = {pb.TCP: PortProtocol.TCP, pb.UDP: PortProtocol.UDP, pb.SCTP: PortProtocol.SCTP}
 _PROTOCOLS_PB = {v: k for k, v in _PROTOCOLS.items()}
 _SANDBOX_STATES_PB = {
     SandboxState.READY: pb.SANDBOX_READY,

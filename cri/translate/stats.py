@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from runtime.cgroups.stats import CgroupStats
-from runtime.pods.model import Container, Resources, Sandbox
+from runtime.model.pods import Container, Resources, Sandbox
 
 __all__ = ["container_stats", "pod_sandbox_stats"]
 

@@ -36,7 +36,7 @@ from runtime.errors import (
     PinnaceError,
     Unavailable,
 )
-from runtime.images.manifest import GENERIC_TYPES, compute_digest, schema1_error, sniff_media_type
+from runtime.ocispec import GENERIC_TYPES, compute_digest, schema1_error, sniff_media_type
 
 T = TypeVar("T")
 

@@ -20,7 +20,6 @@ back, validating on the way in. The gRPC Events API maps these dicts.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 import types
 from collections.abc import Mapping
@@ -30,6 +29,13 @@ from typing import Any, ClassVar
 
 from runtime.codec import dataclass_from_plain, from_plain, to_plain
 from runtime.errors import InvalidArgument, NotFound
+from runtime.model.network import (
+    Bandwidth,
+    DnsConfig,
+    IPConfig,
+    NetworkInterface,
+    PortMapping,
+)
 
 _TOPIC_RE = re.compile(r"^(/[a-z0-9][a-z0-9_.-]*)+$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$")
@@ -60,113 +66,7 @@ class Event:
     topic: ClassVar[str]
 
 
-# --- value types carried by events --------------------------------------------------------
-
-
-class Protocol(enum.Enum):
-    """A port mapping's transport protocol (CRI ``Protocol``)."""
-
-    TCP = "tcp"
-    UDP = "udp"
-    SCTP = "sctp"
-
-
-@dataclass(frozen=True, slots=True)
-class PortMapping:
-    """One host port forwarded to a pod port. ``host_ip`` empty means every host address."""
-
-    protocol: Protocol
-    container_port: int
-    host_port: int
-    host_ip: str = ""
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.protocol, Protocol), "port mapping protocol must be a Protocol")
-        _require(1 <= self.container_port <= 65535, f"invalid container port {self.container_port}")
-        _require(0 <= self.host_port <= 65535, f"invalid host port {self.host_port}")
-        if self.host_ip:
-            try:
-                ipaddress.ip_address(self.host_ip)
-            except ValueError:
-                raise InvalidArgument(f"invalid host IP {self.host_ip!r}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class DnsConfig:
-    """DNS settings for a pod (CRI ``DNSConfig``); also the DNS part of a CNI result."""
-
-    servers: tuple[str, ...] = ()
-    searches: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-    domain: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("servers", "searches", "options"):
-            value = getattr(self, name)
-            _require(
-                isinstance(value, tuple) and all(isinstance(v, str) for v in value),
-                f"dns {name} must be a tuple of strings",
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class Bandwidth:
-    """Traffic shaping for a pod in bits per second (CNI ``bandwidth`` capability); 0 = unset."""
-
-    ingress_rate: int = 0
-    ingress_burst: int = 0
-    egress_rate: int = 0
-    egress_burst: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("ingress_rate", "ingress_burst", "egress_rate", "egress_burst"):
-            _require(getattr(self, name) >= 0, f"bandwidth {name} must not be negative")
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkInterface:
-    """An interface a CNI plugin created; ``sandbox`` is the netns path, empty for the host."""
-
-    name: str
-    mac: str = ""
-    sandbox: str = ""
-
-    def __post_init__(self) -> None:
-        _nonempty(self.name, "interface name")
-
-
-@dataclass(frozen=True, slots=True)
-class IPConfig:
-    """An address a CNI plugin assigned: ``address`` in CIDR form (``10.1.2.3/24``);
-    ``interface`` indexes the result's interfaces (None when the plugin did not say)."""
-
-    address: str
-    gateway: str = ""
-    interface: int | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            ipaddress.ip_interface(self.address)
-        except ValueError:
-            raise InvalidArgument(f"invalid IP address/prefix {self.address!r}") from None
-        if self.gateway:
-            try:
-                ipaddress.ip_address(self.gateway)
-            except ValueError:
-                raise InvalidArgument(f"invalid gateway {self.gateway!r}") from None
-        _require(
-            self.interface is None or self.interface >= 0, "interface index must not be negative"
-        )
-
-    @property
-    def ip(self) -> str:
-        """The address without its prefix length."""
-        return str(ipaddress.ip_interface(self.address).ip)
-
-    @property
-    def version(self) -> int:
-        """4 or 6."""
-        return ipaddress.ip_interface(self.address).version
+# --- value types carried by events live in runtime.model.network (imported above) ---------
 
 
 class NetworkOp(enum.Enum):

@@ -9,7 +9,6 @@ layers up to each one: ``chain(1) = diff(1)``, ``chain(n) = sha256(chain(n-1) + 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,12 @@ from typing import Any
 
 from runtime import ocispec
 from runtime.errors import FailedPrecondition, InvalidArgument
+from runtime.ocispec import (  # re-exported: the image layer's callers use them from here
+    ImageConfig,
+    compute_digest,
+    schema1_error,
+    sniff_media_type,
+)
 
 LAYER_TYPES = frozenset(
     {
@@ -33,8 +38,6 @@ LAYER_TYPES = frozenset(
     }
 )
 CONFIG_TYPES = frozenset({ocispec.OCI_CONFIG, ocispec.DOCKER_CONFIG})
-# Content types a registry may use when it does not know what it stores; we then look inside.
-GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -58,34 +61,6 @@ class Manifest:
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
-class ImageConfig:
-    """The parts of an image config a runtime uses; ``raw`` keeps the whole document."""
-
-    architecture: str
-    os: str
-    variant: str = ""
-    user: str = ""
-    env: tuple[str, ...] = ()
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    working_dir: str = ""
-    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    stop_signal: str = ""
-    exposed_ports: tuple[str, ...] = ()
-    volumes: tuple[str, ...] = ()
-    diff_ids: tuple[str, ...] = ()
-    created: str = ""
-    raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-
-def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
-    """``algorithm:hex`` of ``data`` (sha256 or sha512)."""
-    if algorithm not in ("sha256", "sha512"):
-        raise InvalidArgument(f"unsupported digest algorithm {algorithm!r}")
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-
-
 def chain_ids(diff_ids: Iterable[str]) -> list[str]:
     """The chain ID of each layer stack, base first (OCI image-spec ``config.md``)."""
     out: list[str] = []
@@ -96,46 +71,6 @@ def chain_ids(diff_ids: Iterable[str]) -> list[str]:
         else:
             out.append(compute_digest(f"{out[-1]} {diff_id}".encode()))
     return out
-
-
-def schema1_error(ref: str = "") -> FailedPrecondition:
-    """The error for a Docker schema 1 manifest, which pinnace does not pull."""
-    image = f" (image {ref})" if ref else ""
-    return FailedPrecondition(
-        f"schema 1 manifests are not supported{image}; "
-        "re-push it with a current docker/podman/skopeo"
-    )
-
-
-def sniff_media_type(data: bytes, declared: str = "", *, ref: str = "") -> str:
-    """The media type of a manifest document: ``declared`` (a Content-Type, parameters allowed)
-    when it is specific, else what the JSON says or looks like.
-
-    Schema 1 raises FailedPrecondition."""
-    declared = declared.split(";", 1)[0].strip().lower()
-    if declared in ocispec.SCHEMA1_TYPES:
-        raise schema1_error(ref)
-    doc = _load(data, "manifest", ref)
-    inner = doc.get("mediaType")
-    if doc.get("schemaVersion") == 1 or "fsLayers" in doc:
-        raise schema1_error(ref)
-    if isinstance(inner, str) and inner in ocispec.SCHEMA1_TYPES:
-        raise schema1_error(ref)
-    if declared not in GENERIC_TYPES:
-        known = ocispec.INDEX_TYPES | ocispec.MANIFEST_TYPES
-        if isinstance(inner, str) and inner and inner in known and declared in known:
-            if inner != declared:
-                raise FailedPrecondition(
-                    f"manifest{_of(ref)} declares media type {inner} but was served as {declared}"
-                )
-        return declared
-    if isinstance(inner, str) and inner:
-        return inner
-    if "manifests" in doc:
-        return ocispec.OCI_INDEX
-    if "config" in doc and "layers" in doc:
-        return ocispec.OCI_MANIFEST
-    raise FailedPrecondition(f"manifest{_of(ref)} is neither an image index nor a manifest")
 
 
 def parse_any(media_type: str, data: bytes, *, ref: str = "") -> Index | Manifest:

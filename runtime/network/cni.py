@@ -46,7 +46,7 @@ from runtime.errors import (
     Unavailable,
     Unimplemented,
 )
-from runtime.events.types import Bandwidth, DnsConfig, PortMapping, Protocol
+from runtime.model.network import Bandwidth, DnsConfig, PortMapping, PortProtocol
 from runtime.network.conf import NetworkConfig, PluginConf, parse_conflist
 from runtime.network.result import CniResult, parse_result
 
@@ -505,7 +505,7 @@ def _attachment_from_json(data: Mapping[str, Any]) -> Attachment:
         ifname=data["ifName"],
         args=tuple((str(k), str(v)) for k, v in data.get("args") or ()),
         port_mappings=tuple(
-            PortMapping(Protocol(proto), container_port, host_port, host_ip)
+            PortMapping(PortProtocol(proto), container_port, host_port, host_ip)
             for proto, container_port, host_port, host_ip in data.get("portMappings") or ()
         ),
         bandwidth=Bandwidth(**data["bandwidth"]) if data.get("bandwidth") else None,

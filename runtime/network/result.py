@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import FailedPrecondition, InvalidArgument
-from runtime.events.types import DnsConfig, IPConfig, NetworkInterface
+from runtime.model.network import DnsConfig, IPConfig, NetworkInterface
 from runtime.network.conf import parse_version
 
 

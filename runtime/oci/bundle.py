@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runtime.model.pods import Resources
 from runtime.oci.resources import resources_spec
-from runtime.pods.model import Resources
 
 
 def write_spec(path: Path, spec: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runtime.errors import InvalidArgument
-from runtime.pods.model import Device
+from runtime.model.pods import Device
 
 # Subdirectories of /dev that hold no device a privileged container should get (containerd).
 _SKIP_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import InvalidArgument
+from runtime.model.pods import Mount, Propagation
 from runtime.oci import defaults
-from runtime.pods.model import Mount, Propagation
 
 
 @dataclass(frozen=True, slots=True)

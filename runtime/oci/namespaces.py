@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runtime.errors import FailedPrecondition
-from runtime.pods.model import NamespaceMode, Sandbox
+from runtime.model.pods import NamespaceMode, Sandbox
 
 # (OCI type, namespace_paths key) in containerd's order
 _POD_KINDS = (("ipc", "ipc"), ("uts", "uts"), ("network", "net"))

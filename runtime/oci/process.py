@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from runtime.errors import InvalidArgument
-from runtime.images.manifest import ImageConfig
 from runtime.oci.defaults import DEFAULT_PATH
+from runtime.ocispec import ImageConfig
 
 
 def process_args(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from runtime.pods.model import Resources
+from runtime.model.pods import Resources
 
 log = logging.getLogger(__name__)
 

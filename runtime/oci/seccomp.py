@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import InvalidArgument
+from runtime.model.pods import ProfileType, SecurityProfile
 from runtime.oci.seccomp_default import ARCHITECTURES, EPERM, RULES, Rule
-from runtime.pods.model import ProfileType, SecurityProfile
 
 # Other spellings of the machines the rules name.
 _MACHINE_ALIASES = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 
 from runtime.errors import InvalidArgument
-from runtime.images.manifest import ImageConfig
+from runtime.ocispec import ImageConfig
 
 _RTMIN = int(signal.SIGRTMIN)
 _RTMAX = int(signal.SIGRTMAX)

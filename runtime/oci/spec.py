@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import InvalidArgument
-from runtime.images.manifest import ImageConfig
+from runtime.model.pods import ContainerConfig, NamespaceMode, Sandbox
 from runtime.oci import caps, defaults, devices, namespaces, process, resources, seccomp, user
 from runtime.oci.mounts import SandboxFiles, build_mounts, sandbox_mounts
-from runtime.pods.model import ContainerConfig, NamespaceMode, Sandbox
+from runtime.ocispec import ImageConfig
 
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 SANDBOX_ID = "io.kubernetes.cri.sandbox-id"

@@ -40,9 +40,7 @@ from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
 from runtime.images.service import ImageService
-from runtime.pods import rootfs as rootfs_mod
-from runtime.pods.creations import Creations
-from runtime.pods.model import (
+from runtime.model.pods import (
     Container,
     ContainerConfig,
     ContainerState,
@@ -51,6 +49,8 @@ from runtime.pods.model import (
     Sandbox,
     SandboxState,
 )
+from runtime.pods import rootfs as rootfs_mod
+from runtime.pods.creations import Creations
 from runtime.pods.sandboxes import NAMESPACE, SandboxController, new_id, now_ns
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, container_name_key

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from runtime.errors import InvalidArgument
-from runtime.events.types import DnsConfig
+from runtime.model.network import DnsConfig
 
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 _MAX_SEARCHES = 32

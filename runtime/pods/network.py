@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from runtime.errors import FailedPrecondition, InvalidArgument
 from runtime.events import types as ev
 from runtime.events.exchange import Exchange
-from runtime.pods.model import Sandbox
+from runtime.model.network import Bandwidth
+from runtime.model.pods import Sandbox
 
 NAMESPACE = "k8s.io"
 INGRESS_ANNOTATION = "kubernetes.io/ingress-bandwidth"
@@ -36,7 +37,7 @@ def _bits_per_second(value: str, annotation: str) -> int:
     return int(float(match.group(1)) * _FACTORS[match.group(2)])
 
 
-def bandwidth(annotations: Mapping[str, str]) -> ev.Bandwidth | None:
+def bandwidth(annotations: Mapping[str, str]) -> Bandwidth | None:
     """The pod's traffic shaping from the usual Kubernetes annotations (None if unset). The
     burst is what kubelet's kubenet used: as large as the rate allows in one second."""
     ingress = annotations.get(INGRESS_ANNOTATION)
@@ -45,7 +46,7 @@ def bandwidth(annotations: Mapping[str, str]) -> ev.Bandwidth | None:
         return None
     ingress_rate = _bits_per_second(ingress, INGRESS_ANNOTATION) if ingress else 0
     egress_rate = _bits_per_second(egress, EGRESS_ANNOTATION) if egress else 0
-    return ev.Bandwidth(
+    return Bandwidth(
         ingress_rate=ingress_rate,
         ingress_burst=ingress_rate,
         egress_rate=egress_rate,

@@ -43,11 +43,11 @@ from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
 from runtime.images.service import ImageService
 from runtime.images.store import ImageRecord
+from runtime.model.pods import NamespaceMode, Sandbox, SandboxConfig, SandboxState
 from runtime.mount import Mount
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
 from runtime.pods.files import write_sandbox_files
-from runtime.pods.model import NamespaceMode, Sandbox, SandboxConfig, SandboxState
 from runtime.pods.network import EventNetwork
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, sandbox_name_key

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from runtime.cgroups import CgroupStats, CpuSampler
+from runtime.model.pods import Container, Sandbox
 from runtime.pods.containers import ContainerController
-from runtime.pods.model import Container, Sandbox
 from runtime.pods.sandboxes import SandboxController
 from runtime.pods.store import PodStore
 from runtime.snapshots.interfaces import Usage

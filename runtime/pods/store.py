@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from runtime.codec import dataclass_from_plain, to_plain
 from runtime.errors import AlreadyExists
 from runtime.metadata.db import Database
-from runtime.pods.model import Container, ContainerConfig, PodMetadata, Sandbox
+from runtime.model.pods import Container, ContainerConfig, PodMetadata, Sandbox
 
 T = TypeVar("T")
 

@@ -28,11 +28,10 @@ from runtime.events.types import (
     NetworkAttached,
     NetworkDetached,
     NetworkFailed,
-    PortMapping,
-    Protocol,
     SandboxNetnsCreated,
     SandboxNetnsRemoving,
 )
+from runtime.model.network import PortMapping, PortProtocol
 from runtime.network import Attachment, CniExecutor, NetworkManager
 from runtime.network.conf import parse_conflist
 from runtime.sandbox.namespaces import NamespaceKind, pin_namespaces, run_in_namespaces, unpin
@@ -186,7 +185,7 @@ async def test_add_gives_reachable_pods_and_del_removes_everything(testnet: Test
     att_a = Attachment(
         container_id="sb0",
         netns=str(ns_a),
-        port_mappings=(PortMapping(Protocol.TCP, 80, 38080),),
+        port_mappings=(PortMapping(PortProtocol.TCP, 80, 38080),),
     )
     att_b = Attachment(container_id="sb1", netns=str(ns_b))
     result_a = await cni.add(net, att_a)

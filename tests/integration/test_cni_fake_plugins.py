@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runtime.errors import FailedPrecondition, Unavailable, Unimplemented
-from runtime.events.types import PortMapping, Protocol
+from runtime.model.network import PortMapping, PortProtocol
 from runtime.network.cni import Attachment, CniExecutor, CniPluginError, pod_args
 from runtime.network.conf import NetworkConfig, parse_conflist
 
@@ -88,7 +88,7 @@ def _attachment(netns: Path) -> Attachment:
         container_id="sb1",
         netns=str(netns),
         args=pod_args(pod_namespace="ns", pod_name="pod", infra_container_id="sb1", pod_uid="u"),
-        port_mappings=(PortMapping(Protocol.TCP, 80, 8080),),
+        port_mappings=(PortMapping(PortProtocol.TCP, 80, 8080),),
     )
 
 

@@ -26,10 +26,7 @@ import rootfs
 
 from runtime import cgroups
 from runtime.images.manifest import ImageConfig
-from runtime.oci import SandboxFiles, build_container_spec, build_infra_spec
-from runtime.oci.caps import current_capabilities, to_mask
-from runtime.oci.defaults import DEFAULT_CAPABILITIES
-from runtime.pods.model import (
+from runtime.model.pods import (
     Capabilities,
     ContainerConfig,
     Device,
@@ -43,6 +40,9 @@ from runtime.pods.model import (
     SecurityContext,
     SecurityProfile,
 )
+from runtime.oci import SandboxFiles, build_container_spec, build_infra_spec
+from runtime.oci.caps import current_capabilities, to_mask
+from runtime.oci.defaults import DEFAULT_CAPABILITIES
 
 pytestmark = pytest.mark.integration
 

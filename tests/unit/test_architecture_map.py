@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAP = ROOT / "docs" / "architecture.md"
 GENERATED = "cri/api/"
 
-# `cri/rpc/`, `runtime/pods/model.py`, `cri/daemon.py` written as code spans in the map
+# `cri/rpc/`, `runtime/model/pods.py`, `cri/daemon.py` written as code spans in the map
 _PATH = re.compile(r"`((?:cri|runtime)/[A-Za-z0-9_/]*?(?:/|\.py))`")
 
 

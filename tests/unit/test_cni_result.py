@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.errors import FailedPrecondition, InvalidArgument
-from runtime.events.types import Bandwidth, DnsConfig, PortMapping, Protocol
+from runtime.model.network import Bandwidth, DnsConfig, PortMapping, PortProtocol
 from runtime.network.cni import Attachment, pod_args
 from runtime.network.result import Route, parse_result
 
@@ -79,9 +79,9 @@ def test_capability_args_and_cni_args() -> None:
             pod_namespace="default", pod_name="web", infra_container_id="sb1", pod_uid="u1"
         ),
         port_mappings=(
-            PortMapping(Protocol.TCP, 80, 8080, "127.0.0.1"),
-            PortMapping(Protocol.UDP, 53, 0),  # no host port: not forwarded
-            PortMapping(Protocol.SCTP, 9, 9),
+            PortMapping(PortProtocol.TCP, 80, 8080, "127.0.0.1"),
+            PortMapping(PortProtocol.UDP, 53, 0),  # no host port: not forwarded
+            PortMapping(PortProtocol.SCTP, 9, 9),
         ),
         bandwidth=Bandwidth(ingress_rate=1000, ingress_burst=10),
         dns=DnsConfig(servers=("10.0.0.10",)),

@@ -25,6 +25,14 @@ from cri.rpc import events as events_rpc
 from cri.server import build_server
 from runtime.events import Envelope, Exchange, event_from_dict, event_to_dict
 from runtime.events import types as t
+from runtime.model.network import (
+    Bandwidth,
+    DnsConfig,
+    IPConfig,
+    NetworkInterface,
+    PortMapping,
+    PortProtocol,
+)
 
 EXITED_AT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
@@ -131,9 +139,9 @@ async def test_nested_payload_round_trips(served: Served) -> None:
         pod_name="p",
         pod_namespace="default",
         pod_uid="u1",
-        port_mappings=(t.PortMapping(t.Protocol.UDP, container_port=53, host_port=5353),),
-        dns=t.DnsConfig(servers=("10.0.0.10",), searches=("svc.cluster.local",)),
-        bandwidth=t.Bandwidth(ingress_rate=2**60),  # beyond a double's exact integers
+        port_mappings=(PortMapping(PortProtocol.UDP, container_port=53, host_port=5353),),
+        dns=DnsConfig(servers=("10.0.0.10",), searches=("svc.cluster.local",)),
+        bandwidth=Bandwidth(ingress_rate=2**60),  # beyond a double's exact integers
     )
     call = await _subscribe(served)
     served.exchange.publish("k8s.io", event)
@@ -274,7 +282,7 @@ def test_human_line_flattens_the_event() -> None:
         pod_name="web 1",
         pod_namespace="default",
         pod_uid="",
-        dns=t.DnsConfig(servers=("10.0.0.10", "10.0.0.11")),
+        dns=DnsConfig(servers=("10.0.0.10", "10.0.0.11")),
     )
     line = cli_events.render_line(_envelope(event))
     assert line == (
@@ -287,8 +295,8 @@ def test_human_line_flattens_the_event() -> None:
 def test_human_line_indexes_lists_of_objects() -> None:
     event = t.NetworkAttached(
         sandbox_id="sb1",
-        interfaces=(t.NetworkInterface(name="eth0", mac="aa:bb:cc:dd:ee:ff"),),
-        ips=(t.IPConfig(address="10.1.0.2/24", interface=0),),
+        interfaces=(NetworkInterface(name="eth0", mac="aa:bb:cc:dd:ee:ff"),),
+        ips=(IPConfig(address="10.1.0.2/24", interface=0),),
     )
     fields = cli_events.render_line(_envelope(event)).split("  ", 3)[3]
     assert fields == (

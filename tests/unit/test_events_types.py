@@ -9,6 +9,14 @@ import pytest
 
 from runtime.errors import InvalidArgument, NotFound
 from runtime.events import types as t
+from runtime.model.network import (
+    Bandwidth,
+    DnsConfig,
+    IPConfig,
+    NetworkInterface,
+    PortMapping,
+    PortProtocol,
+)
 
 
 def test_every_topic_is_registered_once_and_path_like() -> None:
@@ -31,12 +39,12 @@ def test_events_are_frozen_and_slotted() -> None:
     [
         lambda: t.TaskExit(container_id="", pid=1, exit_status=0, exited_at=datetime.now(UTC)),
         lambda: t.TaskExit(container_id="c", pid=1, exit_status=0, exited_at=datetime.now()),
-        lambda: t.PortMapping(t.Protocol.TCP, container_port=0, host_port=80),
-        lambda: t.PortMapping(t.Protocol.TCP, container_port=80, host_port=80, host_ip="x"),
+        lambda: PortMapping(PortProtocol.TCP, container_port=0, host_port=80),
+        lambda: PortMapping(PortProtocol.TCP, container_port=80, host_port=80, host_ip="x"),
         lambda: t.SandboxNetnsCreated(
             sandbox_id="s", netns_path="relative", pod_name="p", pod_namespace="n", pod_uid="u"
         ),
-        lambda: t.IPConfig(address="10.0.0.300/24"),
+        lambda: IPConfig(address="10.0.0.300/24"),
         lambda: t.NetworkFailed(sandbox_id="s", message="m", op="ADD"),  # type: ignore[arg-type]
     ],
 )
@@ -52,9 +60,9 @@ def _netns_created() -> t.SandboxNetnsCreated:
         pod_name="web",
         pod_namespace="default",
         pod_uid="uid-1",
-        port_mappings=(t.PortMapping(t.Protocol.TCP, 80, 8080, "127.0.0.1"),),
-        dns=t.DnsConfig(servers=("10.96.0.10",), searches=("svc.cluster.local",)),
-        bandwidth=t.Bandwidth(ingress_rate=1000, ingress_burst=10),
+        port_mappings=(PortMapping(PortProtocol.TCP, 80, 8080, "127.0.0.1"),),
+        dns=DnsConfig(servers=("10.96.0.10",), searches=("svc.cluster.local",)),
+        bandwidth=Bandwidth(ingress_rate=1000, ingress_burst=10),
     )
 
 
@@ -65,8 +73,8 @@ def _netns_created() -> t.SandboxNetnsCreated:
         t.TaskExit(container_id="c", pid=7, exit_status=137, exited_at=datetime.now(UTC)),
         t.NetworkAttached(
             sandbox_id="sb1",
-            interfaces=(t.NetworkInterface("eth0", "aa:bb:cc:dd:ee:ff", "/ns"),),
-            ips=(t.IPConfig("10.1.0.2/24", "10.1.0.1", 0), t.IPConfig("fd00::2/64")),
+            interfaces=(NetworkInterface("eth0", "aa:bb:cc:dd:ee:ff", "/ns"),),
+            ips=(IPConfig("10.1.0.2/24", "10.1.0.1", 0), IPConfig("fd00::2/64")),
         ),
         t.NetworkFailed(sandbox_id="sb1", message="boom", op=t.NetworkOp.DEL),
         t.SnapshotCommit(key="k", name="n"),

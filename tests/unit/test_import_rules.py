@@ -1,5 +1,7 @@
 """The layering rules of DESIGN.md, checked on the source: ``runtime`` never imports ``cri``,
-grpc or protobuf; the CRI handlers never touch the kernel themselves."""
+grpc or protobuf; the CRI handlers never touch the kernel themselves; inside ``runtime``,
+dependencies point downward (``docs/architecture.md``, "Layers"): value types live in
+``runtime.model`` and ``runtime.ocispec``, below every layer that speaks them."""
 
 from __future__ import annotations
 
@@ -47,6 +49,40 @@ def test_cri_handlers_do_no_kernel_work(package: str) -> None:
     assert paths
     forbidden = ("ctypes", "subprocess", "runtime.mount", "runtime.sandbox.namespaces")
     assert _offending(paths, forbidden) == []
+
+
+# package -> what it must never import (the layers above or beside it)
+_DOWNWARD = {
+    # the spec builder works on value types, never on the pod or image layer
+    "runtime/oci": ("runtime.pods", "runtime.images", "runtime.tasks", "runtime.sandbox"),
+    # the registry client speaks OCI vocabulary (runtime.ocispec), not the image layer's
+    "runtime/distribution": ("runtime.images", "runtime.pods", "runtime.content"),
+    # value types depend on nothing but errors and each other
+    "runtime/model": (
+        "runtime.pods",
+        "runtime.images",
+        "runtime.oci",
+        "runtime.tasks",
+        "runtime.events",
+        "runtime.network",
+        "runtime.sandbox",
+    ),
+    # events carry value types; they do not reach into the layers that publish them
+    "runtime/events": ("runtime.pods", "runtime.images", "runtime.network", "runtime.tasks"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(_DOWNWARD))
+def test_runtime_dependencies_point_downward(package: str) -> None:
+    paths = _modules(package)
+    assert paths
+    assert _offending(paths, _DOWNWARD[package]) == []
+
+
+def test_ocispec_is_at_the_bottom() -> None:
+    allowed = {"runtime.errors"}
+    found = {n for n in _imports(ROOT / "runtime" / "ocispec.py") if n.startswith("runtime")}
+    assert found <= allowed
 
 
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:

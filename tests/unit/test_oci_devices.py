@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import InvalidArgument
+from runtime.model.pods import Device
 from runtime.oci import devices
-from runtime.pods.model import Device
 
 NULL = os.stat("/dev/null")
 

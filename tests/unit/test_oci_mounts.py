@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from runtime.errors import InvalidArgument
+from runtime.model.pods import Mount, Propagation
 from runtime.oci.mounts import SandboxFiles, build_mounts, sandbox_mounts
-from runtime.pods.model import Mount, Propagation
 
 DEFAULT_DESTS = [
     "/proc",

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from runtime.model.pods import HugepageLimit, Resources
 from runtime.oci import resources
-from runtime.pods.model import HugepageLimit, Resources
 
 
 def test_none_and_empty() -> None:

@@ -11,9 +11,7 @@ import pytest
 
 from runtime.errors import FailedPrecondition, InvalidArgument
 from runtime.images.manifest import ImageConfig
-from runtime.oci import SandboxFiles, build_container_spec, build_infra_spec
-from runtime.oci.defaults import DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS
-from runtime.pods.model import (
+from runtime.model.pods import (
     Capabilities,
     ContainerConfig,
     Device,
@@ -29,6 +27,8 @@ from runtime.pods.model import (
     SecurityContext,
     SecurityProfile,
 )
+from runtime.oci import SandboxFiles, build_container_spec, build_infra_spec
+from runtime.oci.defaults import DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS
 
 ALL = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_KILL")
 PINNED = {"net": "/run/ns/net", "ipc": "/run/ns/ipc", "uts": "/run/ns/uts"}

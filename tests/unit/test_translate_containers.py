@@ -9,7 +9,7 @@ import pytest
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.translate import containers
 from runtime.errors import InvalidArgument, Unimplemented
-from runtime.pods.model import (
+from runtime.model.pods import (
     Capabilities,
     Container,
     ContainerState,

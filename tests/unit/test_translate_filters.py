@@ -7,7 +7,7 @@ import pytest
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.translate.filters import ContainerFilter, SandboxFilter, labels_match, resolve_id
 from runtime.errors import InvalidArgument
-from runtime.pods.model import (
+from runtime.model.pods import (
     Container,
     ContainerConfig,
     ContainerState,

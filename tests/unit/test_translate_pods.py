@@ -10,8 +10,8 @@ import pytest
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.translate import pods
 from runtime.errors import InvalidArgument, Unimplemented
-from runtime.events.types import DnsConfig, PortMapping, Protocol
-from runtime.pods.model import (
+from runtime.model.network import DnsConfig, PortMapping, PortProtocol
+from runtime.model.pods import (
     NamespaceMode,
     NamespaceOptions,
     PodMetadata,
@@ -70,8 +70,8 @@ def test_sandbox_config_reads_every_field() -> None:
         servers=("10.0.0.10",), searches=("svc.cluster.local",), options=("ndots:5",)
     )
     assert cfg.port_mappings == (
-        PortMapping(Protocol.UDP, 53, 5353, "127.0.0.1"),
-        PortMapping(Protocol.SCTP, 80, 0),
+        PortMapping(PortProtocol.UDP, 53, 5353, "127.0.0.1"),
+        PortMapping(PortProtocol.SCTP, 80, 0),
     )
     assert cfg.labels == {"app": "web"}
     assert cfg.annotations == {"note": "x"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.translate.stats import container_stats, pod_sandbox_stats
 from runtime.cgroups.stats import CgroupStats
-from runtime.pods.model import (
+from runtime.model.pods import (
     Container,
     ContainerConfig,
     ContainerState,

@@ -23,7 +23,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from runtime.events.types import DnsConfig, PortMapping
+from runtime.model.network import DnsConfig, PortMapping
 
 __all__ = [
     "Capabilities",
