@@ -150,6 +150,9 @@ class RuntimeConfig:
     conmon: Path = Path("/usr/bin/conmon")
     always_infra: bool = False
     shm_size: int = 64 * 1024 * 1024
+    # containerd's option of the same name: hugepage limits are dropped (not failing the
+    # container) where no hugetlb controller the OCI runtime can use exists.
+    tolerate_missing_hugetlb_controller: bool = True
 
     def validate(self) -> None:
         if self.shm_size <= 0:

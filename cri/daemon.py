@@ -35,6 +35,8 @@ from cri.servicers import ImageServicer, RuntimeServicer
 from runtime import cgroups
 from runtime.cdi import CdiRegistry
 from runtime.cgroups import CgroupMode, CgroupMounts
+from runtime.cgroups import host as cgroups_host
+from runtime.cgroups.host import HostResources
 from runtime.content.local import LocalStore
 from runtime.distribution.auth import Credentials, make_credentials
 from runtime.distribution.client import RegistryClient
@@ -200,7 +202,11 @@ class Daemon:
         )
 
     def _build_pods(
-        self, cgroup_mounts: CgroupMounts, images: ImageService, snapshotter: Snapshotter
+        self,
+        cgroup_mounts: CgroupMounts,
+        host_resources: HostResources,
+        images: ImageService,
+        snapshotter: Snapshotter,
     ) -> PodService:
         """The pod layer; built once the cgroup hierarchy is known (that is I/O)."""
         cfg = self.cfg
@@ -213,6 +219,8 @@ class Daemon:
             always_infra=cfg.runtime.always_infra,
             cgroup_driver=cfg.runtime.cgroup_driver,
             cgroup_v2=cgroup_mounts.mode == CgroupMode.UNIFIED,
+            host_resources=host_resources,
+            tolerate_missing_hugetlb_controller=cfg.runtime.tolerate_missing_hugetlb_controller,
         )
         network = EventNetwork(self.exchange, timeout=cfg.network.setup_timeout)
         sandboxes = SandboxController(
@@ -285,7 +293,9 @@ class Daemon:
         await asyncio.to_thread(snapshotter.cleanup)
         images = self._build_images(snapshotter)
         cgroup_mounts = await asyncio.to_thread(cgroups.detect)
-        pods = self._build_pods(cgroup_mounts, images, snapshotter)
+        host_resources = await asyncio.to_thread(cgroups_host.detect, cgroup_mounts)
+        log.info("resource controls this node applies: %s", host_resources)
+        pods = self._build_pods(cgroup_mounts, host_resources, images, snapshotter)
         await pods.recover()
         await images.collect(startup=True)
         self.metrics.images.set(len(self.image_store.list()))

@@ -12,13 +12,26 @@ oom_score_adj
     The daemon cannot lower its children's score below its own without CAP_SYS_RESOURCE,
     and runc fails the container when it tries; a value lower than the daemon's is left
     out, so the container inherits the daemon's (what containerd's restrict mode gives).
+applied resources
+    What the container really gets: :func:`applicable_resources` drops what the node cannot
+    apply (hugepage limits without a usable hugetlb controller, when tolerated; ``unified``
+    files of controllers the host lacks) and puts the score in effect in ``oom_score_adj``.
+    The spec is built from it and ``ContainerStatus.resources`` reports it, so the kubelet
+    reads what is in force, not what it asked for.
+RDT and block-IO classes
+    The CRI has no fields for them; containerd reads them from annotations and a class
+    config. pinnace applies neither, so :func:`ignored_class_annotations` names the ones a
+    request carried, to be logged and left out, never failing the container.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from runtime.cgroups.host import HostResources
 from runtime.model.pods import Resources
 
 log = logging.getLogger(__name__)
@@ -73,3 +86,56 @@ def oom_score_adj(wanted: int | None, *, host_oom_score_adj: int) -> int | None:
         )
         return None
     return wanted
+
+
+# containerd's annotations for RDT and block-IO classes (pod-wide and per container).
+CLASS_ANNOTATION_PREFIXES = (
+    "rdt.resources.beta.kubernetes.io/",
+    "blockio.resources.beta.kubernetes.io/",
+    "io.kubernetes.cri.rdt-class",
+    "io.kubernetes.cri.blockio-class",
+)
+
+
+def ignored_class_annotations(annotations: Mapping[str, str]) -> list[str]:
+    """The RDT / block-IO class annotations in ``annotations`` (applied by nothing here)."""
+    return sorted(k for k in annotations if k.startswith(CLASS_ANNOTATION_PREFIXES))
+
+
+def applicable_resources(
+    wanted: Resources | None,
+    host: HostResources,
+    *,
+    tolerate_missing_hugetlb: bool,
+    host_oom_score_adj: int,
+) -> Resources | None:
+    """The part of ``wanted`` the node applies (see "applied resources" above). With
+    ``tolerate_missing_hugetlb`` false, hugepage limits are kept even without a controller
+    (the OCI runtime then refuses the container, as containerd does with the option off)."""
+    if wanted is None:
+        return None
+    changes: dict[str, Any] = {}
+    if wanted.hugepage_limits and not host.hugetlb and tolerate_missing_hugetlb:
+        log.debug(
+            "dropping hugepage limits %s: no hugetlb controller the OCI runtime can use",
+            ", ".join(f"{h.page_size}={h.limit}" for h in wanted.hugepage_limits),
+        )
+        changes["hugepage_limits"] = ()
+    if wanted.unified:
+        kept = {k: v for k, v in wanted.unified.items() if _unified_key_ok(k, host)}
+        if kept != dict(wanted.unified):
+            log.debug(
+                "dropping unified keys the host cannot apply: %s",
+                sorted(set(wanted.unified) - set(kept)),
+            )
+            changes["unified"] = kept
+    if wanted.oom_score_adj < host_oom_score_adj:
+        changes["oom_score_adj"] = host_oom_score_adj  # what the container inherits
+    return dataclasses.replace(wanted, **changes) if changes else wanted
+
+
+def _unified_key_ok(key: str, host: HostResources) -> bool:
+    if host.unified_controllers is None:
+        return False  # v1 controllers: runc refuses unified files
+    controller = key.split(".", 1)[0]
+    return controller == "cgroup" or controller in host.unified_controllers

@@ -167,15 +167,17 @@ class ContainerController:
             await asyncio.to_thread(rootfs_mod.mount_rootfs, snapshot_mounts, rootfs)
             undo.push_async_callback(asyncio.to_thread, rootfs_mod.unmount_quietly, rootfs)
             log_path = _log_path(sandbox, config)
+            host_adj = rootfs_mod.own_oom_score_adj()
+            applied = self._applicable(config, host_adj)
             spec = oci.build_container_spec(
-                container=config,
+                container=dataclasses.replace(config, resources=applied),
                 sandbox=sandbox,
                 image=manifests.parse_image_config(image.config_json.encode()),
                 rootfs=rootfs,
                 cgroups_path=self._sandboxes.cgroups_path(sandbox, container_id),
                 sandbox_files=_sandbox_files(sandbox),
                 namespace_paths=sandbox.namespace_paths,
-                host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
+                host_oom_score_adj=host_adj,
                 cgroup_v2=self._settings.cgroup_v2,
             )
             await asyncio.to_thread(self._inject_cdi_devices, spec, config)
@@ -190,7 +192,7 @@ class ContainerController:
                 created_at=now_ns(),
                 log_path=str(log_path) if log_path else "",
                 runtime_handler=sandbox.runtime_handler,
-                resources=config.resources,
+                resources=applied,
                 snapshot_key=snapshot_key,
                 bundle=str(directory),
             )
@@ -214,6 +216,21 @@ class ContainerController:
         if self._cdi is None:
             raise InvalidArgument(f"CDI device {names[0]!r} requested but CDI is not configured")
         self._cdi.inject(spec, names)
+
+    def _applicable(self, config: ContainerConfig, host_oom_score_adj: int) -> Resources | None:
+        """What of the requested resources the node applies (the rest is dropped and
+        logged, never failing the container)."""
+        ignored = oci.ignored_class_annotations(config.annotations)
+        if ignored:
+            log.debug(
+                "container %s: RDT/block-IO classes are not applied: %s", config.name, ignored
+            )
+        return oci.applicable_resources(
+            config.resources,
+            self._settings.host_resources,
+            tolerate_missing_hugetlb=self._settings.tolerate_missing_hugetlb_controller,
+            host_oom_score_adj=host_oom_score_adj,
+        )
 
     # ---- start --------------------------------------------------------------------------
 
@@ -401,6 +418,14 @@ class ContainerController:
         container = self.get(container_id)
         if container.state == ContainerState.EXITED:
             raise FailedPrecondition(f"container {container_id} has exited")
+        applied = oci.applicable_resources(
+            resources,
+            self._settings.host_resources,
+            tolerate_missing_hugetlb=self._settings.tolerate_missing_hugetlb_controller,
+            host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
+        )
+        assert applied is not None
+        resources = applied
         if container.state == ContainerState.RUNNING:
             body = oci.resources_spec(resources, cgroup_v2=self._settings.cgroup_v2)
             await self._tasks.update(container_id, body)

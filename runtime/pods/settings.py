@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from runtime.cgroups.host import HostResources
 
 
 @dataclass(frozen=True, slots=True)
 class PodSettings:
     """``state_dir`` holds per-sandbox and per-container directories (mounts, pinned
     namespaces, bundles); it lives on a tmpfs-like runtime directory and does not survive a
-    reboot. ``cgroup_v2`` tells whether containers get cgroup v2 semantics."""
+    reboot. ``cgroup_v2`` tells whether containers get cgroup v2 semantics. ``host_resources``
+    is what the node can apply (resources it cannot are dropped, hugepage limits only when
+    ``tolerate_missing_hugetlb_controller``)."""
 
     state_dir: Path
     sandbox_image: str
@@ -23,6 +27,8 @@ class PodSettings:
     default_cgroup_parent: str = "/pinnace"
     network_timeout: float = 120.0
     stop_timeout_on_remove: float = 0.0
+    host_resources: HostResources = field(default_factory=HostResources)
+    tolerate_missing_hugetlb_controller: bool = True
 
     def handler(self, requested: str) -> str:
         """The handler a pod runs with: the requested one, or the default for ""."""
