@@ -10,12 +10,12 @@ import pytest
 
 from runtime.cgroups.host import HostResources, host_resources, page_size_name
 from runtime.cgroups.mounts import CgroupMode, CgroupMounts
+from runtime.model.pods import HugepageLimit, Resources
 from runtime.oci.resources import (
     applicable_resources,
     ignored_class_annotations,
     resources_spec,
 )
-from runtime.model.pods import HugepageLimit, Resources
 
 _HYBRID_NO_HUGETLB = CgroupMounts(
     mode=CgroupMode.HYBRID,
