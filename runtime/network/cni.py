@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -50,6 +51,8 @@ from runtime.model.network import Bandwidth, DnsConfig, PortMapping, PortProtoco
 from runtime.network.conf import NetworkConfig, PluginConf, parse_conflist
 from runtime.network.result import CniResult, parse_result
 
+_NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: its CLONE_NEW* type
+_CLONE_NEWNET = 0x40000000
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _IFNAME_RE = re.compile(r"^[^/:\s]{1,15}$")
 _RETRY_CODES = frozenset({11, 50, 51})
@@ -122,6 +125,21 @@ class Attachment:
         if self.ips:
             caps["ips"] = list(self.ips)
         return caps
+
+
+def is_netns(path: str) -> bool:
+    """Whether ``path`` opens a network namespace (an nsfs file of type CLONE_NEWNET), not
+    merely a file that exists. Blocking (an open and an ioctl)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, _NS_GET_NSTYPE) == _CLONE_NEWNET
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def pod_args(
@@ -209,8 +227,11 @@ class CniExecutor:
         env["CNI_PATH"] = os.pathsep.join(map(str, self._bin_dirs))
         if attachment is not None:
             netns = attachment.netns
-            if netns and not os.path.exists(netns):
-                netns = ""  # gone already: the spec lets DEL run without one
+            if netns and command == "DEL" and not is_netns(netns):
+                # gone, or no longer a namespace (its pin was unmounted, leaving the empty
+                # file): the spec lets DEL run without one, and plugins then release what
+                # they keep outside it (IP reservations, host veths, iptables rules)
+                netns = ""
             env["CNI_CONTAINERID"] = attachment.container_id
             env["CNI_NETNS"] = netns
             env["CNI_IFNAME"] = attachment.ifname

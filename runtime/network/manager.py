@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from runtime.events.types import (
     SandboxNetnsCreated,
     SandboxNetnsRemoving,
 )
-from runtime.network.cni import Attachment, CniExecutor, pod_args
+from runtime.network.cni import Attachment, CniExecutor, is_netns, pod_args
 from runtime.network.conf import ConfigLoad, candidate_files, load_default
 
 log = logging.getLogger(__name__)
@@ -216,7 +215,7 @@ class NetworkManager:
             )
         return Attachment(
             container_id=event.sandbox_id,
-            netns=netns if netns and os.path.exists(netns) else "",
+            netns=netns if netns and is_netns(netns) else "",
             ifname=self._ifname,
             args=args,
             port_mappings=event.port_mappings,

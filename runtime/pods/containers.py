@@ -61,12 +61,25 @@ from runtime.tasks.manager import TaskManager
 log = logging.getLogger(__name__)
 
 EXIT_CODE_START_ERROR = 128
+# The reason reported for a container killed because its conmon died first.
+REASON_SUPERVISOR_DIED = "SupervisorDied"
 
 
 def _exit_reason(exit: TaskExit) -> str:
+    if exit.supervisor_lost:
+        return REASON_SUPERVISOR_DIED
     if exit.oom_killed:
         return "OOMKilled"
     return "Completed" if exit.exit_code == 0 else "Error"
+
+
+def _exit_message(exit: TaskExit) -> str:
+    if exit.supervisor_lost:
+        return (
+            "the container's supervisor (conmon) died while it ran; pinnaced killed the "
+            "orphaned process"
+        )
+    return ""
 
 
 class ContainerController:
@@ -319,6 +332,7 @@ class ContainerController:
                 finished_at=exit.exited_at,
                 exit_code=exit.exit_code,
                 reason=_exit_reason(exit),
+                message=_exit_message(exit) or c.message,
             )
 
         updated = await self._transition(exit.id, exited)
@@ -473,48 +487,67 @@ class ContainerController:
 
     async def reconcile(self, recovered: Mapping[str, RecoveredTask]) -> None:
         """Records against the tasks found alive or exited after a restart; tasks and
-        container directories that no record owns (a crash mid-create) are removed."""
+        container directories that no record owns (a crash mid-create) are removed. A
+        container that cannot be reconciled is logged and reported lost, never fatal."""
         known = {c.id for c in self._store.containers.all()}
         sandbox_ids = {s.id for s in self._store.sandboxes.all()}
         for task_id in recovered:
             if task_id not in known and task_id not in sandbox_ids:
                 log.info("deleting task %s that no container owns", task_id)
-                await self._tasks.delete(task_id, force=True)
+                try:
+                    await self._tasks.delete(task_id, force=True)
+                except Exception:
+                    log.exception("could not delete task %s that no container owns", task_id)
         base = self._settings.state_dir / "containers"
         if base.is_dir():
             for directory in base.iterdir():
                 if directory.name not in known:
-                    await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
-                    await asyncio.to_thread(
-                        rootfs_mod.remove_snapshot, self._sn, f"container-{directory.name}"
-                    )
-                    await asyncio.to_thread(shutil.rmtree, directory, True)
+                    try:
+                        await self._remove_leftover(directory)
+                    except Exception:
+                        log.exception("could not remove the remains of container %s", directory)
         for container in self._store.containers.all():
-            if container.state not in (ContainerState.RUNNING, ContainerState.CREATED):
-                continue
-            task = recovered.get(container.id)
-            if task is None:
-                if container.state == ContainerState.RUNNING:
-                    await self._lost(
-                        container.id, "its task was not found after pinnaced restarted"
-                    )
-                continue
-            if task.exit is not None:
-                await self.record_exit(task.exit)
-            elif not task.conmon_alive:
-                await self._tasks.delete(container.id, force=True)
-                await self._lost(container.id, "its conmon died while pinnaced was down")
+            try:
+                await self._reconcile_one(container, recovered.get(container.id))
+            except Exception as exc:
+                log.exception("recovery of container %s failed", container.id)
+                with contextlib.suppress(Exception):
+                    await self._lost(container.id, f"its recovery failed: {exc}")
+
+    async def _remove_leftover(self, directory: Path) -> None:
+        await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
+        await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"container-{directory.name}")
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    async def _reconcile_one(self, container: Container, task: RecoveredTask | None) -> None:
+        if container.state not in (ContainerState.RUNNING, ContainerState.CREATED):
+            return
+        if task is None:
+            if container.state == ContainerState.RUNNING:
+                await self._lost(container.id, "its task was not found after pinnaced restarted")
+            return
+        if task.exit is not None:
+            await self.record_exit(task.exit)
+        elif not task.conmon_alive:
+            await self._tasks.delete(container.id, force=True)
+            await self._lost(container.id, "its conmon died while pinnaced was down")
 
     async def _lost(self, container_id: str, why: str) -> None:
+        """Record a container whose fate is unknown as EXITED (255, Unknown); a no-op for one
+        already exited."""
         await self._transition(
             container_id,
-            lambda c: dataclasses.replace(
-                c,
-                state=ContainerState.EXITED,
-                finished_at=now_ns(),
-                exit_code=255,
-                reason="Unknown",
-                message=f"container lost: {why}",
+            lambda c: (
+                None
+                if c.state == ContainerState.EXITED
+                else dataclasses.replace(
+                    c,
+                    state=ContainerState.EXITED,
+                    finished_at=now_ns(),
+                    exit_code=255,
+                    reason="Unknown",
+                    message=f"container lost: {why}",
+                )
             ),
         )
 

@@ -334,49 +334,71 @@ class SandboxController:
     async def reconcile(self, live_tasks: dict[str, Any]) -> None:
         """Bring records in line with the node after a daemon restart: a READY sandbox whose
         namespaces or infra process are gone is NOTREADY; state directories without a record
-        (a crash during a create) are torn down."""
+        (a crash during a create) are torn down. One sandbox that cannot be reconciled is
+        logged and left NOTREADY; it never keeps the daemon from starting."""
         known = {s.id for s in self._store.sandboxes.all()}
         base = self._settings.state_dir / "sandboxes"
         leftovers = [p for p in base.iterdir() if p.name not in known] if base.is_dir() else []
         for directory in leftovers:
-            log.info("removing the remains of sandbox %s (created while crashing)", directory.name)
-            await self._tasks.delete(directory.name, force=True)
-            netns = directory / "ns" / "net"
-            if self._network is not None and netns.exists():
-                try:
-                    await self._network.detach_orphan(directory.name, str(netns))
-                except PinnaceError as exc:
-                    log.warning("network of leftover sandbox %s: %s", directory.name, exc)
-            await nsmod.unpin(directory / "ns")
-            for sub in ("shm", "rootfs"):
-                await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / sub)
-            await asyncio.to_thread(
-                rootfs_mod.remove_snapshot, self._sn, f"sandbox-{directory.name}"
-            )
-            await asyncio.to_thread(shutil.rmtree, directory, True)
-            # the cgroup pinnace would have made for it (a parent kubelet gave is kubelet's)
-            await self._remove_cgroup(f"{self._settings.default_cgroup_parent}/{directory.name}")
+            try:
+                await self._remove_leftover(directory)
+            except Exception:
+                log.exception("could not remove the remains of sandbox %s", directory.name)
         for sandbox in self._store.sandboxes.all():
-            if sandbox.state != SandboxState.READY:
-                # a stop may have been cut short after the network was detached
-                await nsmod.unpin(Path(sandbox.state_dir) / "ns")
-                await asyncio.to_thread(rootfs_mod.unmount_quietly, Path(sandbox.state_dir) / "shm")
-                continue
-            pinned = [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
-            pins_ok = await asyncio.to_thread(_all_pinned, pinned)
-            infra = (
-                live_tasks.get(sandbox.infra_container_id) if sandbox.infra_container_id else None
+            try:
+                await self._reconcile_one(sandbox, live_tasks)
+            except Exception as exc:
+                log.exception("recovery of sandbox %s failed; marking it NOTREADY", sandbox.id)
+                await self._mark_notready(sandbox, f"recovery failed: {exc}")
+
+    async def _remove_leftover(self, directory: Path) -> None:
+        log.info("removing the remains of sandbox %s (created while crashing)", directory.name)
+        await self._tasks.delete(directory.name, force=True)
+        netns = directory / "ns" / "net"
+        if self._network is not None and netns.exists():
+            try:
+                await self._network.detach_orphan(directory.name, str(netns))
+            except PinnaceError as exc:
+                log.warning("network of leftover sandbox %s: %s", directory.name, exc)
+        await nsmod.unpin(directory / "ns")
+        for sub in ("shm", "rootfs"):
+            await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / sub)
+        await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{directory.name}")
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+        # the cgroup pinnace would have made for it (a parent kubelet gave is kubelet's)
+        await self._remove_cgroup(f"{self._settings.default_cgroup_parent}/{directory.name}")
+
+    async def _reconcile_one(self, sandbox: Sandbox, live_tasks: dict[str, Any]) -> None:
+        if sandbox.state != SandboxState.READY:
+            # a stop may have been cut short after the network was detached
+            await nsmod.unpin(Path(sandbox.state_dir) / "ns")
+            await asyncio.to_thread(rootfs_mod.unmount_quietly, Path(sandbox.state_dir) / "shm")
+            return
+        pinned = [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
+        pins_ok = await asyncio.to_thread(_all_pinned, pinned)
+        infra = live_tasks.get(sandbox.infra_container_id) if sandbox.infra_container_id else None
+        infra_ok = not sandbox.infra_container_id or (
+            infra is not None and infra.exit is None and infra.conmon_alive
+        )
+        if pins_ok and infra_ok:
+            if infra is not None and infra.info.pid != sandbox.infra_pid:
+                sandbox = dataclasses.replace(sandbox, infra_pid=infra.info.pid)
+                await asyncio.to_thread(self._store.put_sandbox, sandbox)
+            return
+        log.warning("sandbox %s lost its namespaces or infra process: NOTREADY", sandbox.id)
+        await self.stop(sandbox.id)
+
+    async def _mark_notready(self, sandbox: Sandbox, why: str) -> None:
+        """Record a sandbox recovery could not bring back as NOTREADY (best effort)."""
+        current = self._store.sandboxes.get(sandbox.id)
+        if current is None or current.state == SandboxState.NOTREADY:
+            return
+        try:
+            await asyncio.to_thread(
+                self._store.put_sandbox, dataclasses.replace(current, state=SandboxState.NOTREADY)
             )
-            infra_ok = not sandbox.infra_container_id or (
-                infra is not None and infra.exit is None and infra.conmon_alive
-            )
-            if pins_ok and infra_ok:
-                if infra is not None and infra.info.pid != sandbox.infra_pid:
-                    sandbox = dataclasses.replace(sandbox, infra_pid=infra.info.pid)
-                    await asyncio.to_thread(self._store.put_sandbox, sandbox)
-                continue
-            log.warning("sandbox %s lost its namespaces or infra process: NOTREADY", sandbox.id)
-            await self.stop(sandbox.id)
+        except Exception:
+            log.exception("could not record sandbox %s as NOTREADY (%s)", sandbox.id, why)
 
 
 def _all_pinned(paths: list[Path]) -> bool:

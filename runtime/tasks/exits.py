@@ -36,11 +36,18 @@ class ExitHub:
     """Turns exit files of expected tasks into :class:`TaskExit` facts.
 
     ``oom_probe(id)`` is a blocking function telling whether the task's cgroup saw an OOM
-    kill; it runs on a thread right after the exit file is read."""
+    kill; it runs on a thread right after the exit file is read. ``lost_probe(id)`` tells
+    likewise whether the exit file was written for a dead conmon (``supervisor_lost``)."""
 
-    def __init__(self, exit_dir: Path, oom_probe: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        exit_dir: Path,
+        oom_probe: Callable[[str], bool],
+        lost_probe: Callable[[str], bool] = lambda _id: False,
+    ) -> None:
         self._exit_dir = exit_dir
         self._oom_probe = oom_probe
+        self._lost_probe = lost_probe
         self._watch: DirectoryWatch | None = None
         self._futures: dict[str, asyncio.Future[TaskExit]] = {}
         self._loading: set[str] = set()
@@ -179,4 +186,10 @@ class ExitHub:
         except Exception:
             log.debug("oom probe of %s failed", task_id, exc_info=True)
             oom = False
-        return TaskExit(id=task_id, exit_code=code, exited_at=mtime, oom_killed=oom)
+        return TaskExit(
+            id=task_id,
+            exit_code=code,
+            exited_at=mtime,
+            oom_killed=oom,
+            supervisor_lost=self._lost_probe(task_id),
+        )

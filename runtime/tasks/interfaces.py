@@ -98,12 +98,15 @@ class TaskState(enum.Enum):
 class TaskExit:
     """The exit fact: the process's exit code (128+N when killed by signal N), when it was
     recorded (the exit file's mtime, ns since epoch) and whether the cgroup's OOM kill counter
-    was non-zero at that moment."""
+    was non-zero at that moment. ``supervisor_lost`` is True when the task's conmon died
+    before its process ended: the manager then killed the process itself (exit code 137) and
+    wrote the exit file in conmon's place, as containerd does for a task whose shim died."""
 
     id: str
     exit_code: int
     exited_at: int
     oom_killed: bool = False
+    supervisor_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +123,9 @@ class ExecResult:
 @dataclass(frozen=True, slots=True)
 class RecoveredTask:
     """A task found again after a daemon restart. ``exit`` is set when the task had already
-    exited (its exit file exists). ``conmon_alive`` is False when its conmon is gone without
-    an exit file: the container may run unsupervised, and the caller should kill and delete
-    it. ``log_path`` and ``bundle`` come from the state file."""
+    exited (its exit file exists, or its conmon was found dead and the manager killed the
+    process: then ``exit.supervisor_lost``). ``conmon_alive`` tells whether its conmon was
+    found alive. ``log_path`` and ``bundle`` come from the state file."""
 
     info: TaskInfo
     runtime: str

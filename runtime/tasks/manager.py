@@ -5,7 +5,9 @@ See :mod:`runtime.tasks.interfaces` for the terms and the lifecycle, and
 every task it created or recovered in memory; the runtime is asked only by the operations
 that must act (create, start, kill, delete, exec, update) and by ``state`` (slow path).
 
-Exits are facts pushed by conmon's exit files through inotify; nothing polls.
+Exits are facts pushed by conmon's exit files through inotify; nothing polls. A conmon that
+dies before its task's process (see :mod:`runtime.tasks.supervisors`) is seen through a pidfd:
+the manager kills the orphaned process and writes the exit file in its place.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ from runtime.tasks.interfaces import (
 )
 from runtime.tasks.runtime_cli import check_runtime, is_not_found, run_runtime, runtime_message
 from runtime.tasks.statefile import TaskRecord, read_exit_code, read_record, write_atomic
+from runtime.tasks.supervisors import (
+    ConmonWatch,
+    kill_orphan,
+    supervisor_lost,
+    write_lost_exit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +112,9 @@ class TaskManager:
         self._socket_dir = state_dir / "sockets"
         self._tasks: dict[str, _Task] = {}
         self._creating: set[str] = set()
-        self._hub = ExitHub(self._exit_dir, self._oom_probe)
+        self._hub = ExitHub(self._exit_dir, self._oom_probe, self._lost_probe)
+        self._conmons = ConmonWatch(self._conmon_gone)
+        self._orphan_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle of the manager ---------------------------------------------------------
 
@@ -126,6 +136,10 @@ class TaskManager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._conmons.close()
+        for t in list(self._orphan_tasks):
+            t.cancel()
+        await asyncio.gather(*self._orphan_tasks, return_exceptions=True)
         await self._hub.close()
 
     # -- create / start -------------------------------------------------------------------
@@ -155,13 +169,21 @@ class TaskManager:
                     timeout=self._create_timeout,
                 )
                 conmon_pid, conmon_start = await asyncio.to_thread(self._read_conmon, task_dir)
+                started = await asyncio.to_thread(procfs.start_time, pid)
             except BaseException:
                 await asyncio.shield(self._undo_create(handler, spec.id, task_dir))
                 raise
-            record = replace(record, pid=pid, conmon_pid=conmon_pid, conmon_start_time=conmon_start)
+            record = replace(
+                record,
+                pid=pid,
+                conmon_pid=conmon_pid,
+                conmon_start_time=conmon_start,
+                start_time=started or 0,
+            )
             await asyncio.to_thread(write_atomic, task_dir / "state.json", record.to_json())
             task = _Task(record, handler, task_dir)
             self._tasks[spec.id] = task
+            self._conmons.watch(spec.id, conmon_pid, conmon_start)
             return task.info()
         finally:
             self._creating.discard(spec.id)
@@ -297,6 +319,7 @@ class TaskManager:
             if not force:
                 raise FailedPrecondition(f"task {id} is still running")
             await self.stop(id, timeout=0)
+        self._conmons.unwatch(id)
         args = ["delete", id] if task.supervised else ["delete", "-f", id]
         res = await run_runtime(task.handler, args, timeout=self._runtime_timeout)
         if res.returncode != 0:
@@ -463,13 +486,20 @@ class TaskManager:
             if name in self._tasks:
                 continue
             handler = self._handlers.get(record.runtime) if record else None
-            if record is None or record.pid <= 0:
-                await self._remove_half_made(name, handler)
+            try:
+                if record is None or record.pid <= 0:
+                    await self._remove_half_made(name, handler)
+                    continue
+                if handler is None:
+                    log.warning("task %s uses unknown runtime %r; left alone", name, record.runtime)
+                    continue
+                rec = await self._recover_one(record, handler)
+            except Exception:
+                # one task's trouble never keeps the daemon from starting; its owner reports
+                # it as lost (it is not among the tasks found)
+                log.exception("recovery of task %s failed", name)
+                self._tasks.pop(name, None)
                 continue
-            if handler is None:
-                log.warning("task %s uses unknown runtime %r; left alone", name, record.runtime)
-                continue
-            rec = await self._recover_one(record, handler)
             if rec is not None:
                 found.append(rec)
         return found
@@ -501,6 +531,7 @@ class TaskManager:
             self._hub.preload(exit)
         elif alive:
             self._hub.expect(record.id)  # also catches an exit file written since the read
+            self._conmons.watch(record.id, record.conmon_pid, record.conmon_start_time)
         else:
             # conmon died without an exit file: does the container still exist?
             res = await run_runtime(handler, ["state", record.id], timeout=30.0)
@@ -510,7 +541,10 @@ class TaskManager:
                     self._remove_files, record.id, task.task_dir, Path(record.bundle)
                 )
                 return None
-            task.supervised = False
+            await self._orphaned(task)
+            exit = await asyncio.to_thread(self._read_exit, record.id)
+            if exit is not None:
+                self._hub.preload(exit)
         return RecoveredTask(
             info=task.info(),
             runtime=record.runtime,
@@ -524,7 +558,52 @@ class TaskManager:
         got = read_exit_code(self._exit_dir / task_id)
         if got is None:
             return None
-        return TaskExit(task_id, got[0], got[1], self._oom_probe(task_id))
+        return TaskExit(
+            task_id, got[0], got[1], self._oom_probe(task_id), self._lost_probe(task_id)
+        )
+
+    # -- supervisors that die first --------------------------------------------------------
+
+    def _conmon_gone(self, task_id: str) -> None:
+        """ConmonWatch's callback (on the loop): a task's conmon has ended."""
+        t = asyncio.get_running_loop().create_task(self._after_conmon(task_id))
+        self._orphan_tasks.add(t)
+        t.add_done_callback(self._orphan_tasks.discard)
+
+    async def _after_conmon(self, task_id: str) -> None:
+        task = self._tasks.get(task_id)
+        if task is None or not task.supervised or self._hub.known(task_id) is not None:
+            return
+        exit_file = self._exit_dir / task_id
+        if await asyncio.to_thread(read_exit_code, exit_file) is not None:
+            self._hub.expect(task_id)  # the normal end: conmon wrote the exit, then left
+            return
+        log.warning(
+            "conmon %d of task %s died before its process; killing the orphan",
+            task.record.conmon_pid,
+            task_id,
+        )
+        try:
+            await self._orphaned(task)
+        except Exception:
+            log.exception("could not clean up after the conmon of task %s", task_id)
+            return
+        self._hub.expect(task_id)  # reads the exit file just written and publishes it
+
+    async def _orphaned(self, task: _Task) -> None:
+        """Kill the process of a task whose conmon is dead and record its exit durably (the
+        hub then resolves it like any exit: waiters and subscribers learn it once)."""
+        # every process of the task's cgroup (a container sharing a PID namespace has more
+        # than its init), then the init itself through a pidfd, awaited
+        await run_runtime(
+            task.handler, ["kill", "--all", task.record.id, "9"], timeout=self._runtime_timeout
+        )
+        await kill_orphan(task.record)
+        await asyncio.to_thread(write_lost_exit, task.task_dir, self._exit_dir / task.record.id)
+
+    def _lost_probe(self, task_id: str) -> bool:
+        """Blocking: was the task's exit file written for a dead conmon?"""
+        return supervisor_lost(self._tasks_dir / task_id)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ Layout under the manager's state directory::
     tasks/<id>/state.json   this record (written atomically: temp file, fsync, rename)
     tasks/<id>/conmon.pid   written by conmon (its daemonized pid)
     tasks/<id>/pid          written by the runtime (the container's init pid)
+    tasks/<id>/supervisor-lost  written by the manager when conmon died before the process
+                            ended (it then killed the process and wrote the exit file itself)
     exits/<id>              written by conmon when the process ends: the exit code
     sockets/<id>            conmon's symlink to the bundle, where its attach socket lives
 
@@ -22,13 +24,15 @@ from pathlib import Path
 from runtime.errors import InvalidArgument
 
 STATE_FILE = "state.json"
+SUPERVISOR_LOST_FILE = "supervisor-lost"
 
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
     """The durable facts of one task (see :class:`runtime.tasks.interfaces.TaskInfo` for the
     pid and start-time terms). ``cgroups_path`` is the bundle's ``linux.cgroupsPath`` or
-    None."""
+    None. ``start_time`` is the container process's own start time (0 in records written
+    before it was kept), so it is never mistaken for a process that reused its pid."""
 
     id: str
     runtime: str
@@ -39,6 +43,7 @@ class TaskRecord:
     conmon_pid: int
     conmon_start_time: int
     created_at: int
+    start_time: int = 0
 
     def to_json(self) -> bytes:
         """Serialise for the state file."""
@@ -59,6 +64,7 @@ class TaskRecord:
                 conmon_pid=int(obj["conmon_pid"]),
                 conmon_start_time=int(obj["conmon_start_time"]),
                 created_at=int(obj["created_at"]),
+                start_time=int(obj.get("start_time", 0)),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise InvalidArgument(f"bad task state file: {e}") from e

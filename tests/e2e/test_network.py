@@ -105,6 +105,7 @@ def net_env(pinnaced, net_images, tmp_path) -> Iterator[tuple[Pinnaced, Network,
         runtime, image = daemon.clients()
         image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=net_images["busybox"])))
         yield daemon, network, net_images
+        runtime = daemon.runtime  # a test may have restarted the daemon (a new channel)
         for sandbox in runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
             runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id))
         assert mounts_under([daemon.root, daemon.state]) == []
