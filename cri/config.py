@@ -7,19 +7,17 @@ Precedence: built-in defaults < the config file < command-line flags.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime import units
 from runtime.errors import InvalidArgument
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinnace/config.toml")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(value: Any, *, key: str) -> float:
@@ -29,12 +27,12 @@ def parse_duration(value: Any, *, key: str) -> float:
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value))
-        if not match:
+        try:
+            seconds = units.parse_duration(str(value))
+        except InvalidArgument:
             raise InvalidArgument(
                 f"{key}: {value!r} is not a duration; write e.g. '5m', '30s' or '250ms'"
-            )
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+            ) from None
     if seconds <= 0:
         raise InvalidArgument(f"{key}: must be positive, got {value!r}")
     return seconds

@@ -7,6 +7,10 @@ call passes through, which
 * logs each call at debug level.
 
 RPCs a servicer does not implement keep the generated base class's behaviour: UNIMPLEMENTED.
+Only that: a ``NotImplementedError`` raised by the generated base method itself (the servicer
+does not define the RPC) is UNIMPLEMENTED; one raised anywhere else is a bug like any other and
+surfaces as INTERNAL with its traceback logged. Features pinnace knowingly lacks raise
+``runtime.errors.Unimplemented``, which the error table maps to UNIMPLEMENTED with its message.
 """
 
 from __future__ import annotations
@@ -30,6 +34,22 @@ def _split(method: str) -> tuple[str, str]:
     # "/runtime.v1.RuntimeService/Version" -> ("runtime.v1.RuntimeService", "Version")
     _, service, name = method.split("/", 2)
     return service, name
+
+
+_GENERATED_SUFFIX = "_pb2_grpc.py"
+
+
+def not_served(exc: BaseException) -> bool:
+    """Whether ``exc`` is the generated base servicer's "Method not implemented!": a
+    NotImplementedError raised by a function of a ``*_pb2_grpc`` module."""
+    if not isinstance(exc, NotImplementedError):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.endswith(_GENERATED_SUFFIX)
 
 
 class CallInterceptor(aio.ServerInterceptor):
@@ -98,9 +118,9 @@ class CallInterceptor(aio.ServerInterceptor):
                 response = await behaviour(request, context)
             except aio.AbortError:
                 raise
-            except NotImplementedError:
-                await self._unimplemented(context, service, name)
             except Exception as exc:
+                if not_served(exc):
+                    await self._unimplemented(context, service, name)
                 await self._fail(context, service, name, exc)
                 raise  # unreachable: abort raises
             finally:
@@ -126,9 +146,9 @@ class CallInterceptor(aio.ServerInterceptor):
                     await result
             except aio.AbortError:
                 raise
-            except NotImplementedError:
-                await self._unimplemented(context, service, name)
             except Exception as exc:
+                if not_served(exc):
+                    await self._unimplemented(context, service, name)
                 await self._fail(context, service, name, exc)
             finally:
                 in_flight.dec()

@@ -1,4 +1,5 @@
-"""Kubernetes resource quantities and kubelet's CPU arithmetic. Pure.
+"""Kubernetes resource quantities and kubelet's CPU arithmetic. Pure. The parser itself is
+:func:`runtime.units.parse_quantity` (one for the tree); this module adds kubelet's rounding.
 
 Terms:
   quantity   a Kubernetes resource amount as written in a manifest: a decimal number with an
@@ -10,10 +11,9 @@ Terms:
 
 from __future__ import annotations
 
-import re
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 
-from runtime.errors import InvalidArgument
+from runtime.units import parse_quantity
 
 # kubelet's constants (pkg/kubelet/cm/helpers_linux.go)
 CPU_PERIOD = 100_000
@@ -21,35 +21,7 @@ MIN_QUOTA = 1_000
 MIN_SHARES = 2
 MAX_SHARES = 262_144
 
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+|[numkMGTPE])?$")
-_SUFFIX = {
-    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-    **{
-        s: Decimal(10) ** e
-        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
-    },
-    "": Decimal(1),
-}
-
-
-def parse_quantity(text: str | int | float) -> Decimal:
-    """A Kubernetes resource quantity (``500m``, ``0.5``, ``64Mi``, ``1e3``, ``2G``) as a number.
-    Raises InvalidArgument for anything else, negative values included."""
-    match = _QUANTITY.match(str(text).strip())
-    if not match:
-        raise InvalidArgument(f"quantities must match the regular expression {_QUANTITY.pattern}")
-    number, suffix = match.group(1), match.group(2) or ""
-    try:
-        value = Decimal(number)
-    except InvalidOperation:
-        raise InvalidArgument(f"{text!r} is not a number") from None
-    if suffix[:1] in ("e", "E") and len(suffix) > 1:
-        value *= Decimal(10) ** int(suffix[1:])
-    else:
-        value *= _SUFFIX[suffix]
-    if value < 0:
-        raise InvalidArgument("must be greater than or equal to 0")
-    return value
+__all__ = ["cpu_quota", "cpu_shares", "int_value", "milli_cpu", "parse_quantity"]
 
 
 def _ceil(value: Decimal) -> int:

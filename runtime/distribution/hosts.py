@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from runtime import units
 from runtime.errors import InvalidArgument
 
 CAPABILITIES = frozenset({"pull", "resolve", "push", "referrers"})
@@ -324,20 +324,11 @@ def _abs(base: Path, name: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _parse_duration(value: Any, error: InvalidArgument) -> float:
     """A Go duration string (``"1s"``, ``"1m30s"``, ``"500ms"``) in seconds."""
     if not isinstance(value, str) or not value:
         raise error
-    total, pos = 0.0, 0
-    for match in _DURATION_PART.finditer(value):
-        if match.start() != pos:
-            raise error
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(value):
-        raise error
-    return total
+    try:
+        return units.parse_duration(value, bare_seconds=False)
+    except InvalidArgument:
+        raise error from None

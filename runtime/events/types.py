@@ -37,6 +37,10 @@ from runtime.model.network import (
     PortMapping,
 )
 
+# The containerd-style namespace of everything the CRI creates (kubelet's pods, containers and
+# images), as containerd's CRI plugin names it. The one definition for the tree.
+K8S_NAMESPACE = "k8s.io"
+
 _TOPIC_RE = re.compile(r"^(/[a-z0-9][a-z0-9_.-]*)+$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$")
 

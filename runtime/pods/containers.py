@@ -51,7 +51,7 @@ from runtime.model.pods import (
 )
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
-from runtime.pods.sandboxes import NAMESPACE, SandboxController, new_id, now_ns
+from runtime.pods.sandboxes import SandboxController, new_id, now_ns
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, container_name_key
 from runtime.snapshots.interfaces import Snapshotter, Usage
@@ -215,7 +215,7 @@ class ContainerController:
             raise
         undo.pop_all()
         self._exchange.publish(
-            NAMESPACE,
+            ev.K8S_NAMESPACE,
             ev.ContainerCreate(container_id=container_id, image=image.id, sandbox_id=sandbox.id),
         )
         return container
@@ -303,7 +303,9 @@ class ContainerController:
             )
 
         updated = await self._transition(container_id, running)
-        self._exchange.publish(NAMESPACE, ev.TaskStart(container_id=container_id, pid=info.pid))
+        self._exchange.publish(
+            ev.K8S_NAMESPACE, ev.TaskStart(container_id=container_id, pid=info.pid)
+        )
         assert updated is not None
         return updated
 
@@ -339,7 +341,7 @@ class ContainerController:
         if first:
             exited_at = datetime.fromtimestamp(exit.exited_at / 1e9, tz=UTC)
             self._exchange.publish(
-                NAMESPACE,
+                ev.K8S_NAMESPACE,
                 ev.TaskExit(
                     container_id=exit.id,
                     pid=first[0].pid,
@@ -348,7 +350,7 @@ class ContainerController:
                 ),
             )
             if exit.oom_killed:
-                self._exchange.publish(NAMESPACE, ev.TaskOOM(container_id=exit.id))
+                self._exchange.publish(ev.K8S_NAMESPACE, ev.TaskOOM(container_id=exit.id))
         return updated
 
     # ---- stop and remove ----------------------------------------------------------------
@@ -400,7 +402,7 @@ class ContainerController:
             self._store.names.release_owner(container_id)
         self._locks.pop(container_id, None)
         self._exchange.publish(
-            NAMESPACE,
+            ev.K8S_NAMESPACE,
             ev.ContainerDelete(container_id=container_id, sandbox_id=container.sandbox_id),
         )
 
@@ -453,7 +455,7 @@ class ContainerController:
         updated = await self._transition(
             container_id, lambda c: dataclasses.replace(c, resources=resources)
         )
-        self._exchange.publish(NAMESPACE, ev.ContainerUpdate(container_id=container_id))
+        self._exchange.publish(ev.K8S_NAMESPACE, ev.ContainerUpdate(container_id=container_id))
         assert updated is not None
         return updated
 

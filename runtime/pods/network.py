@@ -9,32 +9,26 @@ with a deadline, the network manager's answer for that sandbox (``/network/attac
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
+from runtime import units
 from runtime.errors import FailedPrecondition, InvalidArgument
 from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.model.network import Bandwidth
 from runtime.model.pods import Sandbox
 
-NAMESPACE = "k8s.io"
 INGRESS_ANNOTATION = "kubernetes.io/ingress-bandwidth"
 EGRESS_ANNOTATION = "kubernetes.io/egress-bandwidth"
-_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)([kMGTPE]i?)?$")
-_FACTORS = {
-    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}  # fmt: skip
 
 
 def _bits_per_second(value: str, annotation: str) -> int:
-    match = _QUANTITY.match(value.strip())
-    if not match:
+    try:
+        return int(units.parse_quantity(value))
+    except InvalidArgument:
         raise InvalidArgument(
             f"annotation {annotation}={value!r} is not a quantity like '10M' (bits per second)"
-        )
-    return int(float(match.group(1)) * _FACTORS[match.group(2)])
+        ) from None
 
 
 def bandwidth(annotations: Mapping[str, str]) -> Bandwidth | None:
@@ -76,7 +70,7 @@ class EventNetwork:
         )
         answer = await self._exchange.wait_for(
             f'topic~="^/network/(attached|failed)$",event.sandbox_id=="{sandbox.id}"',
-            trigger=lambda: self._exchange.publish(NAMESPACE, fact),
+            trigger=lambda: self._exchange.publish(ev.K8S_NAMESPACE, fact),
             timeout=self._timeout,
         )
         event = answer.event
@@ -108,7 +102,7 @@ class EventNetwork:
         sandbox_id = fact.sandbox_id
         answer = await self._exchange.wait_for(
             f'topic~="^/network/(detached|failed)$",event.sandbox_id=="{sandbox_id}"',
-            trigger=lambda: self._exchange.publish(NAMESPACE, fact),
+            trigger=lambda: self._exchange.publish(ev.K8S_NAMESPACE, fact),
             timeout=self._timeout,
         )
         if isinstance(answer.event, ev.NetworkFailed):

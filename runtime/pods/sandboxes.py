@@ -59,7 +59,7 @@ from runtime.tasks.manager import TaskManager
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "k8s.io"
+NAMESPACE = ev.K8S_NAMESPACE  # an alias of the one constant (older callers import it here)
 
 
 def new_id() -> str:
@@ -131,7 +131,7 @@ class SandboxController:
             await shielded(asyncio.to_thread(shutil.rmtree, directory, True))
             raise
         undo.pop_all()
-        self._exchange.publish(NAMESPACE, ev.SandboxStart(sandbox_id=sandbox_id))
+        self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxStart(sandbox_id=sandbox_id))
         log.info(
             "sandbox %s (%s/%s) ready",
             sandbox_id[:12],
@@ -307,7 +307,7 @@ class SandboxController:
         if stopped != sandbox:
             await asyncio.to_thread(self._store.put_sandbox, stopped)
             if sandbox.state == SandboxState.READY:
-                self._exchange.publish(NAMESPACE, ev.SandboxStop(sandbox_id=sandbox_id))
+                self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxStop(sandbox_id=sandbox_id))
         return stopped
 
     async def remove(self, sandbox_id: str) -> None:
@@ -327,7 +327,7 @@ class SandboxController:
         await asyncio.to_thread(self._store.sandboxes.remove, sandbox_id)
         self._store.names.release(sandbox_name_key(sandbox.config.metadata), sandbox_id)
         self._locks.pop(sandbox_id, None)
-        self._exchange.publish(NAMESPACE, ev.SandboxDelete(sandbox_id=sandbox_id))
+        self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxDelete(sandbox_id=sandbox_id))
 
     # ---- after a restart ------------------------------------------------------------------
 
