@@ -83,6 +83,8 @@ PROTOS: tuple[ProtoSpec, ...] = (
     ProtoSpec(source="runtime/v1/api.proto", package_dir="cri/api/runtime/v1"),
     ProtoSpec(source="pinnace/images/v1/images.proto", package_dir="cri/api/pinnace/images/v1"),
     ProtoSpec(source="pinnace/events/v1/events.proto", package_dir="cri/api/pinnace/events/v1"),
+    ProtoSpec(source="nri/v1alpha1/api.proto", package_dir="cri/api/nri/v1alpha1"),
+    ProtoSpec(source="nri/ttrpc/ttrpc.proto", package_dir="cri/api/nri/ttrpc"),
 )
 
 # Each directory from cri/api down to a target package must be a package.
