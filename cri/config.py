@@ -7,6 +7,7 @@ Precedence: built-in defaults < the config file < command-line flags.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from runtime import units
 from runtime.errors import InvalidArgument
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinnace/config.toml")
+DEFAULT_ROOT = Path("/var/lib/pinnace")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -42,7 +44,7 @@ def parse_duration(value: Any, *, key: str) -> float:
 class DaemonConfig:
     """Where pinnaced keeps things and where it listens."""
 
-    root: Path = Path("/var/lib/pinnace")
+    root: Path = DEFAULT_ROOT
     state: Path = Path("/run/pinnace")
     address: str = "unix:///run/pinnace/pinnace.sock"
     socket_mode: int = 0o660
@@ -145,6 +147,10 @@ class RuntimeConfig:
         }
     )
     cgroup_driver: str = "cgroupfs"
+    # The cgroup under which pods get theirs when kubelet gives no parent (cgroupfs driver).
+    # "": /pinnace for the default root, else /pinnace-<hash of daemon.root>, so two
+    # daemons on one host never share (see pod_cgroup_root).
+    cgroup_root: str = ""
     conmon: Path = Path("/usr/bin/conmon")
     always_infra: bool = False
     shm_size: int = 64 * 1024 * 1024
@@ -163,6 +169,16 @@ class RuntimeConfig:
         if self.cgroup_driver not in ("cgroupfs", "systemd"):
             raise InvalidArgument(
                 f"runtime.cgroup_driver: {self.cgroup_driver!r} must be cgroupfs or systemd"
+            )
+        if self.cgroup_root and (
+            not self.cgroup_root.startswith("/")
+            or self.cgroup_root == "/"
+            or any(part in ("", ".", "..") for part in self.cgroup_root[1:].split("/"))
+            or any(c.isspace() or c == ":" for c in self.cgroup_root)
+        ):
+            raise InvalidArgument(
+                f"runtime.cgroup_root: {self.cgroup_root!r} must be an absolute cgroup path "
+                "below the root such as /pinnace, without '.', '..', ':' or spaces"
             )
 
 
@@ -216,6 +232,21 @@ class Config:
         self.images.validate()
         self.runtime.validate()
         return self
+
+
+def pod_cgroup_root(config: Config) -> str:
+    """The cgroup pods without a kubelet-given parent live under: ``runtime.cgroup_root``, or
+    one derived from the daemon's root directory (``/pinnace`` for the default root)."""
+    if config.runtime.cgroup_root:
+        return config.runtime.cgroup_root
+    return default_cgroup_root(config.daemon.root)
+
+
+def default_cgroup_root(root: Path) -> str:
+    """``/pinnace`` for the default root, else ``/pinnace-<12 hex of sha256(root)>``."""
+    if root == DEFAULT_ROOT:
+        return "/pinnace"
+    return "/pinnace-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
 
 
 def _section(cls: type, data: Mapping[str, Any], where: str) -> Any:

@@ -218,6 +218,7 @@ class Daemon:
             shm_size=cfg.runtime.shm_size,
             always_infra=cfg.runtime.always_infra,
             cgroup_driver=cfg.runtime.cgroup_driver,
+            default_cgroup_parent=config_mod.pod_cgroup_root(cfg),
             cgroup_v2=cgroup_mounts.mode == CgroupMode.UNIFIED,
             host_resources=host_resources,
             tolerate_missing_hugetlb_controller=cfg.runtime.tolerate_missing_hugetlb_controller,

@@ -20,7 +20,7 @@ import pytest
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from tests.support import images
-from tests.support.daemon import Pinnaced, mounts_under
+from tests.support.daemon import Pinnaced, cgroup_dirs_of, mounts_under
 from tests.support.push import push_image
 from tests.support.registry import Registry
 from tests.support.watch import wait_for_content
@@ -183,8 +183,13 @@ def pod_env(pinnaced, pod_images, tmp_path) -> Iterator[PodEnv]:
         env.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     assert env.runtime.ListContainers(pb.ListContainersRequest()).containers == []
     assert _sandbox_traces(daemon) == []
-    leftover = [p for p in pod_ids if Path(f"/sys/fs/cgroup/memory/pinnace/{p}").exists()]
-    assert leftover == [], f"pod cgroups left behind: {leftover}"
+    # this daemon's own pod cgroup root: other daemons' pods on the host are not ours
+    leftover = {str(d): _subdirs(d) for d in cgroup_dirs_of(daemon.cgroup_root) if _subdirs(d)}
+    assert leftover == {}, f"pod cgroups left behind: {leftover}"
+
+
+def _subdirs(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.is_dir())
 
 
 def _log_lines(path: Path) -> list[tuple[str, str, str]]:
@@ -356,9 +361,7 @@ def test_failures_half_way_through_a_create_leave_nothing(pod_env: PodEnv) -> No
     assert "vm.swappiness" in info.value.details()
     assert list((state / "sandboxes").iterdir()) == []
     assert mounts_under([pod_env.daemon.root, state]) == []
-    assert not Path("/sys/fs/cgroup/memory/pinnace").exists() or not any(
-        p.is_dir() for p in Path("/sys/fs/cgroup/memory/pinnace").iterdir()
-    )
+    assert [d for d in cgroup_dirs_of(pod_env.daemon.cgroup_root) if _subdirs(d)] == []
 
     # the container fails after its rootfs was mounted (a user the image does not know)
     pod = pod_env.pod_config()

@@ -8,7 +8,8 @@ Terms:
   leftovers    processes, mounts and cgroups that outlived the daemon. Containers outlive a
                daemon by design (conmon), so after a kill the harness removes them itself:
                processes whose command line names our root/state dirs and their descendants
-               (by PID), mounts under our dirs, then the cgroups those processes lived in.
+               (by PID), mounts under our dirs, then the cgroups those processes lived in and
+               the daemon's own pod cgroup root (unique per daemon: derived from its root).
 
 The daemon's command line is the contract with ``cri.daemon``::
 
@@ -114,6 +115,37 @@ class Leftovers:
 
     def __bool__(self) -> bool:
         return bool(self.processes or self.mounts or self.cgroups)
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """The mount point of every cgroup (v1 and v2) hierarchy on this host."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split(" ", 1)[0] in ("cgroup", "cgroup2"):
+            points.append(Path(_unescape(left.split()[4])))
+    return points
+
+
+def cgroup_dirs_of(cgroup_path: str) -> list[Path]:
+    """``cgroup_path`` (like ``/pinnace-ab12``) in every hierarchy where it exists."""
+    relative = cgroup_path.strip("/")
+    return [h / relative for h in cgroup_hierarchies() if (h / relative).is_dir()]
+
+
+def remove_cgroup_tree(cgroup_path: str) -> list[str]:
+    """rmdir ``cgroup_path`` and everything below it, in every hierarchy (deepest first);
+    returns what was removed. Busy cgroups stay (their processes are not ours to end)."""
+    removed = []
+    for top in cgroup_dirs_of(cgroup_path):
+        below = sorted(
+            (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        )
+        for directory in [*below, top]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+                removed.append(str(directory))
+    return removed
 
 
 def _proc_table() -> dict[int, tuple[int, str]]:
@@ -296,6 +328,10 @@ class Pinnaced:
         self.extra_args = tuple(extra_args)
         self.env = env
         self.leftovers = Leftovers()
+        # the daemon derives its pods' cgroup root from --root unless its config names one
+        from cri.config import default_cgroup_root
+
+        self.cgroup_root = default_cgroup_root(self.root)
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Any = None
         self._stubs: tuple[Any, Any] | None = None
@@ -453,6 +489,7 @@ class Pinnaced:
             with contextlib.suppress(DaemonError):
                 self.stop(timeout=20.0)
         self.leftovers = clean_leftovers([self.root, self.short_dir])
+        self.leftovers.cgroups.extend(remove_cgroup_tree(self.cgroup_root))
         shutil.rmtree(self.short_dir, ignore_errors=True)
         return self.leftovers
 
