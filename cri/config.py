@@ -214,6 +214,28 @@ class CdiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsConfig:
+    """Container and pod statistics. Writable-layer usage is measured in the background:
+    every ``layer_refresh_interval`` seconds, at most ``layer_file_budget`` files are examined
+    (shared by all containers), so the cost of a refresh is bounded however many files
+    containers write; stats RPCs answer from the last completed measurement."""
+
+    layer_refresh_interval: float = 10.0
+    layer_file_budget: int = 20_000
+
+    def validate(self) -> None:
+        if not 0 < self.layer_refresh_interval <= 3600:
+            raise InvalidArgument(
+                f"stats.layer_refresh_interval: {self.layer_refresh_interval} must be a "
+                'duration between 0 and 1h, e.g. "10s"'
+            )
+        if self.layer_file_budget < 100:
+            raise InvalidArgument(
+                f"stats.layer_file_budget: {self.layer_file_budget} must be at least 100 files"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -223,10 +245,12 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     cdi: CdiConfig = field(default_factory=CdiConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
 
     def validate(self) -> Config:
         self.network.validate()
         self.cdi.validate()
+        self.stats.validate()
         self.daemon.validate()
         self.metrics.validate()
         self.images.validate()
@@ -265,7 +289,7 @@ def _section(cls: type, data: Mapping[str, Any], where: str) -> Any:
 
 def _coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     kind = str(f.type)
-    if key.endswith("timeout"):
+    if key.endswith(("timeout", "_interval")):
         return parse_duration(value, key=key)
     if key.endswith("_dirs") and isinstance(value, list):
         if not all(isinstance(v, str) and v for v in value):
@@ -328,6 +352,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:
         "runtime": RuntimeConfig,
         "network": NetworkConfig,
         "cdi": CdiConfig,
+        "stats": StatsConfig,
     }
     values: dict[str, Any] = {}
     for key, value in data.items():

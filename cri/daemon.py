@@ -56,9 +56,11 @@ from runtime.pods.sandboxes import SandboxController
 from runtime.pods.service import PodService
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore
+from runtime.snapshots.base import DirectorySnapshotter
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.snapshots.native import NativeSnapshotter
 from runtime.snapshots.overlay import OverlaySnapshotter
+from runtime.stats.layers import WritableLayers
 from runtime.tasks.interfaces import RuntimeHandler
 from runtime.tasks.manager import TaskManager
 
@@ -199,6 +201,7 @@ class Daemon:
             client_factory=client_factory,
             store_dirs=(root / "content", root / "snapshots"),
             pinned_images=(cfg.images.sandbox_image,),
+            fs_id=snapshotter.root if isinstance(snapshotter, DirectorySnapshotter) else None,
         )
 
     def _build_pods(
@@ -246,8 +249,18 @@ class Daemon:
             cdi=self.cdi,
         )
         self.tasks.on_exit(containers.on_exit)
+        layers = WritableLayers(
+            source=containers.layer_keys,
+            locate=containers.writable_dir,
+            interval=cfg.stats.layer_refresh_interval,
+            file_budget=cfg.stats.layer_file_budget,
+        )
         return PodService(
-            store=self.pod_store, tasks=self.tasks, sandboxes=sandboxes, containers=containers
+            store=self.pod_store,
+            tasks=self.tasks,
+            sandboxes=sandboxes,
+            containers=containers,
+            layers=layers,
         )
 
     def _choose_snapshotter(self, base: Path) -> Snapshotter:
@@ -312,6 +325,11 @@ class Daemon:
         )
         if cfg.metrics.address:
             self.metrics.serve(cfg.metrics.address)
+        assert pods.layers is not None
+        async with pods.layers:
+            await self._serve_rpcs(cfg, deps)
+
+    async def _serve_rpcs(self, cfg: Config, deps: Deps) -> None:
         server = build_server(self.metrics)
         pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(deps), server)
         pb_grpc.add_ImageServiceServicer_to_server(ImageServicer(deps), server)

@@ -10,7 +10,7 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
-from cri.rpc import container_events, containers, images, runtime_info, sandboxes, stats
+from cri.rpc import container_events, containers, images, runtime_info, sandboxes, stats, streams
 from cri.rpc.deps import Deps
 
 
@@ -52,6 +52,14 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     async def ListPodSandbox(self, request: Any, context: Any) -> pb.ListPodSandboxResponse:
         return sandboxes.list_pod_sandbox(self._deps, request)
 
+    def StreamPodSandboxes(self, request: Any, context: Any) -> Any:
+        return streams.stream_pod_sandboxes(self._deps, request)
+
+    async def UpdatePodSandboxResources(
+        self, request: Any, context: Any
+    ) -> pb.UpdatePodSandboxResourcesResponse:
+        return await sandboxes.update_pod_sandbox_resources(self._deps, request)
+
     # -- containers --
     async def CreateContainer(self, request: Any, context: Any) -> pb.CreateContainerResponse:
         return await containers.create_container(self._deps, request)
@@ -70,6 +78,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
 
     async def ListContainers(self, request: Any, context: Any) -> pb.ListContainersResponse:
         return containers.list_containers(self._deps, request)
+
+    def StreamContainers(self, request: Any, context: Any) -> Any:
+        return streams.stream_containers(self._deps, request)
 
     async def UpdateContainerResources(
         self, request: Any, context: Any
@@ -93,6 +104,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     async def ListContainerStats(self, request: Any, context: Any) -> pb.ListContainerStatsResponse:
         return await stats.list_container_stats(self._deps, request)
 
+    def StreamContainerStats(self, request: Any, context: Any) -> Any:
+        return streams.stream_container_stats(self._deps, request)
+
     async def PodSandboxStats(self, request: Any, context: Any) -> pb.PodSandboxStatsResponse:
         return await stats.pod_sandbox_stats(self._deps, request)
 
@@ -100,6 +114,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
         self, request: Any, context: Any
     ) -> pb.ListPodSandboxStatsResponse:
         return await stats.list_pod_sandbox_stats(self._deps, request)
+
+    def StreamPodSandboxStats(self, request: Any, context: Any) -> Any:
+        return streams.stream_pod_sandbox_stats(self._deps, request)
 
 
 class ImageServicer(pb_grpc.ImageServiceServicer):
@@ -112,6 +129,9 @@ class ImageServicer(pb_grpc.ImageServiceServicer):
         self, request: pb.ListImagesRequest, context: Any
     ) -> pb.ListImagesResponse:
         return images.list_images(self._deps, request)
+
+    def StreamImages(self, request: Any, context: Any) -> Any:
+        return streams.stream_images(self._deps, request)
 
     async def ImageStatus(
         self, request: pb.ImageStatusRequest, context: Any

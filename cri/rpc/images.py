@@ -10,6 +10,7 @@ from cri.rpc.deps import Deps
 from cri.translate import images as translate
 from runtime.distribution.auth import Credentials, make_credentials
 from runtime.errors import InvalidArgument
+from runtime.images.service import FsUsage
 
 
 def list_images(deps: Deps, request: pb.ListImagesRequest) -> pb.ListImagesResponse:
@@ -66,12 +67,18 @@ async def remove_image(deps: Deps, request: pb.RemoveImageRequest) -> pb.RemoveI
     return pb.RemoveImageResponse()
 
 
-async def image_fs_info(deps: Deps, request: pb.ImageFsInfoRequest) -> pb.ImageFsInfoResponse:
-    usage = await deps.images.fs_usage()
-    fs = pb.FilesystemUsage(
+def _fs(usage: FsUsage) -> pb.FilesystemUsage:
+    return pb.FilesystemUsage(
         timestamp=usage.timestamp_ns,
         fs_id=pb.FilesystemIdentifier(mountpoint=usage.mountpoint),
         used_bytes=pb.UInt64Value(value=usage.used_bytes),
         inodes_used=pb.UInt64Value(value=usage.inodes_used),
     )
-    return pb.ImageFsInfoResponse(image_filesystems=[fs])
+
+
+async def image_fs_info(deps: Deps, request: pb.ImageFsInfoRequest) -> pb.ImageFsInfoResponse:
+    found = await deps.images.filesystems()
+    out = pb.ImageFsInfoResponse(image_filesystems=[_fs(found.image)])
+    if found.containers is not None:
+        out.container_filesystems.append(_fs(found.containers))
+    return out

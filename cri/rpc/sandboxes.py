@@ -62,3 +62,22 @@ def list_pod_sandbox(deps: Deps, request: pb.ListPodSandboxRequest) -> pb.ListPo
     if request.HasField("filter"):
         sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(sandboxes)
     return pb.ListPodSandboxResponse(items=[pods.sandbox_summary(s) for s in sandboxes])
+
+
+async def update_pod_sandbox_resources(
+    deps: Deps, request: pb.UpdatePodSandboxResourcesRequest
+) -> pb.UpdatePodSandboxResourcesResponse:
+    # The kubelet's in-place pod resize: the pod's new total (and overhead) resources.
+    sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
+    overhead = (
+        ctr.resources(request.overhead, field="overhead") if request.HasField("overhead") else None
+    )
+    resources = (
+        ctr.resources(request.resources, field="resources")
+        if request.HasField("resources")
+        else None
+    )
+    if overhead is None and resources is None:
+        raise InvalidArgument("UpdatePodSandboxResources: neither resources nor overhead is set")
+    await deps.pods.sandboxes.update_resources(sandbox.id, overhead=overhead, resources=resources)
+    return pb.UpdatePodSandboxResourcesResponse()

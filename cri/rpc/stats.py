@@ -18,14 +18,16 @@ def _container(deps: Deps, figures: ContainerFigures, mountpoint: str) -> pb.Con
         figures.cgroup,
         timestamp_ns=figures.timestamp_ns,
         usage_nano_cores=figures.usage_nano_cores,
-        writable_bytes=figures.writable.size if figures.writable else None,
+        writable_bytes=figures.writable.used_bytes if figures.writable else None,
         writable_inodes=figures.writable.inodes if figures.writable else None,
+        writable_timestamp_ns=figures.writable.timestamp_ns if figures.writable else None,
         image_fs_mountpoint=mountpoint,
     )
 
 
-async def _mountpoint(deps: Deps) -> str:
-    return (await deps.images.fs_usage()).mountpoint
+def _mountpoint(deps: Deps) -> str:
+    # the snapshotter's root, as ImageFsInfo names it: known without measuring anything
+    return deps.images.fs_id
 
 
 async def container_stats(
@@ -33,7 +35,7 @@ async def container_stats(
 ) -> pb.ContainerStatsResponse:
     container = resolve.require_container(deps, request.container_id)
     (figures,) = await deps.pods.container_figures([container])
-    return pb.ContainerStatsResponse(stats=_container(deps, figures, await _mountpoint(deps)))
+    return pb.ContainerStatsResponse(stats=_container(deps, figures, _mountpoint(deps)))
 
 
 async def list_container_stats(
@@ -44,7 +46,7 @@ async def list_container_stats(
         running, sandbox_ids=[s.id for s in deps.pods.store.sandboxes.all()]
     )
     figures = await deps.pods.container_figures(containers)
-    mountpoint = await _mountpoint(deps)
+    mountpoint = _mountpoint(deps)
     return pb.ListContainerStatsResponse(stats=[_container(deps, x, mountpoint) for x in figures])
 
 
@@ -56,6 +58,7 @@ def _sandbox(deps: Deps, figures: SandboxFigures, mountpoint: str) -> pb.PodSand
         members,
         timestamp_ns=figures.timestamp_ns,
         usage_nano_cores=figures.usage_nano_cores,
+        interfaces=figures.interfaces,
     )
 
 
@@ -64,7 +67,7 @@ async def pod_sandbox_stats(
 ) -> pb.PodSandboxStatsResponse:
     sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
     (figures,) = await deps.pods.sandbox_figures([sandbox])
-    return pb.PodSandboxStatsResponse(stats=_sandbox(deps, figures, await _mountpoint(deps)))
+    return pb.PodSandboxStatsResponse(stats=_sandbox(deps, figures, _mountpoint(deps)))
 
 
 async def list_pod_sandbox_stats(
@@ -72,5 +75,5 @@ async def list_pod_sandbox_stats(
 ) -> pb.ListPodSandboxStatsResponse:
     sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(deps.pods.store.sandboxes.all())
     figures = await deps.pods.sandbox_figures(sandboxes)
-    mountpoint = await _mountpoint(deps)
+    mountpoint = _mountpoint(deps)
     return pb.ListPodSandboxStatsResponse(stats=[_sandbox(deps, x, mountpoint) for x in figures])

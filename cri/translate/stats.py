@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from cri.api.runtime.v1 import api_pb2 as pb
 from runtime.cgroups.stats import CgroupStats
 from runtime.model.pods import Container, Resources, Sandbox
+from runtime.stats.netdev import InterfaceCounters, default_interface
 
 __all__ = ["container_stats", "pod_sandbox_stats"]
 
@@ -55,10 +56,12 @@ def container_stats(
     writable_bytes: int | None,
     writable_inodes: int | None,
     image_fs_mountpoint: str,
+    writable_timestamp_ns: int | None = None,
 ) -> pb.ContainerStats:
     """ContainerStats for ``c``. ``stats`` None (no cgroup, e.g. a created or exited
     container) leaves cpu and memory unset; the writable layer is always reported with its
-    filesystem so kubelet can match it to ImageFsInfo, its figures only when known."""
+    filesystem so kubelet can match it to ImageFsInfo, its figures only when known, stamped
+    with the time they were measured (``writable_timestamp_ns``)."""
     out = pb.ContainerStats(
         attributes=pb.ContainerAttributes(
             id=c.id,
@@ -67,7 +70,7 @@ def container_stats(
             annotations=dict(c.config.annotations),
         ),
         writable_layer=pb.FilesystemUsage(
-            timestamp=timestamp_ns,
+            timestamp=writable_timestamp_ns or timestamp_ns,
             fs_id=pb.FilesystemIdentifier(mountpoint=image_fs_mountpoint),
         ),
     )
@@ -89,10 +92,12 @@ def pod_sandbox_stats(
     *,
     timestamp_ns: int,
     usage_nano_cores: int | None,
+    interfaces: Sequence[InterfaceCounters] | None = None,
 ) -> pb.PodSandboxStats:
     """PodSandboxStats for ``sandbox`` from the reading of its cgroup parent (``stats``, None
-    when unreadable) and its containers' stats. Network usage is left unset: it needs
-    counters read inside the pod's network namespace, which is not a cgroup figure."""
+    when unreadable), its containers' stats and the counters of the interfaces of its network
+    namespace (``interfaces``; None leaves network unset: a host-network pod, whose traffic
+    is the node's, or one whose namespace is gone)."""
     cfg = sandbox.config
     out = pb.PodSandboxStats(
         attributes=pb.PodSandboxAttributes(
@@ -116,4 +121,26 @@ def pod_sandbox_stats(
         out.linux.process.CopyFrom(
             pb.ProcessUsage(timestamp=timestamp_ns, process_count=_u64(stats.pids))
         )
+    if interfaces is not None:
+        out.linux.network.CopyFrom(network_usage(interfaces, timestamp_ns=timestamp_ns))
+    return out
+
+
+def _interface(c: InterfaceCounters) -> pb.NetworkInterfaceUsage:
+    return pb.NetworkInterfaceUsage(
+        name=c.name,
+        rx_bytes=_u64(c.rx_bytes),
+        rx_errors=_u64(c.rx_errors),
+        tx_bytes=_u64(c.tx_bytes),
+        tx_errors=_u64(c.tx_errors),
+    )
+
+
+def network_usage(interfaces: Sequence[InterfaceCounters], *, timestamp_ns: int) -> pb.NetworkUsage:
+    """The pod's NetworkUsage: every interface, and the default one (``eth0``) beside them
+    (what the kubelet shows as the pod's network)."""
+    out = pb.NetworkUsage(timestamp=timestamp_ns, interfaces=[_interface(c) for c in interfaces])
+    default = default_interface(interfaces)
+    if default is not None:
+        out.default_interface.CopyFrom(_interface(default))
     return out

@@ -38,12 +38,25 @@ ClientFactory = Callable[[Credentials | None, str | None], RegistryClient]
 
 @dataclass(frozen=True, slots=True)
 class FsUsage:
-    """Bytes and inodes the image store uses on the filesystem mounted at ``mountpoint``."""
+    """Bytes and inodes the image store uses on one filesystem; ``mountpoint`` is the
+    directory that names that filesystem to the kubelet (any directory on it will do; like
+    containerd we give the snapshotter's root, which is also what containers' writable layers
+    report as their filesystem)."""
 
     mountpoint: str
     used_bytes: int
     inodes_used: int
     timestamp_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Filesystems:
+    """ImageFsInfo's answer: the image filesystem, and the containers' filesystem only when
+    their writable layers (the snapshotter's root) are on another device than the content
+    store."""
+
+    image: FsUsage
+    containers: FsUsage | None = None
 
 
 class ImageService:
@@ -61,6 +74,7 @@ class ImageService:
         store_dirs: tuple[Path, ...],
         pinned_images: tuple[str, ...] = (),
         usage_max_age: float = 10.0,
+        fs_id: Path | None = None,
     ) -> None:
         self._content = content
         self._sn = snapshotter
@@ -72,9 +86,11 @@ class ImageService:
         self._pinned = self._normalise_all(pinned_images)
         self._writers = 0
         self._gc_pending = False
-        self._usage: FsUsage | None = None
+        self._usage: Filesystems | None = None
         self._usage_max_age = usage_max_age
-        self._usage_task: asyncio.Task[FsUsage] | None = None
+        self._usage_task: asyncio.Task[Filesystems] | None = None
+        # the directory reported as the filesystem of images and writable layers
+        self.fs_id = str(fs_id) if fs_id is not None else str(store_dirs[-1])
 
     @staticmethod
     def _normalise_all(refs: tuple[str, ...]) -> frozenset[str]:
@@ -213,20 +229,64 @@ class ImageService:
     # ---- filesystem usage -----------------------------------------------------------------
 
     async def fs_usage(self) -> FsUsage:
-        """Usage of the image store, at most ``usage_max_age`` seconds old (walking the tree is
-        too slow to do on every poll)."""
-        cached = self._usage
-        if cached is not None and time.time_ns() - cached.timestamp_ns < self._usage_max_age * 1e9:
-            return cached
-        if self._usage_task is None or self._usage_task.done():
-            self._usage_task = asyncio.ensure_future(asyncio.to_thread(self._measure))
-        self._usage = await asyncio.shield(self._usage_task)
-        return self._usage
+        """The image filesystem's usage (see :meth:`filesystems`)."""
+        return (await self.filesystems()).image
 
-    def _measure(self) -> FsUsage:
+    async def filesystems(self) -> Filesystems:
+        """Usage of the image store, measured on a worker thread and cached: a reading older
+        than ``usage_max_age`` seconds is returned as it is while a new one is taken in the
+        background, so only the very first call waits for a walk of the store."""
+        cached = self._usage
+        stale = cached is None or time.time_ns() - cached.image.timestamp_ns > (
+            self._usage_max_age * 1e9
+        )
+        if stale and (self._usage_task is None or self._usage_task.done()):
+            self._usage_task = asyncio.ensure_future(asyncio.to_thread(self._measure))
+            self._usage_task.add_done_callback(self._measured)
+        if cached is not None:
+            return cached
+        assert self._usage_task is not None
+        return await asyncio.shield(self._usage_task)
+
+    def _measured(self, task: asyncio.Task[Filesystems]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._usage = task.result()
+
+    def _measure(self) -> Filesystems:
+        # the store's directories grouped by the device they are on
+        by_device: dict[int, list[Path]] = {}
+        for top in self._store_dirs:
+            try:
+                by_device.setdefault(os.stat(top).st_dev, []).append(top)
+            except OSError:
+                continue
+        try:
+            container_dev: int | None = os.stat(self.fs_id).st_dev
+        except OSError:
+            container_dev = None
+        image_dev = next(iter(by_device), container_dev)
+        image = self._measure_dirs(by_device.get(image_dev, []) if image_dev is not None else [])
+        split = container_dev is not None and container_dev != image_dev
+        image_fs = FsUsage(
+            mountpoint=str(self._store_dirs[0]) if split else self.fs_id,
+            used_bytes=image[0],
+            inodes_used=image[1],
+            timestamp_ns=time.time_ns(),
+        )
+        if not split:
+            return Filesystems(image=image_fs)
+        assert container_dev is not None
+        used, inodes = self._measure_dirs(by_device.get(container_dev, [Path(self.fs_id)]))
+        containers = FsUsage(
+            mountpoint=self.fs_id, used_bytes=used, inodes_used=inodes, timestamp_ns=time.time_ns()
+        )
+        return Filesystems(image=image_fs, containers=containers)
+
+    @staticmethod
+    def _measure_dirs(tops: list[Path]) -> tuple[int, int]:
         used = inodes = 0
         seen: set[tuple[int, int]] = set()
-        for top in self._store_dirs:
+        for top in tops:
             for path in _walk(top):
                 try:
                     st = os.lstat(path)
@@ -238,12 +298,7 @@ class ImageService:
                 seen.add(key)
                 inodes += 1
                 used += st.st_blocks * 512
-        return FsUsage(
-            mountpoint=_mountpoint(self._store_dirs[0]),
-            used_bytes=used,
-            inodes_used=inodes,
-            timestamp_ns=time.time_ns(),
-        )
+        return used, inodes
 
 
 class _NoSource:
@@ -267,13 +322,6 @@ def _walk(top: Path) -> Iterator[str]:
             yield os.path.join(root, name)
 
 
-def _mountpoint(path: Path) -> str:
-    path = path.resolve()
-    while not os.path.ismount(path) and path.parent != path:
-        path = path.parent
-    return str(path)
-
-
 def credentials_lookup(
     configured: Mapping[str, Credentials], request: Credentials | None, registry: str | None
 ) -> Callable[[str], Credentials | None]:
@@ -288,4 +336,4 @@ def credentials_lookup(
     return lookup
 
 
-__all__ = ["FsUsage", "ImageService", "credentials_lookup"]
+__all__ = ["Filesystems", "FsUsage", "ImageService", "credentials_lookup"]

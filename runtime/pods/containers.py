@@ -54,7 +54,7 @@ from runtime.pods.creations import Creations
 from runtime.pods.sandboxes import SandboxController, new_id, now_ns
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, container_name_key
-from runtime.snapshots.interfaces import Snapshotter, Usage
+from runtime.snapshots.interfaces import Snapshotter
 from runtime.tasks.interfaces import ExecResult, RecoveredTask, TaskExit, TaskSpec
 from runtime.tasks.manager import TaskManager
 
@@ -478,11 +478,16 @@ class ContainerController:
         except (OSError, NotFound):
             return None
 
-    def writable_usage(self, container: Container) -> Usage | None:
-        """Blocking: bytes and inodes of the container's writable layer."""
+    def layer_keys(self) -> dict[str, str]:
+        """Container id → snapshot key of every container that has a writable layer."""
+        return {c.id: c.snapshot_key for c in self._store.containers.all() if c.snapshot_key}
+
+    def writable_dir(self, snapshot_key: str) -> Path | None:
+        """Blocking: the writable (upper) directory of a container's snapshot, None once the
+        snapshot is gone."""
         try:
-            return self._sn.usage(container.snapshot_key)
-        except (NotFound, OSError):
+            return self._sn.layer_dir(snapshot_key)
+        except (NotFound, FailedPrecondition, OSError):
             return None
 
     # ---- after a restart ----------------------------------------------------------------

@@ -32,6 +32,7 @@ from runtime import oci
 from runtime.aio import shielded
 from runtime.cgroups import CgroupMounts
 from runtime.cgroups import remove as remove_cgroup
+from runtime.cgroups.limits import apply_limits, pod_limits
 from runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -43,7 +44,7 @@ from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
 from runtime.images.service import ImageService
 from runtime.images.store import ImageRecord
-from runtime.model.pods import NamespaceMode, Sandbox, SandboxConfig, SandboxState
+from runtime.model.pods import NamespaceMode, Resources, Sandbox, SandboxConfig, SandboxState
 from runtime.mount import Mount
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
@@ -283,6 +284,44 @@ class SandboxController:
             parent = self._settings.default_cgroup_parent
             if path.startswith(parent + "/"):
                 await asyncio.to_thread(_rmdir_quietly, self._cgroups, parent)
+
+    # ---- in-place resize ------------------------------------------------------------------
+
+    def owns_cgroup(self, sandbox: Sandbox) -> bool:
+        """Whether the pod's cgroup parent is pinnace's to limit (the kubelet gave none, and
+        the cgroupfs driver names it); a parent the kubelet gave is the kubelet's."""
+        return (
+            not sandbox.config.cgroup_parent
+            and self._settings.cgroup_driver == "cgroupfs"
+            and self._cgroups is not None
+        )
+
+    async def update_resources(
+        self, sandbox_id: str, *, overhead: Resources | None, resources: Resources | None
+    ) -> Sandbox:
+        """The kubelet's in-place pod resize: write the pod's new limits into its cgroup where
+        pinnace owns it, then record them in the sandbox's config (what PodSandboxStatus's
+        verbose info and the stats' available memory report)."""
+        if self._store.sandboxes.get(sandbox_id) is None:
+            raise NotFound(f"pod sandbox {sandbox_id} not found")
+        async with self.lock(sandbox_id):
+            sandbox = self._store.sandboxes.get(sandbox_id)
+            if sandbox is None:
+                raise NotFound(f"pod sandbox {sandbox_id} was removed")
+            # a figure the request leaves out keeps its previous value
+            overhead = overhead if overhead is not None else sandbox.config.overhead
+            resources = resources if resources is not None else sandbox.config.resources
+            limits = pod_limits(resources, overhead)
+            if limits is not None and self.owns_cgroup(sandbox):
+                assert self._cgroups is not None
+                written = await asyncio.to_thread(
+                    apply_limits, self._cgroups, sandbox.cgroup_parent, limits
+                )
+                log.debug("sandbox %s: pod cgroup limits %s", sandbox_id[:12], written)
+            config = dataclasses.replace(sandbox.config, overhead=overhead, resources=resources)
+            updated = dataclasses.replace(sandbox, config=config)
+            await asyncio.to_thread(self._store.put_sandbox, updated)
+            return updated
 
     # ---- stop and remove -------------------------------------------------------------------
 

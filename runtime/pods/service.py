@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from runtime.cgroups import CgroupStats, CpuSampler
-from runtime.model.pods import Container, Sandbox
+from runtime.model.pods import Container, ContainerState, Sandbox
 from runtime.pods.containers import ContainerController
 from runtime.pods.sandboxes import SandboxController
 from runtime.pods.store import PodStore
-from runtime.snapshots.interfaces import Usage
+from runtime.stats.layers import LayerUsage, WritableLayers
+from runtime.stats.netdev import InterfaceCounters, read_pod_interfaces
 from runtime.tasks.manager import TaskManager
 
 
@@ -24,16 +26,20 @@ class ContainerFigures:
     timestamp_ns: int
     cgroup: CgroupStats | None
     usage_nano_cores: int | None
-    writable: Usage | None
+    writable: LayerUsage | None
 
 
 @dataclass(frozen=True, slots=True)
 class SandboxFigures:
+    """One reading of a pod: its cgroup parent's figures, the counters of the interfaces in
+    its network namespace (None: it has none of its own, or it is gone) and its containers'."""
+
     sandbox: Sandbox
     timestamp_ns: int
     cgroup: CgroupStats | None
     usage_nano_cores: int | None
     containers: tuple[ContainerFigures, ...]
+    interfaces: tuple[InterfaceCounters, ...] | None = None
 
 
 class PodService:
@@ -47,10 +53,12 @@ class PodService:
         tasks: TaskManager,
         sandboxes: SandboxController,
         containers: ContainerController,
+        layers: WritableLayers | None = None,
     ) -> None:
         self.store = store
         self.sandboxes = sandboxes
         self.containers = containers
+        self.layers = layers
         self._tasks = tasks
         self._cpu = CpuSampler()
 
@@ -99,7 +107,8 @@ class PodService:
             timestamp_ns=now,
             cgroup=cgroup,
             usage_nano_cores=rate,
-            writable=self.containers.writable_usage(container),
+            # measured in the background (runtime.stats.layers): a dict read, never a walk
+            writable=self.layers.usage(container.id) if self.layers is not None else None,
         )
 
     async def container_figures(self, containers: list[Container]) -> list[ContainerFigures]:
@@ -122,7 +131,25 @@ class PodService:
                 members = tuple(
                     self._container_figures(c) for c in self.store.containers_of(sandbox.id)
                 )
-                out.append(SandboxFigures(sandbox, now, cgroup, rate, members))
+                out.append(
+                    SandboxFigures(
+                        sandbox, now, cgroup, rate, members, interfaces=self._interfaces(sandbox)
+                    )
+                )
             return out
 
         return await asyncio.to_thread(read)
+
+    def _interfaces(self, sandbox: Sandbox) -> tuple[InterfaceCounters, ...] | None:
+        """Blocking: the counters of the pod's own network namespace, read through a process
+        in it (its infra process or a running container) when there is one."""
+        netns = sandbox.namespace_paths.get("net")
+        if not netns:
+            return None
+        pids = [sandbox.infra_pid] + [
+            c.pid
+            for c in self.store.containers_of(sandbox.id)
+            if c.state == ContainerState.RUNNING and c.pid
+        ]
+        found = read_pod_interfaces(Path(netns), pids)
+        return None if found is None else tuple(found)

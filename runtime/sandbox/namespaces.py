@@ -235,6 +235,32 @@ async def run_in_namespaces(paths: Mapping[NamespaceKind, Path], fn: Callable[[]
     return await _on_throwaway_thread(body, "in-namespaces")
 
 
+def call_in_namespace(
+    path: Path, kind: NamespaceKind, fn: Callable[[], T], *, timeout: float = 5.0
+) -> T:
+    """Blocking: run ``fn`` on a fresh thread that joined the namespace at ``path`` and exits
+    afterwards (so callers on pooled threads never leave one in a pod's namespace). Raises
+    what ``fn`` or the ``setns`` raised; OSError(ETIMEDOUT) when it takes over ``timeout``."""
+    box: list[T] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            _setns(path, kind)
+            box.append(fn())
+        except BaseException as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=body, name="in-namespace", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if failure:
+        raise failure[0]
+    if not box:
+        raise OSError(errno.ETIMEDOUT, f"reading in namespace {path} took over {timeout}s")
+    return box[0]
+
+
 # --- sysctls ------------------------------------------------------------------------------
 
 _IPC_SYSCTLS = frozenset(
