@@ -1,6 +1,8 @@
 """Apply a layer (an OCI/docker layer tar, uncompressed) to a directory.
 
-The tar is read as a stream (``tarfile`` mode ``r|``, never seeking) and each entry is applied
+The tar is read as a stream (``tarfile`` mode ``r|``, never seeking), framed as Go's
+``archive/tar`` frames it (:mod:`runtime.diff.tarframe`: where a layer may end early, where
+it may not), and each entry is applied
 here, not by ``extractall``: regular files (data copied straight from the stream in 1 MiB
 chunks), directories, symlinks, hard links (to entries inside the target), character and block
 devices, fifos. Metadata: numeric owner (``lchown``; skipped when not running as root), mode
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from runtime.diff.compression import Readable
 from runtime.diff.paths import Missing, Tree, normalize
+from runtime.diff.tarframe import GoTarFraming
 from runtime.errors import InvalidArgument
 
 WHITEOUT_PREFIX = ".wh."
@@ -107,7 +110,8 @@ class _Applier:
         self._written: set[str] = set()
         self._written_parents: set[str] = set()
 
-    def run(self, stream: Readable) -> ApplyStats:
+    def run(self, layer: Readable) -> ApplyStats:
+        stream = GoTarFraming(layer)  # ends the archive where Go's archive/tar would
         head = stream.read(tarfile.BLOCKSIZE)
         if not head:  # an empty blob is an empty layer
             return ApplyStats(0, 0)

@@ -30,7 +30,7 @@ from runtime.content.local import LocalStore, LocalWriter
 from runtime.diff.apply import apply_layer
 from runtime.diff.compression import decompressing_reader, detect
 from runtime.diff.stream import ByteFeed, HashingReader
-from runtime.errors import DigestMismatch, NotFound
+from runtime.errors import DigestMismatch, InvalidArgument, NotFound
 from runtime.images.progress import Phase, Progress, ProgressSink
 from runtime.ocispec import Descriptor
 from runtime.snapshots.interfaces import Snapshotter
@@ -193,7 +193,7 @@ class Unpacker:
             def from_store() -> str:
                 with open(content.blob_path(desc.digest), "rb", buffering=0) as raw:
                     hashed = HashingReader(decompressing_reader(raw, compression))
-                    apply_layer(hashed, target, overlay_whiteouts=overlay)
+                    _apply(hashed, target, overlay=overlay, digest=desc.digest)
                     _drain(hashed)
                     return hashed.digest()
 
@@ -214,7 +214,7 @@ class Unpacker:
             tee = _TeeToIngest(prefix, feed, writer)
             hashed = HashingReader(decompressing_reader(tee, compression))
             try:
-                apply_layer(hashed, target, overlay_whiteouts=overlay)
+                _apply(hashed, target, overlay=overlay, digest=desc.digest)
                 _drain(hashed)
             except Exception as exc:
                 # Bytes that do not decompress or untar are most often bytes that are not the
@@ -312,6 +312,14 @@ def _exception(future: asyncio.Future[Any]) -> BaseException:
     error = future.exception()
     assert error is not None
     return error
+
+
+def _apply(layer: HashingReader, target: Path, *, overlay: bool, digest: str) -> None:
+    """apply_layer, its complaints about the layer's bytes naming the layer."""
+    try:
+        apply_layer(layer, target, overlay_whiteouts=overlay)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"layer {digest}: {exc}") from None
 
 
 def _check_diff_id(plan: LayerPlan, actual: str) -> None:
