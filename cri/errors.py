@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grpc
 
+from cri.wire import ERROR_KIND_KEY as ERROR_KIND_KEY
 from runtime import errors
 
 _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
@@ -24,6 +25,14 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (errors.Internal, grpc.StatusCode.INTERNAL),
 )
+
+
+def kind_for(exc: BaseException) -> str:
+    """The name of the most specific ``runtime.errors`` class ``exc`` is an instance of."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == errors.__name__ and cls is not errors.PinnaceError:
+            return cls.__name__
+    return "Internal"
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from cri.errors import status_for
+from cri.errors import ERROR_KIND_KEY, kind_for, status_for
 from cri.metrics import Metrics
 from runtime.errors import PinnaceError
 
@@ -92,13 +92,15 @@ class CallInterceptor(aio.ServerInterceptor):
             log.exception("%s/%s: unexpected error (a pinnace bug)", service, name)
             message = f"internal error in {name}: {type(exc).__name__}: {exc}"
         self._count(service, name, code)
-        await context.abort(code, message)
+        await context.abort(code, message, trailing_metadata=((ERROR_KIND_KEY, kind_for(exc)),))
 
     async def _unimplemented(self, context: aio.ServicerContext, service: str, name: str) -> None:
         # The generated base servicer raises NotImplementedError for RPCs we do not serve.
         self._count(service, name, grpc.StatusCode.UNIMPLEMENTED)
         await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, f"pinnace does not implement {service}/{name} yet"
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"pinnace does not implement {service}/{name} yet",
+            trailing_metadata=((ERROR_KIND_KEY, "Unimplemented"),),
         )
 
     def _count(self, service: str, name: str, code: grpc.StatusCode) -> None:

@@ -34,6 +34,8 @@ BRIDGE = "pndemo0"
 def cli(socket: Path, *args: str, env: dict[str, str] | None = None) -> None:
     argv = [str(REPO / ".venv/bin/pinnace"), "--address", f"unix://{socket}", *args]
     print(f"\n$ pinnace {' '.join(args)}", flush=True)
+    env = dict(env if env is not None else os.environ)
+    env["PYTHONPATH"] = str(REPO)  # this checkout's code, whichever checkout the venv installed
     subprocess.run(argv, check=True, env=env)
 
 
@@ -65,11 +67,15 @@ def main() -> int:
                     config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
                 )
                 push_image(registry.url, "demo/busybox", "1.35", image)
+                # deploy/examples/pod.yaml names docker.io's busybox: the demo's hosts.toml
+                # sends docker.io to the local registry instead (no internet needed)
+                push_image(registry.url, "library/busybox", "1.36", image)
                 push_image(registry.url, "demo/pause", "1", pause)
                 ref = f"{registry.host}/demo/busybox:1.35"
                 print(f"registry at {registry.url}; pushed {ref}")
                 hosts = base / "certs.d"
                 hosts_toml(hosts, registry.host, plain_http=True)
+                hosts_toml(hosts, "docker.io", plain_http=True, server=registry.url)
                 (base / "daemon").mkdir()
                 daemon = Pinnaced(
                     base / "daemon",
@@ -89,21 +95,18 @@ def main() -> int:
                     archive = images.write_oci_archive(image, base / "bb.tar", ref_name="1.35")
                     cli(sock, "image", "import", str(archive), "--name", "demo.local/busybox")
 
-                    manifest = base / "pod.yaml"
-                    manifest.write_text(
-                        (REPO / "deploy/examples/pod.yaml").read_text().replace("IMAGE", ref)
-                    )
+                    manifest = REPO / "deploy/examples/pod.yaml"
                     env = dict(os.environ)
                     env["PINNACE_LOG_ROOT"] = str(base / "pod-logs")
                     env["PINNACE_PLAY_ROOT"] = str(base / "play")
                     cli(sock, "play", str(manifest), env=env)
                     cli(sock, "pods", env=env)
                     cli(sock, "ps", env=env)
-                    cli(sock, "logs", "hello", env=env)
+                    cli(sock, "logs", "greeter", env=env)
                     cli(
                         sock,
                         "exec",
-                        "hello",
+                        "greeter",
                         "--",
                         "sh",
                         "-c",
@@ -112,7 +115,7 @@ def main() -> int:
                     )
                     cli(sock, "play", "--down", str(manifest), env=env)
                     cli(sock, "pods", env=env)
-                    cli(sock, "image", "rm", ref)
+                    cli(sock, "image", "rm", "--all", ref)
                     cli(sock, "image", "ls")
         finally:
             subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)

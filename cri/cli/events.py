@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import IO, Any
 
 from cri.api.pinnace.events.v1 import events_pb2 as epb
-from cri.api.pinnace.events.v1 import events_pb2_grpc as epb_grpc
+from cri.cli.client import Client
 
 _FILTER_HELP = (
     "containerd-style filter, e.g. 'topic~=\"^/tasks/\"' or "
@@ -87,10 +87,10 @@ def render_json(envelope: epb.Envelope) -> str:
     )
 
 
-def follow(stub: epb_grpc.EventsStub, filters: list[str], *, json_lines: bool, out: IO[str]) -> int:
+def follow(c: Client, filters: list[str], *, json_lines: bool, out: IO[str]) -> int:
     """Print envelopes as they arrive until interrupted (130) or the daemon ends the stream (0).
     gRPC errors (a bad filter, being dropped as too slow) propagate as ``grpc.RpcError``."""
-    call = stub.Subscribe(epb.SubscribeRequest(filters=filters))
+    call = c.subscribe(filters)
     render = render_json if json_lines else render_line
     try:
         for envelope in call:
@@ -102,13 +102,12 @@ def follow(stub: epb_grpc.EventsStub, filters: list[str], *, json_lines: bool, o
     return 0
 
 
-def cmd_events(c: Any, args: argparse.Namespace) -> int:
-    """Entry point for ``pinnace events`` (``c`` is ``cri.cli.main.Client``)."""
-    stub = epb_grpc.EventsStub(c.channel)
-    return follow(stub, list(args.filters), json_lines=args.output == "json", out=sys.stdout)
+def cmd_events(c: Client, args: argparse.Namespace) -> int:
+    """Entry point for ``pinnace events``."""
+    return follow(c, list(args.filters), json_lines=args.output == "json", out=sys.stdout)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``events`` to the ``pinnace`` command's subparsers."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "events", help="follow the daemon's events live (Ctrl-C to stop)"

@@ -3,8 +3,13 @@
 ``play`` validates and translates the manifest (:mod:`cri.cli.manifest`), creates the host
 directories its volumes need, pulls the images its pull policies ask for (with progress, through
 pinnace's Images API), runs the sandbox, runs init containers one at a time to completion, then
-creates and starts the containers in order, and prints the ids. A pod that fails part way is
-left in place for ``pinnace logs``/``inspect``; ``play --down`` removes it.
+creates and starts the containers in order, and prints the ids.
+
+A play that fails part way (a pull, an init container exiting non-zero, a container that cannot
+start, Ctrl-C) removes everything it made: the pod with its containers, and the directories
+(:mod:`cri.cli.playdirs`). The one-line error names the step and the container; ``--keep``
+leaves the failed pod in place for ``pinnace logs``/``inspect`` instead, to be removed with
+``play --down``.
 
 ``play --down`` finds the pod by the ``io.kubernetes.pod.name``/``namespace`` labels, stops its
 containers with the pod's grace period, removes the sandbox and the log and emptyDir
@@ -20,20 +25,28 @@ import argparse
 import os
 import stat
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from cri.api.pinnace.images.v1 import images_pb2 as ipb
-from cri.api.runtime.v1 import api_pb2 as pb
-from cri.cli import manifest
-from cri.cli.pods import remove_pod, reports_errors
-from cri.cli.render import ProgressView, table, to_json
-from runtime.errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, NotFound
+import grpc
 
-#: How often an init container's status is asked for while play waits for it to finish.
-INIT_POLL_INTERVAL = 0.2
+from cri.api.runtime.v1 import api_pb2 as pb
+from cri.cli import manifest, playdirs
+from cri.cli.client import Client
+from cri.cli.failures import describe
+from cri.cli.images import follow_progress
+from cri.cli.manifest_load import compose, with_location
+from cri.cli.pods import remove_pod
+from cri.cli.render import add_output_option, dump, short_id, structured, table
+from runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PinnaceError,
+)
+
 _KINDS = {
     "Directory": stat.S_ISDIR,
     "File": stat.S_ISREG,
@@ -52,14 +65,11 @@ def _read_manifest(path: str) -> str:
         raise NotFound(f"cannot read {path}: {exc.strerror}") from None
 
 
-def find_pods(c: Any, name: str, namespace: str) -> list[pb.PodSandbox]:
+def find_pods(c: Client, name: str, namespace: str) -> list[pb.PodSandbox]:
     """Sandboxes carrying kubelet's name and namespace labels for this pod."""
-    selector = {manifest.POD_NAME_LABEL: name, manifest.POD_NAMESPACE_LABEL: namespace}
-    reply = c.runtime.ListPodSandbox(
-        pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector=selector)),
-        timeout=c.timeout,
+    return c.list_pods(
+        labels={manifest.POD_NAME_LABEL: name, manifest.POD_NAMESPACE_LABEL: namespace}
     )
-    return list(reply.items)
 
 
 def prepare_host_paths(plan: manifest.PodPlan, *, play_root: str) -> None:
@@ -82,20 +92,13 @@ def prepare_host_paths(plan: manifest.PodPlan, *, play_root: str) -> None:
         Path(file).touch(exist_ok=True)
 
 
-def _image_status(c: Any, image: str) -> pb.Image | None:
-    reply = c.image.ImageStatus(
-        pb.ImageStatusRequest(image=pb.ImageSpec(image=image)), timeout=c.timeout
-    )
-    return reply.image if reply.HasField("image") else None
-
-
-def pull_images(c: Any, plan: manifest.PodPlan, *, quiet: bool) -> None:
+def pull_images(c: Client, plan: manifest.PodPlan, *, quiet: bool) -> None:
     """Pull what the pull policies ask for, each image once; check runAsNonRoot against the
     image's user."""
     pulled: set[str] = set()
     for container in (*plan.init_containers, *plan.containers):
         image = container.config.image.image
-        present = _image_status(c, image)
+        present = c.find_image(image)
         if container.pull_policy == "Never" and present is None:
             raise FailedPrecondition(
                 f"container {container.name}: image {image} is not present and imagePullPolicy"
@@ -103,125 +106,178 @@ def pull_images(c: Any, plan: manifest.PodPlan, *, quiet: bool) -> None:
             )
         wanted = container.pull_policy == "Always" or present is None
         if wanted and image not in pulled:
-            _pull(c, image, quiet=quiet)
+            follow_progress(c.pull(image), quiet=quiet)
             pulled.add(image)
-            present = _image_status(c, image)
+            present = c.find_image(image)
         if present is not None:
             uid = present.uid.value if present.HasField("uid") else None
             manifest.check_run_as_non_root(container, image_uid=uid, image_user=present.username)
 
 
-def _pull(c: Any, image: str, *, quiet: bool) -> None:
-    view = ProgressView(sys.stderr, tty=sys.stderr.isatty() and not quiet)
-    for message in c.images.Pull(ipb.PullRequest(image=image, credentials=ipb.Credentials())):
-        if not quiet:
-            view.update(
-                digest=message.digest,
-                phase=message.phase,
-                offset=message.offset,
-                total=message.total,
+class _Step:
+    """What play is doing now, for the failure message."""
+
+    def __init__(self) -> None:
+        self.text = "preparing"
+
+
+def _run(
+    c: Client,
+    plan: manifest.PodPlan,
+    step: _Step,
+    made: dict[str, Any],
+    *,
+    quiet: bool,
+    init_timeout: float,
+) -> None:
+    step.text = "pulling images"
+    pull_images(c, plan, quiet=quiet)
+    step.text = "running the pod sandbox"
+    made["pod"] = c.run_pod(plan.sandbox, runtime_handler=plan.runtime_handler)
+    containers: dict[str, str] = made["containers"]
+    for init in plan.init_containers:
+        step.text = f"starting init container {init.name}"
+        containers[init.name] = c.create_container(made["pod"], init.config, plan.sandbox)
+        c.start_container(containers[init.name])
+        step.text = f"waiting for init container {init.name}"
+        status = c.wait_exited(containers[init.name], timeout=init_timeout)
+        if status.exit_code != 0:
+            raise FailedPrecondition(
+                f"init container {init.name} exited with {status.exit_code}"
+                + (f" ({status.reason})" if status.reason else "")
             )
+    for container in plan.containers:
+        step.text = f"starting container {container.name}"
+        containers[container.name] = c.create_container(made["pod"], container.config, plan.sandbox)
+        c.start_container(containers[container.name])
 
 
-def _wait_exit(c: Any, container_id: str, *, timeout: float) -> pb.ContainerStatus:
-    """The status of a container once it has exited. The CRI has no call that blocks on an
-    exit and status is answered from the daemon's memory, so a modest poll is the client's
-    way to wait."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = c.runtime.ContainerStatus(
-            pb.ContainerStatusRequest(container_id=container_id), timeout=c.timeout
-        ).status
-        if status.state == pb.CONTAINER_EXITED:
-            return status
-        if time.monotonic() >= deadline:
-            raise DeadlineExceeded(f"init container {container_id} still runs after {timeout}s")
-        time.sleep(INIT_POLL_INTERVAL)
-
-
-def _create_start(c: Any, pod_id: str, plan: manifest.PodPlan, config: pb.ContainerConfig) -> str:
-    reply = c.runtime.CreateContainer(
-        pb.CreateContainerRequest(
-            pod_sandbox_id=pod_id, config=config, sandbox_config=plan.sandbox
-        ),
-        timeout=max(c.timeout, 120),
+def _clean_up(
+    c: Client, plan: manifest.PodPlan, made: dict[str, Any], roots: playdirs.PlayRoots
+) -> str:
+    """Remove what a failed play made; returns what to add to the failure message."""
+    try:
+        if made["pod"]:
+            remove_pod(c, made["pod"])
+    except grpc.RpcError as exc:
+        return (
+            f"; removing pod {short_id(made['pod'])} failed too"
+            f" ({describe(exc, address=c.address).line}): `pinnace play --down` it"
+        )
+    finally:
+        playdirs.remove_dirs(playdirs.owned(plan.namespace, plan.name, plan.uid, roots))
+    what = f"pod {short_id(made['pod'])} and its directories" if made["pod"] else "its directories"
+    return (
+        f"; removed {what} (rerun with --keep to leave a failed pod for `pinnace logs`/`inspect`)"
     )
-    c.runtime.StartContainer(
-        pb.StartContainerRequest(container_id=reply.container_id), timeout=max(c.timeout, 120)
-    )
-    return str(reply.container_id)
 
 
 def play(
-    c: Any, plan: manifest.PodPlan, *, play_root: str, quiet: bool, init_timeout: float
+    c: Client,
+    plan: manifest.PodPlan,
+    *,
+    roots: playdirs.PlayRoots,
+    quiet: bool,
+    init_timeout: float,
+    keep: bool = False,
 ) -> dict[str, Any]:
-    """Run a planned pod; returns ``{"pod", "name", "namespace", "containers": {name: id}}``."""
+    """Run a planned pod; returns ``{"pod", "name", "namespace", "containers": {name: id}}``.
+    On failure removes what it made (unless ``keep``) and raises FailedPrecondition (or the
+    original error kind) with one line naming the step."""
     existing = find_pods(c, plan.name, plan.namespace)
     if existing:
         raise AlreadyExists(
-            f"pod {plan.namespace}/{plan.name} exists already ({existing[0].id[:13]});"
+            f"pod {plan.namespace}/{plan.name} exists already ({short_id(existing[0].id)});"
             " remove it with `pinnace play --down`"
         )
-    prepare_host_paths(plan, play_root=play_root)
-    pull_images(c, plan, quiet=quiet)
-    pod_id = c.runtime.RunPodSandbox(
-        pb.RunPodSandboxRequest(config=plan.sandbox, runtime_handler=plan.runtime_handler),
-        timeout=max(c.timeout, 120),
-    ).pod_sandbox_id
-    containers: dict[str, str] = {}
-    for init in plan.init_containers:
-        containers[init.name] = _create_start(c, pod_id, plan, init.config)
-        status = _wait_exit(c, containers[init.name], timeout=init_timeout)
-        if status.exit_code != 0:
-            raise FailedPrecondition(
-                f"init container {init.name} exited with {status.exit_code} ({status.reason});"
-                f" pod {pod_id[:13]} is left for `pinnace logs`, remove it with"
-                " `pinnace play --down`"
+    made: dict[str, Any] = {"pod": "", "containers": {}}
+    step = _Step()
+    try:
+        prepare_host_paths(plan, play_root=roots.play_root)
+        _run(c, plan, step, made, quiet=quiet, init_timeout=init_timeout)
+    except (grpc.RpcError, PinnaceError, OSError, KeyboardInterrupt) as exc:
+        if isinstance(exc, grpc.RpcError):
+            cause = describe(exc, address=c.address)  # type: ignore[arg-type]
+            if cause.cause == "daemon-unreachable":
+                raise
+            reason = cause.line
+        elif isinstance(exc, OSError):
+            reason = f"{exc.strerror or exc}: {exc.filename}"
+        elif isinstance(exc, KeyboardInterrupt):
+            reason = "interrupted"
+        else:
+            reason = str(exc)
+        if keep and made["pod"]:
+            first = next(iter(reversed(made["containers"])), "")
+            pod = short_id(made["pod"])
+            hint = (
+                f"; pod {pod} is kept: `pinnace ps -a -p {pod}`,"
+                + (f" `pinnace logs {first}`," if first else "")
+                + " `pinnace play --down FILE` removes it"
             )
-    for container in plan.containers:
-        containers[container.name] = _create_start(c, pod_id, plan, container.config)
+        else:
+            hint = _clean_up(c, plan, made, roots)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise FailedPrecondition(
+            f"play {plan.namespace}/{plan.name}: {step.text}: {reason}{hint}"
+        ) from None
     return {
-        "pod": pod_id,
+        "pod": made["pod"],
         "name": plan.name,
         "namespace": plan.namespace,
-        "containers": containers,
+        "containers": made["containers"],
     }
 
 
-@reports_errors
-def cmd_play(c: Any, args: argparse.Namespace) -> int:
-    pod = manifest.load_pod(_read_manifest(args.file))
+def cmd_play(c: Client, args: argparse.Namespace) -> int:
+    text = _read_manifest(args.file)
+    source = "<stdin>" if args.file == "-" else args.file
+    pod = manifest.load_pod(text, source=source)
     resolv = None
     if args.resolv_conf:
         try:
             resolv = Path(args.resolv_conf).read_text()
         except FileNotFoundError:
             resolv = None
-    plan = manifest.plan_pod(
-        pod,
-        uid=str(uuid.uuid4()),
-        log_root=args.log_root,
-        play_root=args.play_root,
-        host_resolv_conf=resolv,
+    roots = playdirs.PlayRoots(
+        log_root=os.path.abspath(args.log_root), play_root=os.path.abspath(args.play_root)
     )
+    try:
+        plan = manifest.plan_pod(
+            pod,
+            uid=str(uuid.uuid4()),
+            log_root=roots.log_root,
+            play_root=roots.play_root,
+            host_resolv_conf=resolv,
+        )
+    except InvalidArgument as exc:
+        raise InvalidArgument(
+            with_location(str(exc), source=source, root=compose(text, source=source))
+        ) from None
     if args.down:
         pods = find_pods(c, plan.name, plan.namespace)
         if not pods:
             raise NotFound(f"no pod {plan.namespace}/{plan.name}")
         removed = []
         for sandbox in pods:
-            remove_pod(c, sandbox.id)
+            playdirs.remove(remove_pod(c, sandbox.id), roots)
             removed.append(sandbox.id)
-        if args.output == "json":
-            print(to_json({"removed": removed}))
+        if structured(args.output):
+            print(dump({"removed": removed}, args.output))
         else:
             print("\n".join(removed))
         return 0
     result = play(
-        c, plan, play_root=args.play_root, quiet=args.quiet, init_timeout=args.init_timeout
+        c,
+        plan,
+        roots=roots,
+        quiet=args.quiet,
+        init_timeout=args.init_timeout,
+        keep=args.keep,
     )
-    if args.output == "json":
-        print(to_json(result))
+    if structured(args.output):
+        print(dump(result, args.output))
         return 0
     rows = [["pod", plan.name, result["pod"]]]
     rows += [["container", name, cid] for name, cid in result["containers"].items()]
@@ -234,7 +290,10 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("play", help="run (or with --down remove) a Kubernetes Pod manifest")
     p.add_argument("file", help="the Pod manifest (YAML; - for stdin)")
     p.add_argument("--down", action="store_true", help="remove the pod the manifest describes")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--keep", action="store_true", help="leave a pod that failed to start, for inspection"
+    )
+    add_output_option(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no pull progress")
     p.add_argument(
         "--log-root",

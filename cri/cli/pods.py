@@ -16,31 +16,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import grpc
 from google.protobuf.json_format import MessageToDict as _message_to_dict
 
 from cri.api.runtime.v1 import api_pb2 as pb
-from cri.cli import manifest
-from cri.cli.render import short_id, table, to_json
-from runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PinnaceError
+from cri.cli import manifest, playdirs
+from cri.cli.client import Client, ContainerEvents
+from cri.cli.render import add_output_option, dump, short_id, structured, table
+from runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
-#: How often ``logs -f`` looks for new bytes, and how often it asks whether the container
-#: still runs. A client following a file on the node polls like ``tail -f`` without inotify.
-FOLLOW_READ_INTERVAL = 0.2
-FOLLOW_STATUS_INTERVAL = 1.0
+#: How often ``logs -f`` looks for new bytes while it waits for the container's stop event.
+FOLLOW_INTERVAL = 0.2
 
 _POD_STATES = {pb.SANDBOX_READY: "Ready", pb.SANDBOX_NOTREADY: "NotReady"}
 _CONTAINER_STATES = {
@@ -144,21 +140,7 @@ class LogAssembler:
         return out
 
 
-# -- errors and id resolution ------------------------------------------------------------
-def reports_errors(func: Callable[..., int]) -> Callable[..., int]:
-    """Print a PinnaceError as ``pinnace: message`` and exit 1, instead of a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> int:
-        try:
-            return func(*args, **kwargs)
-        except PinnaceError as exc:
-            print(f"pinnace: {exc}", file=sys.stderr)
-            return 1
-
-    return wrapper
-
-
+# -- id resolution -----------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Target:
     """What an id prefix or name resolved to: ``kind`` is ``pod`` or ``container``."""
@@ -167,18 +149,17 @@ class Target:
     id: str
 
 
-def resolve(c: Any, text: str, *, kinds: Sequence[str] = ("pod", "container")) -> Target:
+def resolve(c: Client, text: str, *, kinds: Sequence[str] = ("pod", "container")) -> Target:
     """The one pod or container ``text`` names: an exact id, else a unique id prefix, else a
     unique exact name. Raises NotFound or InvalidArgument (ambiguous)."""
     if not text:
         raise InvalidArgument("an id or name is required")
     candidates: list[tuple[Target, str]] = []
     if "pod" in kinds:
-        for p in c.runtime.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=c.timeout).items:
+        for p in c.list_pods():
             candidates.append((Target("pod", p.id), p.metadata.name))
     if "container" in kinds:
-        reply = c.runtime.ListContainers(pb.ListContainersRequest(), timeout=c.timeout)
-        for x in reply.containers:
+        for x in c.list_containers():
             candidates.append((Target("container", x.id), x.metadata.name))
     for rule in (
         lambda t, _n: t.id == text,
@@ -195,29 +176,25 @@ def resolve(c: Any, text: str, *, kinds: Sequence[str] = ("pod", "container")) -
 
 
 # -- pods, ps, inspect -------------------------------------------------------------------
-@reports_errors
-def cmd_pods(c: Any, args: argparse.Namespace) -> int:
-    selector = parse_labels(args.label)
-    reply = c.runtime.ListPodSandbox(
-        pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector=selector)),
-        timeout=c.timeout,
-    )
+def cmd_pods(c: Client, args: argparse.Namespace) -> int:
     items = [
         p
-        for p in reply.items
+        for p in c.list_pods(labels=parse_labels(args.label))
         if (not args.name or re.search(args.name, p.metadata.name))
         and (not args.namespace or p.metadata.namespace == args.namespace)
+        and (args.all or args.state is None or _POD_STATES.get(p.state) == args.state)
     ]
     items.sort(key=lambda p: p.created_at, reverse=True)
-    if args.output == "json":
-        print(to_json({"items": [message_to_dict(p) for p in items]}))
+    wide = args.output == "wide"
+    if structured(args.output):
+        print(dump({"items": [message_to_dict(p) for p in items]}, args.output))
     elif args.quiet:
         for p in items:
             print(p.id)
     else:
         rows = [
             [
-                short_id(p.id),
+                p.id if wide else short_id(p.id),
                 _age(p.created_at),
                 _POD_STATES.get(p.state, "Unknown"),
                 p.metadata.name,
@@ -232,38 +209,34 @@ def cmd_pods(c: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-@reports_errors
-def cmd_ps(c: Any, args: argparse.Namespace) -> int:
+def cmd_ps(c: Client, args: argparse.Namespace) -> int:
     pod_id = resolve(c, args.pod, kinds=("pod",)).id if args.pod else ""
-    request = pb.ListContainersRequest(
-        filter=pb.ContainerFilter(pod_sandbox_id=pod_id, label_selector=parse_labels(args.label))
+    containers = c.list_containers(
+        pod_id=pod_id,
+        labels=parse_labels(args.label),
+        state=None if args.all else pb.CONTAINER_RUNNING,
     )
-    if not args.all:
-        request.filter.state.state = pb.CONTAINER_RUNNING
-    containers = list(c.runtime.ListContainers(request, timeout=c.timeout).containers)
     containers = [x for x in containers if not args.name or re.search(args.name, x.metadata.name)]
     containers.sort(key=lambda x: x.created_at, reverse=True)
-    if args.output == "json":
-        print(to_json({"containers": [message_to_dict(x) for x in containers]}))
+    if structured(args.output):
+        print(dump({"containers": [message_to_dict(x) for x in containers]}, args.output))
         return 0
     if args.quiet:
         for x in containers:
             print(x.id)
         return 0
-    pods = {
-        p.id: p.metadata.name
-        for p in c.runtime.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=c.timeout).items
-    }
+    pods = {p.id: p.metadata.name for p in c.list_pods()}
     names = _ImageNames(c)
+    ident = (lambda i: i) if args.output == "wide" else short_id
     rows = [
         [
-            short_id(x.id),
+            ident(x.id),
             names.of(x.image.image or x.image_ref),
             _age(x.created_at),
             _CONTAINER_STATES.get(x.state, "Unknown"),
             x.metadata.name,
             str(x.metadata.attempt),
-            short_id(x.pod_sandbox_id),
+            ident(x.pod_sandbox_id),
             pods.get(x.pod_sandbox_id, ""),
         ]
         for x in containers
@@ -276,7 +249,7 @@ def cmd_ps(c: Any, args: argparse.Namespace) -> int:
 class _ImageNames:
     """An image's first tag for display when a container names its image by id."""
 
-    def __init__(self, c: Any) -> None:
+    def __init__(self, c: Client) -> None:
         self._c = c
         self._cache: dict[str, str] = {}
 
@@ -284,10 +257,8 @@ class _ImageNames:
         if not image.startswith("sha256:"):
             return image
         if image not in self._cache:
-            reply = self._c.image.ImageStatus(
-                pb.ImageStatusRequest(image=pb.ImageSpec(image=image)), timeout=self._c.timeout
-            )
-            tags = list(reply.image.repo_tags) if reply.HasField("image") else []
+            found = self._c.find_image(image)
+            tags = list(found.repo_tags) if found is not None else []
             self._cache[image] = tags[0] if tags else short_id(image)
         return self._cache[image]
 
@@ -302,23 +273,42 @@ def _info(info: Any) -> dict[str, Any]:
     return out
 
 
-@reports_errors
-def cmd_inspect(c: Any, args: argparse.Namespace) -> int:
+def _inspect_row(kind: str, status: Any, *, wide: bool) -> list[str]:
+    if kind == "pod":
+        state = _POD_STATES.get(status.state, "Unknown")
+        ips = [status.network.ip] if status.network.ip else []
+        ips += [x.ip for x in status.network.additional_ips]
+    else:
+        state = _CONTAINER_STATES.get(status.state, "Unknown")
+        ips = []
+        if status.state == pb.CONTAINER_EXITED:
+            state += f" ({status.exit_code}{', ' + status.reason if status.reason else ''})"
+    return [
+        kind,
+        status.id if wide else short_id(status.id),
+        status.metadata.name,
+        state,
+        _age(status.created_at),
+        ", ".join(ips),
+    ]
+
+
+def cmd_inspect(c: Client, args: argparse.Namespace) -> int:
     out = []
+    rows = []
     for text in args.ids:
         target = resolve(c, text)
+        reply: Any
         if target.kind == "pod":
-            pod = c.runtime.PodSandboxStatus(
-                pb.PodSandboxStatusRequest(pod_sandbox_id=target.id, verbose=True),
-                timeout=c.timeout,
-            )
-            out.append({"status": message_to_dict(pod.status), "info": _info(pod.info)})
+            reply = c.pod_status(target.id, verbose=True)
         else:
-            ctr = c.runtime.ContainerStatus(
-                pb.ContainerStatusRequest(container_id=target.id, verbose=True), timeout=c.timeout
-            )
-            out.append({"status": message_to_dict(ctr.status), "info": _info(ctr.info)})
-    print(to_json(out[0] if len(out) == 1 else out))
+            reply = c.container_status(target.id, verbose=True)
+        out.append({"status": message_to_dict(reply.status), "info": _info(reply.info)})
+        rows.append(_inspect_row(target.kind, reply.status, wide=args.output == "wide"))
+    if structured(args.output):
+        print(dump(out[0] if len(out) == 1 else out, args.output))
+    else:
+        print(table(["KIND", "ID", "NAME", "STATE", "CREATED", "IP"], rows))
     return 0
 
 
@@ -354,11 +344,9 @@ def _inode(path: str) -> int | None:
         return None
 
 
-def _running(c: Any, container_id: str) -> bool:
+def _running(c: Client, container_id: str) -> bool:
     try:
-        status = c.runtime.ContainerStatus(
-            pb.ContainerStatusRequest(container_id=container_id), timeout=c.timeout
-        ).status
+        status = c.container_status(container_id).status
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return False
@@ -366,13 +354,9 @@ def _running(c: Any, container_id: str) -> bool:
     return status.state in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING)
 
 
-@reports_errors
-def cmd_logs(c: Any, args: argparse.Namespace) -> int:
+def cmd_logs(c: Client, args: argparse.Namespace) -> int:
     target = resolve(c, args.container, kinds=("container",))
-    status = c.runtime.ContainerStatus(
-        pb.ContainerStatusRequest(container_id=target.id), timeout=c.timeout
-    ).status
-    path = status.log_path
+    path = c.container_status(target.id).status.log_path
     if not path:
         raise FailedPrecondition(f"container {short_id(target.id)} has no log file")
     writer = _Writer(timestamps=args.timestamps)
@@ -387,7 +371,9 @@ def cmd_logs(c: Any, args: argparse.Namespace) -> int:
             first = list(deque(first, maxlen=args.tail)) if args.tail else []
         writer.write(first)
         if args.follow:
-            log = _follow(c, target.id, path, log, assembler, writer)
+            with c.container_events() as events:
+                if _running(c, target.id):
+                    log = _follow(events, target.id, path, log, assembler, writer)
         writer.write(assembler.feed(log.read()))
         writer.write(assembler.flush())
     finally:
@@ -396,13 +382,17 @@ def cmd_logs(c: Any, args: argparse.Namespace) -> int:
 
 
 def _follow(
-    c: Any, container_id: str, path: str, log: BinaryIO, assembler: LogAssembler, writer: _Writer
+    events: ContainerEvents,
+    container_id: str,
+    path: str,
+    log: BinaryIO,
+    assembler: LogAssembler,
+    writer: _Writer,
 ) -> BinaryIO:
-    """Print what is appended to the log until the container stops; follow a rotation (the
-    file renamed and a new one opened at ``path``) by draining the old file, then reopening.
-    Returns the file open at the end (the caller drains it)."""
+    """Print what is appended to the log until the container's stop event; follow a rotation
+    (the file renamed and a new one opened at ``path``) by draining the old file, then
+    reopening. Returns the file open at the end (the caller drains it)."""
     inode = os.fstat(log.fileno()).st_ino
-    next_status = time.monotonic() + FOLLOW_STATUS_INTERVAL
     while True:
         data = log.read()
         if data:
@@ -416,119 +406,74 @@ def _follow(
                 log.close()
                 log, inode = reopened, os.fstat(reopened.fileno()).st_ino
                 continue
-        if time.monotonic() >= next_status:
-            if not _running(c, container_id):
-                return log
-            next_status = time.monotonic() + FOLLOW_STATUS_INTERVAL
-        time.sleep(FOLLOW_READ_INTERVAL)  # tail -f style polling of a local file
+        # The wait for the exit fact doubles as the tick for reading the file again (a local
+        # file followed like tail -f, without inotify).
+        if events.wait_for(container_id, pb.CONTAINER_STOPPED_EVENT, timeout=FOLLOW_INTERVAL):
+            return log
 
 
 # -- exec, stop, rm ----------------------------------------------------------------------
-@reports_errors
-def cmd_exec(c: Any, args: argparse.Namespace) -> int:
+def cmd_exec(c: Client, args: argparse.Namespace) -> int:
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise InvalidArgument("exec needs a command after the container: exec CONTAINER -- CMD")
     target = resolve(c, args.container, kinds=("container",))
-    reply = c.runtime.ExecSync(
-        pb.ExecSyncRequest(container_id=target.id, cmd=command, timeout=args.exec_timeout),
-        timeout=args.exec_timeout + c.timeout if args.exec_timeout else None,
-    )
+    reply = c.exec_sync(target.id, command, timeout=args.exec_timeout)
     _write_raw(sys.stdout, reply.stdout)
     _write_raw(sys.stderr, reply.stderr)
     return int(reply.exit_code)
 
 
-def stop_pod(c: Any, pod_id: str) -> None:
+def stop_pod(c: Client, pod_id: str) -> None:
     """Stop a pod as kubelet does: each running container with the pod's grace period
     (``io.kubernetes.pod.terminationGracePeriod``, default 30 s), then the sandbox."""
-    status = c.runtime.PodSandboxStatus(
-        pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=c.timeout
-    ).status
+    status = c.pod_status(pod_id).status
     grace = int(status.annotations.get(manifest.GRACE_PERIOD_ANNOTATION, "30") or 30)
-    running = c.runtime.ListContainers(
-        pb.ListContainersRequest(
-            filter=pb.ContainerFilter(
-                pod_sandbox_id=pod_id, state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING)
-            )
-        ),
-        timeout=c.timeout,
-    ).containers
-    for ctr in running:
-        c.runtime.StopContainer(
-            pb.StopContainerRequest(container_id=ctr.id, timeout=grace), timeout=grace + c.timeout
-        )
-    c.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=c.timeout)
+    for ctr in c.list_containers(pod_id=pod_id, state=pb.CONTAINER_RUNNING):
+        c.stop_container(ctr.id, grace=grace)
+    c.stop_pod(pod_id)
 
 
-def remove_pod(c: Any, pod_id: str) -> list[str]:
-    """Stop and remove a pod, then the host directories ``play`` made for it (its log
-    directory and emptyDir volumes, named in its annotations). Returns the directories
-    removed."""
-    status = c.runtime.PodSandboxStatus(
-        pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=c.timeout
-    ).status
+def remove_pod(c: Client, pod_id: str) -> pb.PodSandboxStatus:
+    """Stop and remove a pod; returns its last status (for the host directories a client
+    made for it, which are that client's to remove)."""
+    status = c.pod_status(pod_id).status
     stop_pod(c, pod_id)
-    c.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=c.timeout)
-    meta = status.metadata
-    owned = {
-        # Only directories whose names play derives from this pod's identity are removed,
-        # whatever an annotation says.
-        manifest.LOG_DIRECTORY_ANNOTATION: f"{meta.namespace}_{meta.name}_{meta.uid}",
-        manifest.VOLUME_DIRECTORY_ANNOTATION: meta.uid,
-    }
-    removed = []
-    for annotation, basename in owned.items():
-        directory = status.annotations.get(annotation, "")
-        if directory and meta.uid and os.path.isabs(directory) and Path(directory).name == basename:
-            if os.path.isdir(directory):
-                shutil.rmtree(directory, ignore_errors=True)
-                removed.append(directory)
-    return removed
+    c.remove_pod(pod_id)
+    return status
 
 
-@reports_errors
-def cmd_stop(c: Any, args: argparse.Namespace) -> int:
+def cmd_stop(c: Client, args: argparse.Namespace) -> int:
     for text in args.ids:
         target = resolve(c, text)
         if target.kind == "pod":
             stop_pod(c, target.id)
         else:
-            c.runtime.StopContainer(
-                pb.StopContainerRequest(container_id=target.id, timeout=args.time),
-                timeout=args.time + c.timeout,
-            )
+            c.stop_container(target.id, grace=args.time)
         print(target.id)
     return 0
 
 
-@reports_errors
-def cmd_rm(c: Any, args: argparse.Namespace) -> int:
+def cmd_rm(c: Client, args: argparse.Namespace) -> int:
     for text in args.ids:
         target = resolve(c, text)
         if target.kind == "pod":
-            status = c.runtime.PodSandboxStatus(
-                pb.PodSandboxStatusRequest(pod_sandbox_id=target.id), timeout=c.timeout
-            ).status
+            status = c.pod_status(target.id).status
             if status.state == pb.SANDBOX_READY and not args.force:
                 raise FailedPrecondition(
                     f"pod {short_id(target.id)} is ready; stop it first or use --force"
                 )
-            remove_pod(c, target.id)
+            playdirs.remove(remove_pod(c, target.id), playdirs.PlayRoots.from_env())
         else:
             if _running(c, target.id):
                 if not args.force:
                     raise FailedPrecondition(
                         f"container {short_id(target.id)} is running; stop it or use --force"
                     )
-                c.runtime.StopContainer(
-                    pb.StopContainerRequest(container_id=target.id, timeout=0), timeout=c.timeout
-                )
-            c.runtime.RemoveContainer(
-                pb.RemoveContainerRequest(container_id=target.id), timeout=c.timeout
-            )
+                c.stop_container(target.id, grace=0)
+            c.remove_container(target.id)
         print(target.id)
     return 0
 
@@ -537,17 +482,18 @@ def cmd_rm(c: Any, args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     """Add ``pods``, ``ps``, ``inspect``, ``logs``, ``exec``, ``stop`` and ``rm`` to the
     ``pinnace`` command's subparsers."""
-    output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("-o", "--output", choices=["table", "json"], default="table")
-
-    p = sub.add_parser("pods", parents=[output], help="list pods")
+    p = sub.add_parser("pods", help="list pods (every state, as crictl pods)")
+    add_output_option(p)
+    p.add_argument("--all", "-a", action="store_true", help="every state (the default)")
+    p.add_argument("--state", choices=["Ready", "NotReady"], help="only pods in this state")
     p.add_argument("--name", help="only pods whose name matches this regular expression")
     p.add_argument("--namespace", "-n", help="only pods in this namespace")
     p.add_argument("--label", "-l", action="append", help="only pods with label k=v (repeat)")
     p.add_argument("--quiet", "-q", action="store_true", help="only ids")
     p.set_defaults(func=cmd_pods)
 
-    p = sub.add_parser("ps", parents=[output], help="list containers (running ones unless -a)")
+    p = sub.add_parser("ps", help="list containers (running ones unless -a)")
+    add_output_option(p)
     p.add_argument("--all", "-a", action="store_true", help="containers in every state")
     p.add_argument("--pod", "-p", help="only containers of this pod (id prefix or name)")
     p.add_argument("--name", help="only containers whose name matches this regular expression")
@@ -555,9 +501,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="only ids")
     p.set_defaults(func=cmd_ps)
 
-    p = sub.add_parser(
-        "inspect", parents=[output], help="a pod's or container's verbose status (always JSON)"
-    )
+    p = sub.add_parser("inspect", help="a pod's or container's verbose status (JSON by default)")
+    add_output_option(p)
+    p.set_defaults(output="json")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.set_defaults(func=cmd_inspect)
 

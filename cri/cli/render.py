@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Sequence
@@ -32,6 +33,33 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
+
+
+def to_yaml(data: Any) -> str:
+    import yaml  # PyYAML, which the kubernetes package brings; only -o yaml needs it
+
+    return str(yaml.safe_dump(data, sort_keys=True, default_flow_style=False)).rstrip("\n")
+
+
+#: ``-o`` choices: ``table`` for people, ``wide`` a table with more columns (full ids),
+#: ``json`` and ``yaml`` the same data for scripts.
+FORMATS = ("table", "wide", "json", "yaml")
+
+
+def add_output_option(parser: argparse.ArgumentParser, *, formats: Sequence[str] = FORMATS) -> None:
+    parser.add_argument(
+        "-o", "--output", choices=list(formats), default="table", help="output format"
+    )
+
+
+def structured(fmt: str) -> bool:
+    """Whether ``fmt`` prints data for scripts (JSON or YAML) rather than a table."""
+    return fmt in ("json", "yaml")
+
+
+def dump(data: Any, fmt: str) -> str:
+    """``data`` as JSON or YAML."""
+    return to_yaml(data) if fmt == "yaml" else to_json(data)
 
 
 class ProgressView:

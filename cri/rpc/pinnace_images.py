@@ -115,6 +115,12 @@ async def import_(deps: Deps, request: ipb.ImportRequest) -> ipb.ImportResponse:
     )
 
 
+async def untag(deps: Deps, request: ipb.UntagRequest) -> ipb.UntagResponse:
+    record = await deps.images.untag(request.name)
+    deps.metrics.images.set(len(deps.images.store.list()))
+    return ipb.UntagResponse(id=record.id, names=list(record.names))
+
+
 def servicer(deps: Deps) -> Any:
     """The Images servicer bound to ``deps``."""
 
@@ -127,5 +133,8 @@ def servicer(deps: Deps) -> Any:
 
         async def Import(self, request: ipb.ImportRequest, context: Any) -> ipb.ImportResponse:
             return await import_(deps, request)
+
+        async def Untag(self, request: ipb.UntagRequest, context: Any) -> ipb.UntagResponse:
+            return await untag(deps, request)
 
     return ImagesServicer()

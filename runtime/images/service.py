@@ -219,6 +219,21 @@ class ImageService:
         await self.collect()
         return removed
 
+    async def untag(self, text: str) -> ImageRecord:
+        """Remove one name of an image (``busybox:1.36``, normalised as pulls are), keeping
+        the image and its other names; an image left with no name stays until removed, as
+        podman's untag does. Raises NotFound when no image has that name."""
+        if not text:
+            raise InvalidArgument("untag: the name is empty; give a tag like busybox:1.36")
+        name = str(parse_reference(text))
+        record = self.store.lookup(name, normalized_name=name)
+        if record is None or name not in record.names:
+            raise NotFound(f"no image is named {name}")
+        updated = await asyncio.to_thread(self.store.untag, name)
+        if updated is None:
+            raise NotFound(f"no image is named {name}")
+        return updated
+
     async def collect(self, *, startup: bool = False) -> None:
         if self._writers:
             self._gc_pending = True

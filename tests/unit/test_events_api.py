@@ -20,6 +20,7 @@ from grpc import aio
 from cri.api.pinnace.events.v1 import events_pb2 as epb
 from cri.api.pinnace.events.v1 import events_pb2_grpc as epb_grpc
 from cri.cli import events as cli_events
+from cri.cli.client import Client
 from cri.metrics import Metrics
 from cri.rpc import events as events_rpc
 from cri.server import build_server
@@ -319,7 +320,7 @@ def test_json_line_is_one_object_with_the_event() -> None:
 
 def test_parser_collects_filters_and_output() -> None:
     parser = argparse.ArgumentParser(prog="pinnace")
-    cli_events.add_parser(parser.add_subparsers(dest="command"))
+    cli_events.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["events", "-f", "topic==/tasks/exit", "--filter", "namespace==x"])
     assert args.filters == ["topic==/tasks/exit", "namespace==x"]
     assert args.output == "table" and args.func is cli_events.cmd_events
@@ -330,9 +331,11 @@ async def test_follow_prints_matching_events_until_the_stream_ends(served: Serve
     out = io.StringIO()
 
     def run() -> int:
-        with grpc.insecure_channel(served.target) as channel:
-            stub = epb_grpc.EventsStub(channel)
-            return cli_events.follow(stub, ['topic~="^/tasks/"'], json_lines=True, out=out)
+        client = Client(served.target)
+        try:
+            return cli_events.follow(client, ['topic~="^/tasks/"'], json_lines=True, out=out)
+        finally:
+            client.close()
 
     follower = asyncio.ensure_future(asyncio.to_thread(run))
     await served.streams.until(1)

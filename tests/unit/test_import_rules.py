@@ -89,3 +89,44 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import grpc\nfrom cri.api.runtime.v1 import api_pb2\n")
     assert _offending([bad], ("cri", "grpc")) != []
+
+
+#: What the CLI may import of this repository besides itself and the generated client: pure
+#: modules the daemon shares, each importing nothing but the standard library (checked below).
+CLI_SHARED_PURE = ("cri.wire", "runtime.errors")
+
+
+def _first_party(name: str) -> bool:
+    return name.split(".")[0] in ("cri", "runtime", "tests")
+
+
+def _cli_offences(paths: list[Path]) -> list[str]:
+    allowed = ("cri.api", "cri.cli", *CLI_SHARED_PURE)
+    found = []
+    for path in paths:
+        for name in sorted(_imports(path)):
+            if _first_party(name) and not any(
+                name == a or name.startswith(a + ".") for a in allowed
+            ):
+                found.append(f"{path} imports {name}")
+    return found
+
+
+def test_cli_is_a_client_of_the_daemon() -> None:
+    """The CLI imports nothing of the server side: only the generated client, itself, and the
+    listed pure shared modules."""
+    paths = _modules("cri/cli")
+    assert len(paths) > 5
+    assert _cli_offences(paths) == []
+
+
+@pytest.mark.parametrize("module", CLI_SHARED_PURE)
+def test_modules_the_cli_shares_are_pure(module: str) -> None:
+    path = ROOT / (module.replace(".", "/") + ".py")
+    assert [n for n in _imports(path) if _first_party(n) or n.split(".")[0] == "grpc"] == []
+
+
+def test_the_cli_checker_sees_a_server_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from cri.config import load\nfrom runtime.images.store import ImageStore\n")
+    assert len(_cli_offences([bad])) == 2

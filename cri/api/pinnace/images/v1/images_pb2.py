@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&cri/api/pinnace/images/v1/images.proto\x12\x11pinnace.images.v1\"a\n\x0b\x43redentials\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eidentity_token\x18\x03 \x01(\t\x12\x16\n\x0eregistry_token\x18\x04 \x01(\t\"Q\n\x0bPullRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x33\n\x0b\x63redentials\x18\x02 \x01(\x0b\x32\x1e.pinnace.images.v1.Credentials\"a\n\x0bPushRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x33\n\x0b\x63redentials\x18\x03 \x01(\x0b\x32\x1e.pinnace.images.v1.Credentials\"g\n\x08Progress\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12\x10\n\x08image_id\x18\x06 \x01(\t\"+\n\rImportRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"*\n\rImportedImage\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"B\n\x0eImportResponse\x12\x30\n\x06images\x18\x01 \x03(\x0b\x32 .pinnace.images.v1.ImportedImage2\xeb\x01\n\x06Images\x12G\n\x04Pull\x12\x1e.pinnace.images.v1.PullRequest\x1a\x1b.pinnace.images.v1.Progress\"\x00\x30\x01\x12G\n\x04Push\x12\x1e.pinnace.images.v1.PushRequest\x1a\x1b.pinnace.images.v1.Progress\"\x00\x30\x01\x12O\n\x06Import\x12 .pinnace.images.v1.ImportRequest\x1a!.pinnace.images.v1.ImportResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&cri/api/pinnace/images/v1/images.proto\x12\x11pinnace.images.v1\"a\n\x0b\x43redentials\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eidentity_token\x18\x03 \x01(\t\x12\x16\n\x0eregistry_token\x18\x04 \x01(\t\"Q\n\x0bPullRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x33\n\x0b\x63redentials\x18\x02 \x01(\x0b\x32\x1e.pinnace.images.v1.Credentials\"a\n\x0bPushRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x33\n\x0b\x63redentials\x18\x03 \x01(\x0b\x32\x1e.pinnace.images.v1.Credentials\"g\n\x08Progress\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12\x10\n\x08image_id\x18\x06 \x01(\t\"+\n\rImportRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"*\n\rImportedImage\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"B\n\x0eImportResponse\x12\x30\n\x06images\x18\x01 \x03(\x0b\x32 .pinnace.images.v1.ImportedImage\"\x1c\n\x0cUntagRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"*\n\rUntagResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t2\xb9\x02\n\x06Images\x12G\n\x04Pull\x12\x1e.pinnace.images.v1.PullRequest\x1a\x1b.pinnace.images.v1.Progress\"\x00\x30\x01\x12G\n\x04Push\x12\x1e.pinnace.images.v1.PushRequest\x1a\x1b.pinnace.images.v1.Progress\"\x00\x30\x01\x12O\n\x06Import\x12 .pinnace.images.v1.ImportRequest\x1a!.pinnace.images.v1.ImportResponse\"\x00\x12L\n\x05Untag\x12\x1f.pinnace.images.v1.UntagRequest\x1a .pinnace.images.v1.UntagResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMPORTEDIMAGE']._serialized_end=534
   _globals['_IMPORTRESPONSE']._serialized_start=536
   _globals['_IMPORTRESPONSE']._serialized_end=602
-  _globals['_IMAGES']._serialized_start=605
-  _globals['_IMAGES']._serialized_end=840
+  _globals['_UNTAGREQUEST']._serialized_start=604
+  _globals['_UNTAGREQUEST']._serialized_end=632
+  _globals['_UNTAGRESPONSE']._serialized_start=634
+  _globals['_UNTAGRESPONSE']._serialized_end=676
+  _globals['_IMAGES']._serialized_start=679
+  _globals['_IMAGES']._serialized_end=992
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,11 @@ class ImagesStub:
                 request_serializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.ImportRequest.SerializeToString,
                 response_deserializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.ImportResponse.FromString,
                 _registered_method=True)
+        self.Untag = channel.unary_unary(
+                '/pinnace.images.v1.Images/Untag',
+                request_serializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.UntagRequest.SerializeToString,
+                response_deserializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.UntagResponse.FromString,
+                _registered_method=True)
 
 
 class ImagesServicer:
@@ -76,6 +81,14 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Untag(self, request, context):
+        """Remove one name (tag or digest reference) of a local image, as `podman untag` does; the
+        image itself stays while other names or containers use it. NOT_FOUND for an unknown name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_ImagesServicer_to_server(servicer, server):
                     servicer.Import,
                     request_deserializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.ImportRequest.FromString,
                     response_serializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.ImportResponse.SerializeToString,
+            ),
+            'Untag': grpc.unary_unary_rpc_method_handler(
+                    servicer.Untag,
+                    request_deserializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.UntagRequest.FromString,
+                    response_serializer=cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.UntagResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class Images:
             '/pinnace.images.v1.Images/Import',
             cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.ImportRequest.SerializeToString,
             cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.ImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Untag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinnace.images.v1.Images/Untag',
+            cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.UntagRequest.SerializeToString,
+            cri_dot_api_dot_pinnace_dot_images_dot_v1_dot_images__pb2.UntagResponse.FromString,
             options,
             channel_credentials,
             insecure,
