@@ -570,12 +570,12 @@ def test_init_containers_are_planned_in_order_and_sidecars_refused() -> None:
 
 
 def test_the_example_manifest_plays() -> None:
-    text = (
-        (REPO / "deploy/examples/pod.yaml").read_text().replace("IMAGE", "example.test/busybox:1")
-    )
+    text = (REPO / "deploy/examples/pod.yaml").read_text()  # as shipped: no placeholder
     p = manifest.plan_pod(manifest.load_pod(text), uid="u", log_root="/l", play_root="/p")
+    assert p.name == "hello"
     assert [c.name for c in p.init_containers] == ["prepare"]
-    assert [c.name for c in p.containers] == ["hello"]
+    assert [c.name for c in p.containers] == ["greeter"]  # not the pod's name: no ambiguity
+    assert p.containers[0].config.image.image == "docker.io/library/busybox:1.36"
     assert "hello from hello" in p.containers[0].config.args[0]
     assert p.directories == ("/p/u/data",)
 
