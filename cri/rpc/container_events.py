@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
+from cri.rpc import containers
 from cri.rpc.deps import Deps
-from cri.translate import containers as ctr
 from cri.translate import pods
 from runtime.events import types as ev
 
@@ -70,7 +70,6 @@ async def get_container_events(
             if sandbox is not None:
                 response.pod_sandbox_status.CopyFrom(pods.sandbox_status(sandbox))
                 response.containers_statuses.extend(
-                    ctr.container_status(c, image_spec_image=c.image_name)
-                    for c in deps.pods.store.containers_of(sandbox_id)
+                    containers.status_of(deps, c) for c in deps.pods.store.containers_of(sandbox_id)
                 )
             yield response

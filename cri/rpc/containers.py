@@ -11,6 +11,7 @@ from cri.rpc.deps import Deps
 from cri.translate import containers as ctr
 from cri.translate import filters
 from runtime.errors import DeadlineExceeded, InvalidArgument
+from runtime.model.pods import Container
 
 
 async def create_container(
@@ -50,6 +51,17 @@ async def remove_container(
     return pb.RemoveContainerResponse()
 
 
+def status_of(deps: Deps, container: Container) -> pb.ContainerStatus:
+    """The CRI status of ``container``, its image named from the image's record (see
+    :mod:`runtime.images.naming`); every RPC that reports a container status uses this."""
+    image = deps.images.store.lookup(container.image_id)
+    return ctr.container_status(
+        container,
+        repo_tags=image.repo_tags if image is not None else (),
+        repo_digests=image.repo_digests if image is not None else (),
+    )
+
+
 def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.ContainerStatusResponse:
     container = resolve.require_container(deps, request.container_id)
     info: dict[str, str] = {}
@@ -65,9 +77,7 @@ def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.Conta
             },
             sort_keys=True,
         )
-    return pb.ContainerStatusResponse(
-        status=ctr.container_status(container, image_spec_image=container.image_name), info=info
-    )
+    return pb.ContainerStatusResponse(status=status_of(deps, container), info=info)
 
 
 def list_containers(deps: Deps, request: pb.ListContainersRequest) -> pb.ListContainersResponse:

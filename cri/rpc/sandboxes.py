@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 from cri.api.runtime.v1 import api_pb2 as pb
-from cri.rpc import resolve
+from cri.rpc import containers, resolve
 from cri.rpc.deps import Deps
-from cri.translate import containers as ctr
 from cri.translate import filters, pods
 from runtime.errors import InvalidArgument
 
@@ -44,10 +43,7 @@ def pod_sandbox_status(
     deps: Deps, request: pb.PodSandboxStatusRequest
 ) -> pb.PodSandboxStatusResponse:
     sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
-    statuses = [
-        ctr.container_status(c, image_spec_image=c.image_name)
-        for c in deps.pods.store.containers_of(sandbox.id)
-    ]
+    statuses = [containers.status_of(deps, c) for c in deps.pods.store.containers_of(sandbox.id)]
     info = pods.sandbox_verbose_info(sandbox, extra={}) if request.verbose else {}
     return pb.PodSandboxStatusResponse(
         status=pods.sandbox_status(sandbox),

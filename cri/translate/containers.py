@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import posixpath
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from runtime.errors import InvalidArgument, Unimplemented
+from runtime.images import naming
 from runtime.model.pods import (
     Capabilities,
     Container,
@@ -478,6 +480,7 @@ def container_config(msg: pb.ContainerConfig) -> ContainerConfig:
         name=msg.metadata.name,
         attempt=msg.metadata.attempt,
         image=msg.image.image,
+        user_specified_image=msg.image.user_specified_image,
         command=tuple(msg.command),
         args=tuple(msg.args),
         working_dir=msg.working_dir,
@@ -505,7 +508,7 @@ def container_config_to_pb(cfg: ContainerConfig) -> pb.ContainerConfig:
         linux.resources.CopyFrom(resources_to_pb(cfg.resources))
     return pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name=cfg.name, attempt=cfg.attempt),
-        image=pb.ImageSpec(image=cfg.image),
+        image=pb.ImageSpec(image=cfg.image, user_specified_image=cfg.user_specified_image),
         command=list(cfg.command),
         args=list(cfg.args),
         working_dir=cfg.working_dir,
@@ -537,13 +540,23 @@ def _metadata(c: Container) -> pb.ContainerMetadata:
 
 
 def container_status(
-    c: Container, *, image_spec_image: str, image_stop_signal: str = ""
+    c: Container,
+    *,
+    repo_tags: Sequence[str] = (),
+    repo_digests: Sequence[str] = (),
+    image_stop_signal: str = "",
 ) -> pb.ContainerStatus:
-    """ContainerStatus for ``c``. ``image_spec_image`` is the name to report (containerd
-    reports the image's first tag when it has one); ``image_ref`` and ``image_id`` are the
-    image id. The stop signal is the config's, else the image's STOPSIGNAL, else SIGTERM, as
-    containerd reports it. ``user`` is left empty (the model does not keep the resolved
-    uid/gid)."""
+    """ContainerStatus for ``c``, whose image has ``repo_tags`` and ``repo_digests``. As
+    containerd: ``image`` is the name the user asked for (``user_specified_image``, else the
+    image's first tag), ``image_ref`` a repo digest of it (see :mod:`runtime.images.naming`),
+    ``image_id`` the image id. The stop signal is the config's, else the image's STOPSIGNAL,
+    else SIGTERM, as containerd reports it. ``user`` is left empty (the model does not keep
+    the resolved uid/gid)."""
+    shown = naming.shown_name(
+        user_specified=c.config.user_specified_image,
+        requested=c.image_name,
+        repo_tags=repo_tags,
+    )
     out = pb.ContainerStatus(
         id=c.id,
         metadata=_metadata(c),
@@ -552,8 +565,8 @@ def container_status(
         started_at=c.started_at,
         finished_at=c.finished_at,
         exit_code=c.exit_code,
-        image=pb.ImageSpec(image=image_spec_image),
-        image_ref=c.image_id,
+        image=pb.ImageSpec(image=shown),
+        image_ref=naming.image_ref(shown=shown, repo_digests=repo_digests, image_id=c.image_id),
         image_id=c.image_id,
         reason=c.reason,
         message=c.message,

@@ -220,8 +220,9 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class ContainerConfig:
-    """What CreateContainer asks for. ``image`` is what the caller named; ``envs`` keep their
-    order (later entries win)."""
+    """What CreateContainer asks for. ``image`` is what the caller named (the kubelet: the
+    image id) and ``user_specified_image`` the pod spec's name; ``envs`` keep their order
+    (later entries win)."""
 
     name: str
     attempt: int = 0
@@ -243,6 +244,8 @@ class ContainerConfig:
     stop_signal: str = ""
     # Fully qualified CDI device names (vendor.com/class=name) from the CRI's CDI_devices.
     cdi_devices: tuple[str, ...] = ()
+    # The name the pod spec gave (the kubelet puts the image id in ``image``).
+    user_specified_image: str = ""
 
 
 class ContainerState(enum.Enum):

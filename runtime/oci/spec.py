@@ -63,6 +63,7 @@ def build_container_spec(
     host_oom_score_adj: int,
     cgroup_v2: bool,
     all_capabilities: Sequence[str] | None = None,
+    image_name: str = "",
 ) -> dict[str, Any]:
     """The spec of one of the pod's containers. ``rootfs`` is the container's mounted root
     filesystem (named absolutely in the spec); ``namespace_paths`` the sandbox's pinned
@@ -74,7 +75,8 @@ def build_container_spec(
     missing device, unknown capability or signal), FailedPrecondition for a PID namespace
     mode without a namespace to join."""
     sec = container.security
-    image_ref = container.image
+    # the name the user gave (see runtime.images.naming), not the image id the kubelet sends
+    image_ref = image_name or container.image
     argv = process.process_args(image, command=container.command, args=container.args)
     hostname = _hostname(sandbox)
     env = process.container_env(image, container.envs, hostname=hostname)

@@ -39,6 +39,7 @@ from runtime.errors import (
 from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
+from runtime.images import naming
 from runtime.images.service import ImageService
 from runtime.model.pods import (
     Container,
@@ -192,6 +193,11 @@ class ContainerController:
                 namespace_paths=sandbox.namespace_paths,
                 host_oom_score_adj=host_adj,
                 cgroup_v2=self._settings.cgroup_v2,
+                image_name=naming.shown_name(
+                    user_specified=config.user_specified_image,
+                    requested=config.image,
+                    repo_tags=image.repo_tags,
+                ),
             )
             await asyncio.to_thread(self._inject_cdi_devices, spec, config)
             await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)

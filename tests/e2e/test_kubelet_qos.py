@@ -9,6 +9,7 @@ layout); before pinnace dropped them, every StartContainer failed."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,23 @@ def test_kubelet_guaranteed_container_starts_with_its_limits(node: Node) -> None
     assert (applied.cpu_quota, applied.cpu_period, applied.cpu_shares) == (20000, 100000, 204)
     assert applied.memory_limit_in_bytes == 64 << 20
     assert applied.memory_swap_limit_in_bytes == 64 << 20
+
+    # the image as the kubelet shows it: the pod spec's name and a repo digest, not the id
+    assert create.config.image.image == node.image_id
+    assert status.image.image == "127.0.0.1:5000/busybox:1.35"
+    assert status.image_ref.startswith("127.0.0.1:5000/busybox@sha256:")
+    assert (
+        status.image_ref
+        in node.image.ImageStatus(
+            pb.ImageStatusRequest(image=pb.ImageSpec(image=node.image_id))
+        ).image.repo_digests
+    )
+    assert status.image_id == node.image_id
+    verbose = node.runtime.ContainerStatus(
+        pb.ContainerStatusRequest(container_id=ctr, verbose=True)
+    ).info["info"]
+    spec = json.loads((Path(json.loads(verbose)["bundle"]) / "config.json").read_text())
+    assert spec["annotations"]["io.kubernetes.cri.image-name"] == "127.0.0.1:5000/busybox:1.35"
 
 
 def test_hugepage_limits_fail_the_container_when_not_tolerated(

@@ -164,3 +164,42 @@ def loopback_network(conf_dir: Path) -> None:
     (conf_dir / "10-lo.conflist").write_text(
         json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
     )
+
+
+@dataclass
+class BridgeNetwork:
+    """A bridge network of one test (own bridge name and 10.214.x.0/24 subnet, no masquerade,
+    no port maps); :meth:`teardown` deletes the bridge."""
+
+    bridge: str
+    subnet: str
+
+    @classmethod
+    def make(cls, conf_dir: Path, data_dir: Path) -> BridgeNetwork:
+        token = uuid.uuid4().int
+        net = cls(bridge=f"pkb{token % 10**8:08d}", subnet=f"10.214.{token % 200 + 20}.0/24")
+        conflist = {
+            "cniVersion": "1.0.0",
+            "name": f"kubelet-{token % 10**6}",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": net.bridge,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": net.subnet}]],
+                        "dataDir": str(data_dir),
+                    },
+                }
+            ],
+        }
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        (conf_dir / "10-kubelet.conflist").write_text(json.dumps(conflist))
+        return net
+
+    def teardown(self) -> None:
+        import subprocess
+
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)

@@ -94,7 +94,7 @@ def _rule(rules: Mapping[str, Rule], path: str) -> Rule:
     while probe:
         if probe in rules:
             return rules[probe]
-        probe = probe.rpartition(".")[0]
+        probe = probe[:-2] if probe.endswith("[]") else probe.rpartition(".")[0]
     return Rule.EQUAL
 
 

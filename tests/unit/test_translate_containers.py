@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -395,7 +396,7 @@ def make_container(**kwargs: object) -> Container:
 
 
 def test_container_status() -> None:
-    st = containers.container_status(make_container(), image_spec_image="busybox:1.36")
+    st = containers.container_status(make_container(), repo_tags=("busybox:1.36",))
     assert st.id == "c0ffee"
     assert st.metadata == pb.ContainerMetadata(name="app", attempt=3)
     assert st.state == pb.CONTAINER_EXITED
@@ -413,18 +414,59 @@ def test_container_status() -> None:
     assert st.stop_signal == pb.SIGNAL_SIGRTMINPLUS3
 
 
-def test_container_status_prefers_applied_resources() -> None:
-    st = containers.container_status(
-        make_container(resources=Resources(cpu_shares=2)), image_spec_image="x"
+_ID = "sha256:" + "1" * 64
+_DIGEST = "sha256:" + "2" * 64
+
+
+def test_container_status_names_the_image_as_the_kubelet_asked_and_its_repo_digest() -> None:
+    """As containerd answered the recorded kubelet: the image the pod spec named, and the
+    digest reference of that repository (``kubectl`` shows them as image and imageID)."""
+    cfg = dataclasses.replace(
+        containers.container_config(full_config()),
+        image=_ID,
+        user_specified_image="127.0.0.1:5000/busybox:1.35",
     )
+    st = containers.container_status(
+        make_container(config=cfg, image_name=_ID),
+        repo_tags=("other.io/x:1", "127.0.0.1:5000/busybox:1.35"),
+        repo_digests=(f"other.io/x@{_DIGEST}", f"127.0.0.1:5000/busybox@{_DIGEST}"),
+    )
+    assert st.image.image == "127.0.0.1:5000/busybox:1.35"
+    assert st.image_ref == f"127.0.0.1:5000/busybox@{_DIGEST}"
+    assert st.image_id == _ID
+
+
+def test_container_status_image_without_names_or_a_user_specified_image() -> None:
+    by_tag = containers.container_status(
+        make_container(),
+        repo_tags=("busybox:1.36",),
+        repo_digests=(f"docker.io/library/busybox@{_DIGEST}",),
+    )
+    # the familiar name and the normalised digest name the same repository
+    assert by_tag.image.image == "busybox:1.36"
+    assert by_tag.image_ref == f"docker.io/library/busybox@{_DIGEST}"
+    bare = containers.container_status(make_container())
+    assert (bare.image.image, bare.image_ref) == (_ID, _ID)
+
+
+def test_user_specified_image_round_trips() -> None:
+    msg = full_config()
+    msg.image.user_specified_image = "busybox:1.35"
+    cfg = containers.container_config(msg)
+    assert cfg.user_specified_image == "busybox:1.35"
+    assert containers.container_config_to_pb(cfg).image.user_specified_image == "busybox:1.35"
+
+
+def test_container_status_prefers_applied_resources() -> None:
+    st = containers.container_status(make_container(resources=Resources(cpu_shares=2)))
     assert st.resources.linux == pb.LinuxContainerResources(cpu_shares=2)
 
 
 def test_container_status_stop_signal_falls_back_to_image_then_sigterm() -> None:
     cfg = containers.container_config(minimal())
     c = make_container(config=cfg)
-    assert containers.container_status(c, image_spec_image="x").stop_signal == pb.SIGNAL_SIGTERM
-    st = containers.container_status(c, image_spec_image="x", image_stop_signal="SIGQUIT")
+    assert containers.container_status(c).stop_signal == pb.SIGNAL_SIGTERM
+    st = containers.container_status(c, image_stop_signal="SIGQUIT")
     assert st.stop_signal == pb.SIGNAL_SIGQUIT
     assert not st.HasField("resources")
 
