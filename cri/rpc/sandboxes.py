@@ -7,6 +7,7 @@ import time
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc import containers, resolve
 from cri.rpc.deps import Deps
+from cri.translate import containers as ctr
 from cri.translate import filters, pods
 from runtime.errors import InvalidArgument
 
