@@ -291,6 +291,9 @@ class Daemon:
     async def _serve(self, cfg: Config) -> None:
         cfg.daemon.state.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.db.open)
+        if self.db.damage is not None:
+            # what was lost is reported here; what it leaves on the node, recovery removes
+            log.warning("%s", self.db.damage.summary())
         try:
             async with self.tasks, self.network:
                 await self._serve_with_tasks(cfg)

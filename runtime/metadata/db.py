@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import FailedPrecondition
+from runtime.metadata.salvage import DamageReport, move_aside, salvage
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: images. An image is identified by its config digest (the CRI image id); names
@@ -73,12 +74,17 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 class Database:
-    """One sqlite database file. Construct, then ``open()``; ``close()`` when done."""
+    """One sqlite database file. Construct, then ``open()``; ``close()`` when done.
+
+    A file that sqlite finds damaged at ``open`` is moved aside and replaced by a fresh
+    database holding every row still readable from it (:mod:`runtime.metadata.salvage`);
+    ``damage`` then says what happened."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self.damage: DamageReport | None = None
 
     @property
     def path(self) -> Path:
@@ -86,15 +92,39 @@ class Database:
 
     def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connect()
+            return
+        except sqlite3.DatabaseError as exc:
+            reason = str(exc)
+            self.close()
+        moved = move_aside(self._path)
+        self._connect()
+        conn = self._require()
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                tables = salvage(moved, conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        self.damage = DamageReport(moved_to=moved, reason=reason, tables=tables)
+
+    def _connect(self) -> None:
         conn = sqlite3.connect(
             self._path, check_same_thread=False, isolation_level=None, timeout=30
         )
+        self._conn = conn
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        self._conn = conn
         self._migrate()
+        # damage anywhere in the file shows here, not in the middle of serving
+        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"integrity check: {verdict}")
 
     def close(self) -> None:
         with self._lock:

@@ -520,6 +520,14 @@ class ContainerController:
                     except Exception:
                         log.exception("could not remove the remains of container %s", directory)
         for container in self._store.containers.all():
+            if container.sandbox_id not in sandbox_ids:
+                # its sandbox's record was lost (a damaged database): nothing can run it again
+                log.warning("removing container %s of a sandbox no longer known", container.id)
+                try:
+                    await self.remove(container.id)
+                except Exception:
+                    log.exception("could not remove container %s", container.id)
+                continue
             try:
                 await self._reconcile_one(container, recovered.get(container.id))
             except Exception as exc:

@@ -380,7 +380,7 @@ class SandboxController:
         leftovers = [p for p in base.iterdir() if p.name not in known] if base.is_dir() else []
         for directory in leftovers:
             try:
-                await self._remove_leftover(directory)
+                await self._remove_leftover(directory, live_tasks)
             except Exception:
                 log.exception("could not remove the remains of sandbox %s", directory.name)
         for sandbox in self._store.sandboxes.all():
@@ -390,9 +390,17 @@ class SandboxController:
                 log.exception("recovery of sandbox %s failed; marking it NOTREADY", sandbox.id)
                 await self._mark_notready(sandbox, f"recovery failed: {exc}")
 
-    async def _remove_leftover(self, directory: Path) -> None:
-        log.info("removing the remains of sandbox %s (created while crashing)", directory.name)
+    async def _remove_leftover(self, directory: Path, live_tasks: dict[str, Any]) -> None:
+        log.info("removing the remains of sandbox %s (it has no record)", directory.name)
         await self._tasks.delete(directory.name, force=True)
+        # tasks in the pod's cgroup (its containers, when their records are lost too): their
+        # cgroups would keep the pod's from being removed
+        pod_cgroup = f"{self._settings.default_cgroup_parent}/{directory.name}/"
+        for task_id in list(live_tasks):
+            with contextlib.suppress(NotFound):
+                if (self._tasks.cgroups_path(task_id) or "").startswith(pod_cgroup):
+                    log.info("deleting task %s of sandbox %s", task_id, directory.name)
+                    await self._tasks.delete(task_id, force=True)
         netns = directory / "ns" / "net"
         if self._network is not None and netns.exists():
             try:

@@ -11,16 +11,18 @@ the caller through ``holder``.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from runtime.codec import dataclass_from_plain, to_plain
-from runtime.errors import AlreadyExists
+from runtime.errors import AlreadyExists, PinnaceError
 from runtime.metadata.db import Database
 from runtime.model.pods import Container, ContainerConfig, PodMetadata, Sandbox
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def sandbox_name_key(meta: PodMetadata) -> str:
@@ -74,11 +76,19 @@ class _Records:
         self._items: dict[str, Any] = {}
 
     def load(self) -> list[Any]:
+        """Read every record; one that no longer parses (damage, or written by a pinnace
+        whose model differs) is dropped from the database with a warning, never fatal."""
         rows = self._db.query(f"SELECT id, record FROM {self._table}")
-        items = {
-            row["id"]: dataclass_from_plain(self._cls, json.loads(row["record"]), self._table)
-            for row in rows
-        }
+        items = {}
+        for row in rows:
+            try:
+                items[row["id"]] = dataclass_from_plain(
+                    self._cls, json.loads(row["record"]), self._table
+                )
+            except (ValueError, TypeError, KeyError, PinnaceError) as exc:
+                log.warning("dropping unreadable %s record %s: %s", self._table, row["id"], exc)
+                with self._db.transaction() as conn:
+                    conn.execute(f"DELETE FROM {self._table} WHERE id = ?", (row["id"],))
         with self._lock:
             self._items = items
         return list(items.values())
