@@ -236,6 +236,52 @@ class StatsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamingConfig:
+    """The exec/attach/port-forward server the Exec, Attach and PortForward RPCs point at.
+
+    Loopback only unless an operator says otherwise; port 0 takes a free port at start (the
+    RPCs' URLs name the real one). TLS is off, on with a given key pair (``tls_cert`` and
+    ``tls_key``), or on with a self-signed pair made at start (``tls_self_signed``)."""
+
+    address: str = "127.0.0.1"
+    port: int = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = False
+    # A connection with no open streams for this long is closed (the kubelet's 4h default).
+    idle_timeout: float = 4 * 3600.0
+    # How long a client has to open the streams its protocol needs after the upgrade.
+    stream_creation_timeout: float = 30.0
+    # A URL's token is single-use and expires after this long.
+    token_timeout: float = 60.0
+    # At most this many unused tokens are kept; the oldest is dropped for a new one.
+    max_tokens: int = 1000
+
+    def validate(self) -> None:
+        if not self.address or any(c in self.address for c in "/ []"):
+            raise InvalidArgument(
+                f"streaming.address: {self.address!r} must be an IP address or host name "
+                "(e.g. 127.0.0.1 or ::1), without brackets or port"
+            )
+        if not 0 <= self.port < 65536:
+            raise InvalidArgument(f"streaming.port: {self.port} must be 0 (any free) to 65535")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("streaming: give both tls_cert and tls_key, or neither")
+        if self.tls_cert is not None and self.tls_self_signed:
+            raise InvalidArgument(
+                "streaming: tls_self_signed and a given tls_cert/tls_key exclude each other"
+            )
+        if not 1 <= self.max_tokens <= 1_000_000:
+            raise InvalidArgument(
+                f"streaming.max_tokens: must be between 1 and 1000000, got {self.max_tokens}"
+            )
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_self_signed or self.tls_cert is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -246,11 +292,13 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     cdi: CdiConfig = field(default_factory=CdiConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
 
     def validate(self) -> Config:
         self.network.validate()
         self.cdi.validate()
         self.stats.validate()
+        self.streaming.validate()
         self.daemon.validate()
         self.metrics.validate()
         self.images.validate()
@@ -353,6 +401,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:
         "network": NetworkConfig,
         "cdi": CdiConfig,
         "stats": StatsConfig,
+        "streaming": StreamingConfig,
     }
     values: dict[str, Any] = {}
     for key, value in data.items():

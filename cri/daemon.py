@@ -32,6 +32,7 @@ from cri.rpc import pinnace_images
 from cri.rpc.deps import Deps
 from cri.server import build_server
 from cri.servicers import ImageServicer, RuntimeServicer
+from cri.streaming.server import StreamingServer
 from runtime import cgroups
 from runtime.cdi import CdiRegistry
 from runtime.cgroups import CgroupMode, CgroupMounts
@@ -56,6 +57,7 @@ from runtime.pods.sandboxes import SandboxController
 from runtime.pods.service import PodService
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore
+from runtime.sandbox.dial import NamespaceDialer
 from runtime.snapshots.base import DirectorySnapshotter
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.snapshots.native import NativeSnapshotter
@@ -316,6 +318,18 @@ class Daemon:
         await pods.recover()
         await images.collect(startup=True)
         self.metrics.images.set(len(self.image_store.list()))
+        streaming = StreamingServer(
+            cfg.streaming,
+            containers=pods.containers,
+            dialer=NamespaceDialer(),
+            state_dir=cfg.daemon.state,
+        )
+        async with streaming:
+            await self._serve_with_streaming(cfg, images, pods, streaming)
+
+    async def _serve_with_streaming(
+        self, cfg: Config, images: ImageService, pods: PodService, streaming: StreamingServer
+    ) -> None:
         deps = Deps(
             config=cfg,
             metrics=self.metrics,
@@ -325,6 +339,7 @@ class Daemon:
             exchange=self.exchange,
             version=pinnace_version(),
             cdi=self.cdi,
+            streaming=streaming,
         )
         if cfg.metrics.address:
             self.metrics.serve(cfg.metrics.address)
@@ -369,6 +384,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--registry-hosts-dir", type=Path, help="hosts.toml directories")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--metrics-address", help="host:port for Prometheus /metrics")
+    parser.add_argument(
+        "--stream-address", help="streaming server (exec/attach/port-forward) listen address"
+    )
+    parser.add_argument("--stream-port", type=int, help="streaming server port (0: any free)")
+    parser.add_argument("--stream-tls-cert", type=Path, help="streaming server TLS certificate")
+    parser.add_argument("--stream-tls-key", type=Path, help="streaming server TLS key")
+    parser.add_argument(
+        "--stream-tls-self-signed",
+        action="store_true",
+        default=None,
+        help="serve streaming over TLS with a key pair made at start",
+    )
+    parser.add_argument(
+        "--stream-idle-timeout",
+        help="close a streaming connection with no streams after this long (e.g. 4h)",
+    )
     parser.add_argument("--cni-conf-dir", type=Path, help="CNI network configs directory")
     parser.add_argument(
         "--cdi-spec-dir",
@@ -396,6 +427,16 @@ def build_config(args: argparse.Namespace) -> Config:
         daemon__log_level=args.log_level,
         images__registry_hosts_dir=args.registry_hosts_dir,
         metrics__address=args.metrics_address,
+        streaming__address=args.stream_address,
+        streaming__port=args.stream_port,
+        streaming__tls_cert=args.stream_tls_cert,
+        streaming__tls_key=args.stream_tls_key,
+        streaming__tls_self_signed=args.stream_tls_self_signed,
+        streaming__idle_timeout=(
+            config_mod.parse_duration(args.stream_idle_timeout, key="--stream-idle-timeout")
+            if args.stream_idle_timeout
+            else None
+        ),
         network__cni_conf_dir=args.cni_conf_dir,
         network__cni_bin_dirs=tuple(args.cni_bin_dir) if args.cni_bin_dir else None,
         cdi__spec_dirs=tuple(args.cdi_spec_dir) if args.cdi_spec_dir else None,

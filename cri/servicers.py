@@ -11,6 +11,7 @@ from typing import Any
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
 from cri.rpc import container_events, containers, images, runtime_info, sandboxes, stats, streams
+from cri.rpc import streaming as streaming_rpc
 from cri.rpc.deps import Deps
 
 
@@ -92,6 +93,16 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
 
     async def ExecSync(self, request: Any, context: Any) -> pb.ExecSyncResponse:
         return await containers.exec_sync(self._deps, request)
+
+    # -- streaming: answer with a URL on the streaming server --
+    async def Exec(self, request: Any, context: Any) -> pb.ExecResponse:
+        return await streaming_rpc.exec_(self._deps, request)
+
+    async def Attach(self, request: Any, context: Any) -> pb.AttachResponse:
+        return await streaming_rpc.attach(self._deps, request)
+
+    async def PortForward(self, request: Any, context: Any) -> pb.PortForwardResponse:
+        return await streaming_rpc.port_forward(self._deps, request)
 
     # -- events --
     def GetContainerEvents(self, request: Any, context: Any) -> Any:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from cri.config import Config
 from cri.metrics import Metrics
+from cri.streaming.requests import StreamingEndpoint
 from runtime.cdi import CdiRegistry
 from runtime.events.exchange import Exchange
 from runtime.images.service import ImageService
@@ -25,3 +26,5 @@ class Deps:
     exchange: Exchange
     version: str
     cdi: CdiRegistry | None = None
+    # None until the streaming server listens (and in tests that do not need it).
+    streaming: StreamingEndpoint | None = None

@@ -56,6 +56,8 @@ from runtime.pods.sandboxes import SandboxController, new_id, now_ns
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, container_name_key
 from runtime.snapshots.interfaces import Snapshotter
+from runtime.tasks.attach import AttachedStdio
+from runtime.tasks.exec_session import ExecSession
 from runtime.tasks.interfaces import ExecResult, RecoveredTask, TaskExit, TaskSpec
 from runtime.tasks.manager import TaskManager
 
@@ -435,6 +437,22 @@ class ContainerController:
     ) -> ExecResult:
         self._running(container_id)
         return await self._tasks.exec_sync(container_id, argv, timeout=timeout)
+
+    async def exec_session(
+        self, container_id: str, argv: list[str], *, tty: bool, stdin: bool
+    ) -> ExecSession:
+        """An interactive exec in a running container; the caller releases it."""
+        self._running(container_id)
+        return await self._tasks.exec_session(container_id, argv, tty=tty, stdin=stdin)
+
+    async def attach(self, container_id: str) -> AttachedStdio:
+        """The running container's main process stdio (conmon's attach socket)."""
+        self._running(container_id)
+        return await self._tasks.attach(container_id)
+
+    async def resize(self, container_id: str, *, rows: int, cols: int) -> None:
+        """Resize the container's terminal (through conmon's control FIFO)."""
+        await self._tasks.resize(container_id, rows=rows, cols=cols)
 
     async def update_resources(self, container_id: str, resources: Resources) -> Container:
         container = self.get(container_id)

@@ -37,7 +37,9 @@ from runtime.errors import (
     NotFound,
 )
 from runtime.tasks import conmon as conmon_mod
-from runtime.tasks import procfs
+from runtime.tasks import exec_session, procfs
+from runtime.tasks.attach import AttachedStdio
+from runtime.tasks.attach import connect as attach_connect
 from runtime.tasks.execsync import exec_sync as _exec_sync
 from runtime.tasks.exits import ExitHub
 from runtime.tasks.inotify import IN_CREATE, IN_MOVED_TO, DirectoryWatch, InotifyEvent
@@ -110,6 +112,7 @@ class TaskManager:
         self._tasks_dir = state_dir / "tasks"
         self._exit_dir = state_dir / "exits"
         self._socket_dir = state_dir / "sockets"
+        self._execs_dir = state_dir / "execs"
         self._tasks: dict[str, _Task] = {}
         self._creating: set[str] = set()
         self._hub = ExitHub(self._exit_dir, self._oom_probe, self._lost_probe)
@@ -124,6 +127,9 @@ class TaskManager:
                 d.mkdir(parents=True, exist_ok=True, mode=0o700)
             for h in self._handlers.values():
                 h.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            swept = exec_session.sweep(self._execs_dir, self._socket_dir)
+            if swept:
+                log.info("ended %d exec sessions a previous run left", swept)
             return self._mounts or cgroups.detect()
 
         self._mounts = await asyncio.to_thread(prepare)
@@ -407,6 +413,35 @@ class TaskManager:
             user=user,
             tty=tty,
         )
+
+    async def exec_session(
+        self, id: str, argv: Sequence[str], *, tty: bool = False, stdin: bool = False
+    ) -> exec_session.ExecSession:
+        """Start ``argv`` in the task under its own conmon, attached (see
+        :mod:`runtime.tasks.exec_session`). The caller must ``release`` the session."""
+        task = self._get(id)
+        if not argv:
+            raise InvalidArgument("exec needs a command")
+        if self._hub.known(id) is not None:
+            raise FailedPrecondition(f"task {id} has exited")
+        return await exec_session.start(
+            self._conmon,
+            task.handler,
+            exec_session.ExecSpec(id, tuple(argv), tty=tty, stdin=stdin),
+            bundle=Path(task.record.bundle),
+            execs_dir=self._execs_dir,
+            socket_dir=self._socket_dir,
+        )
+
+    async def attach(self, id: str) -> AttachedStdio:
+        """Connect to the task's conmon attach socket (its main process's stdio)."""
+        self._get(id)
+        if self._hub.known(id) is not None:
+            raise FailedPrecondition(f"task {id} has exited")
+        try:
+            return await attach_connect(self.attach_socket(id))
+        except OSError as e:
+            raise FailedPrecondition(f"conmon of {id} does not accept attach: {e}") from e
 
     async def update(self, id: str, resources: Mapping[str, Any]) -> None:
         """Apply OCI ``LinuxResources`` (``{"memory": {"limit": …}, "cpu": {…}}``) to the
