@@ -119,6 +119,10 @@ class ImageService:
             record = self.store.lookup(text)
         return record
 
+    def lookup(self, image_id: str) -> ImageRecord | None:
+        """The image with this id (config digest), if the node still has it."""
+        return self.store.lookup(image_id)
+
     def images(self, *, name_filter: str = "") -> list[ImageRecord]:
         records = self.store.list()
         if not name_filter:

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import shutil
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +39,6 @@ from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
 from runtime.images import naming
-from runtime.images.service import ImageService
 from runtime.model.pods import (
     Container,
     ContainerConfig,
@@ -52,6 +50,7 @@ from runtime.model.pods import (
 )
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
+from runtime.pods.interfaces import BundleDirs, ImageSource, RootfsMounts, TaskService
 from runtime.pods.sandboxes import SandboxController, new_id, now_ns
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, container_name_key
@@ -59,7 +58,6 @@ from runtime.snapshots.interfaces import Snapshotter
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.exec_session import ExecSession
 from runtime.tasks.interfaces import ExecResult, RecoveredTask, TaskExit, TaskSpec
-from runtime.tasks.manager import TaskManager
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +90,16 @@ class ContainerController:
         self,
         *,
         store: PodStore,
-        tasks: TaskManager,
-        images: ImageService,
+        tasks: TaskService,
+        images: ImageSource,
         snapshotter: Snapshotter,
         exchange: Exchange,
         settings: PodSettings,
         sandboxes: SandboxController,
         cgroups: CgroupMounts | None,
         cdi: CdiRegistry | None = None,
+        rootfs: RootfsMounts | None = None,
+        dirs: BundleDirs | None = None,
     ) -> None:
         self._store = store
         self._cdi = cdi
@@ -110,6 +110,8 @@ class ContainerController:
         self._settings = settings
         self._sandboxes = sandboxes
         self._cgroups = cgroups
+        self._rootfs: RootfsMounts = rootfs or rootfs_mod.HostRootfs()
+        self._dirs: BundleDirs = dirs or rootfs_mod.HostDirs()
         self._creations: Creations[Container] = Creations(store.names, "container")
         self._locks: dict[str, asyncio.Lock] = {}
         self._exit_tasks: set[asyncio.Task[Container | None]] = set()
@@ -172,16 +174,16 @@ class ContainerController:
         rootfs = directory / "rootfs"
         undo = contextlib.AsyncExitStack()
         try:
-            await asyncio.to_thread(directory.mkdir, parents=True)
-            undo.push_async_callback(asyncio.to_thread, shutil.rmtree, directory, True)
+            await asyncio.to_thread(self._dirs.make, directory)
+            undo.push_async_callback(asyncio.to_thread, self._dirs.remove, directory)
             snapshot_mounts = await asyncio.to_thread(
                 self._sn.prepare, snapshot_key, image.chain_id
             )
             undo.push_async_callback(
                 asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, snapshot_key
             )
-            await asyncio.to_thread(rootfs_mod.mount_rootfs, snapshot_mounts, rootfs)
-            undo.push_async_callback(asyncio.to_thread, rootfs_mod.unmount_quietly, rootfs)
+            await asyncio.to_thread(self._rootfs.mount, snapshot_mounts, rootfs)
+            undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
             log_path = _log_path(sandbox, config)
             host_adj = rootfs_mod.own_oom_score_adj()
             applied = self._applicable(config, host_adj)
@@ -378,7 +380,7 @@ class ContainerController:
 
     def _stop_signal(self, container: Container) -> int:
         """The config's stop signal, else the image's, else SIGTERM."""
-        image = self._images.store.lookup(container.image_id)
+        image = self._images.lookup(container.image_id)
         if image is None:
             return oci.parse_signal(container.config.stop_signal or "SIGTERM")
         config = manifests.parse_image_config(image.config_json.encode())
@@ -398,9 +400,9 @@ class ContainerController:
         async with self._lock(container_id):
             await self._tasks.delete(container_id, force=True)
             directory = Path(container.bundle)
-            await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
+            await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
             await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, container.snapshot_key)
-            await asyncio.to_thread(shutil.rmtree, directory, True)
+            await asyncio.to_thread(self._dirs.remove, directory)
             await asyncio.to_thread(self._store.containers.remove, container_id)
         sandbox = self._store.sandboxes.get(container.sandbox_id)
         if sandbox is not None:
@@ -554,9 +556,9 @@ class ContainerController:
                     await self._lost(container.id, f"its recovery failed: {exc}")
 
     async def _remove_leftover(self, directory: Path) -> None:
-        await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
+        await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
         await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"container-{directory.name}")
-        await asyncio.to_thread(shutil.rmtree, directory, True)
+        await asyncio.to_thread(self._dirs.remove, directory)
 
     async def _reconcile_one(self, container: Container, task: RecoveredTask | None) -> None:
         if container.state not in (ContainerState.RUNNING, ContainerState.CREATED):

@@ -4,6 +4,8 @@ controllers share. Blocking: call through ``asyncio.to_thread``."""
 from __future__ import annotations
 
 import contextlib
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from runtime import mount as mounts
@@ -11,7 +13,7 @@ from runtime.errors import FailedPrecondition, NotFound
 from runtime.snapshots.interfaces import Snapshotter
 
 
-def mount_rootfs(snapshot_mounts: list[mounts.Mount], target: Path) -> None:
+def mount_rootfs(snapshot_mounts: Sequence[mounts.Mount], target: Path) -> None:
     """Mount a snapshot's mounts at ``target`` (created if needed)."""
     target.mkdir(parents=True, exist_ok=True)
     mounts.mount_all(snapshot_mounts, target)
@@ -35,3 +37,23 @@ def own_oom_score_adj() -> int:
         return int(Path("/proc/self/oom_score_adj").read_text())
     except (OSError, ValueError):
         return 0
+
+
+class HostRootfs:
+    """:class:`runtime.pods.interfaces.RootfsMounts` on this host (mount(2) and umount2(2))."""
+
+    def mount(self, mounts: Sequence[mounts.Mount], target: Path) -> None:
+        mount_rootfs(mounts, target)
+
+    def unmount(self, target: Path) -> None:
+        unmount_quietly(target)
+
+
+class HostDirs:
+    """:class:`runtime.pods.interfaces.BundleDirs` on this host's file system."""
+
+    def make(self, path: Path, *, exist_ok: bool = False) -> None:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+
+    def remove(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)

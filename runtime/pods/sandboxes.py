@@ -22,7 +22,6 @@ import dataclasses
 import logging
 import os
 import secrets
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,13 +41,13 @@ from runtime.errors import (
 from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
-from runtime.images.service import ImageService
 from runtime.images.store import ImageRecord
 from runtime.model.pods import NamespaceMode, Resources, Sandbox, SandboxConfig, SandboxState
 from runtime.mount import Mount
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
 from runtime.pods.files import write_sandbox_files
+from runtime.pods.interfaces import BundleDirs, ImageSource, RootfsMounts, TaskService
 from runtime.pods.network import EventNetwork
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, sandbox_name_key
@@ -56,7 +55,6 @@ from runtime.sandbox import namespaces as nsmod
 from runtime.sandbox.namespaces import NamespaceKind
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.tasks.interfaces import TaskSpec
-from runtime.tasks.manager import TaskManager
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +76,15 @@ class SandboxController:
         self,
         *,
         store: PodStore,
-        tasks: TaskManager,
-        images: ImageService,
+        tasks: TaskService,
+        images: ImageSource,
         snapshotter: Snapshotter,
         exchange: Exchange,
         settings: PodSettings,
         cgroups: CgroupMounts | None,
         network: EventNetwork | None = None,
+        rootfs: RootfsMounts | None = None,
+        dirs: BundleDirs | None = None,
     ) -> None:
         self._store = store
         self._tasks = tasks
@@ -93,6 +93,8 @@ class SandboxController:
         self._exchange = exchange
         self._settings = settings
         self._cgroups = cgroups
+        self._rootfs: RootfsMounts = rootfs or rootfs_mod.HostRootfs()
+        self._dirs: BundleDirs = dirs or rootfs_mod.HostDirs()
         self._network = network
         self._creations: Creations[Sandbox] = Creations(store.names, "pod sandbox")
         self._locks: dict[str, asyncio.Lock] = {}
@@ -129,7 +131,7 @@ class SandboxController:
             await asyncio.to_thread(self._store.put_sandbox, sandbox)
         except BaseException:
             await shielded(undo.aclose())
-            await shielded(asyncio.to_thread(shutil.rmtree, directory, True))
+            await shielded(asyncio.to_thread(self._dirs.remove, directory))
             raise
         undo.pop_all()
         self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxStart(sandbox_id=sandbox_id))
@@ -154,7 +156,7 @@ class SandboxController:
         host_ipc = ns.ipc == NamespaceMode.NODE
         if ns.network == NamespaceMode.TARGET or ns.ipc == NamespaceMode.TARGET:
             raise InvalidArgument("pod namespaces cannot be of mode TARGET (containers only)")
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
+        await asyncio.to_thread(self._dirs.make, directory, exist_ok=False)
 
         kinds: set[NamespaceKind] = set()
         if not host_network:
@@ -187,7 +189,7 @@ class SandboxController:
         if not host_ipc:
             shm = directory / "shm"
             await asyncio.to_thread(self._mount_shm, shm)
-            undo.push_async_callback(asyncio.to_thread, rootfs_mod.unmount_quietly, shm)
+            undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, shm)
 
         cgroup_parent = (
             config.cgroup_parent or f"{self._settings.default_cgroup_parent}/{sandbox_id}"
@@ -245,8 +247,8 @@ class SandboxController:
         key = f"sandbox-{sandbox.id}"
         snapshot_mounts = await asyncio.to_thread(self._sn.prepare, key, image.chain_id)
         undo.push_async_callback(asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, key)
-        await asyncio.to_thread(rootfs_mod.mount_rootfs, snapshot_mounts, rootfs)
-        undo.push_async_callback(asyncio.to_thread, rootfs_mod.unmount_quietly, rootfs)
+        await asyncio.to_thread(self._rootfs.mount, snapshot_mounts, rootfs)
+        undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
         spec = oci.build_infra_spec(
             sandbox=sandbox,
             image=manifests.parse_image_config(image.config_json.encode()),
@@ -339,7 +341,7 @@ class SandboxController:
             with contextlib.suppress(NotFound):
                 await self._tasks.stop(sandbox.infra_container_id, timeout=0)
         await nsmod.unpin(directory / "ns")
-        await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "shm")
+        await asyncio.to_thread(self._rootfs.unmount, directory / "shm")
         stopped = dataclasses.replace(
             sandbox, state=SandboxState.NOTREADY, infra_pid=0, ip="", additional_ips=()
         )
@@ -358,9 +360,9 @@ class SandboxController:
         directory = Path(sandbox.state_dir)
         if sandbox.infra_container_id:
             await self._tasks.delete(sandbox.infra_container_id, force=True)
-        await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / "rootfs")
+        await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
         await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{sandbox_id}")
-        await asyncio.to_thread(shutil.rmtree, directory, True)
+        await asyncio.to_thread(self._dirs.remove, directory)
         if not sandbox.config.cgroup_parent:
             await self._remove_cgroup(sandbox.cgroup_parent)
         await asyncio.to_thread(self._store.sandboxes.remove, sandbox_id)
@@ -409,9 +411,9 @@ class SandboxController:
                 log.warning("network of leftover sandbox %s: %s", directory.name, exc)
         await nsmod.unpin(directory / "ns")
         for sub in ("shm", "rootfs"):
-            await asyncio.to_thread(rootfs_mod.unmount_quietly, directory / sub)
+            await asyncio.to_thread(self._rootfs.unmount, directory / sub)
         await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{directory.name}")
-        await asyncio.to_thread(shutil.rmtree, directory, True)
+        await asyncio.to_thread(self._dirs.remove, directory)
         # the cgroup pinnace would have made for it (a parent kubelet gave is kubelet's)
         await self._remove_cgroup(f"{self._settings.default_cgroup_parent}/{directory.name}")
 
@@ -419,7 +421,7 @@ class SandboxController:
         if sandbox.state != SandboxState.READY:
             # a stop may have been cut short after the network was detached
             await nsmod.unpin(Path(sandbox.state_dir) / "ns")
-            await asyncio.to_thread(rootfs_mod.unmount_quietly, Path(sandbox.state_dir) / "shm")
+            await asyncio.to_thread(self._rootfs.unmount, Path(sandbox.state_dir) / "shm")
             return
         pinned = [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
         pins_ok = await asyncio.to_thread(_all_pinned, pinned)

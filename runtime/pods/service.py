@@ -15,7 +15,7 @@ from runtime.pods.sandboxes import SandboxController
 from runtime.pods.store import PodStore
 from runtime.stats.layers import LayerUsage, WritableLayers
 from runtime.stats.netdev import InterfaceCounters, read_pod_interfaces
-from runtime.tasks.manager import TaskManager
+from runtime.tasks.interfaces import TaskService
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class PodService:
         self,
         *,
         store: PodStore,
-        tasks: TaskManager,
+        tasks: TaskService,
         sandboxes: SandboxController,
         containers: ContainerController,
         layers: WritableLayers | None = None,

@@ -29,9 +29,13 @@ import enum
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.errors import InvalidArgument
+
+if TYPE_CHECKING:  # the stdio types name this module's; imported for annotations only
+    from runtime.tasks.attach import AttachedStdio
+    from runtime.tasks.exec_session import ExecSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,24 @@ class TaskService(Protocol):
 
     async def reopen_log(self, id: str) -> None:
         """Make conmon reopen the log path; the new file exists when this returns."""
+        ...
+
+    async def exec_session(
+        self, id: str, argv: Sequence[str], *, tty: bool = False, stdin: bool = False
+    ) -> ExecSession:
+        """Start ``argv`` in the task under its own conmon, attached (streaming exec)."""
+        ...
+
+    async def attach(self, id: str) -> AttachedStdio:
+        """Connect to the task's main process's stdio (conmon's attach socket)."""
+        ...
+
+    async def resize(self, id: str, *, rows: int, cols: int) -> None:
+        """Resize the task's terminal (tty tasks only)."""
+        ...
+
+    def cgroups_path(self, id: str) -> str | None:
+        """The bundle's ``linux.cgroupsPath`` as recorded at create."""
         ...
 
     async def recover(self) -> list[RecoveredTask]:

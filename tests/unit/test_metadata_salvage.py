@@ -16,9 +16,7 @@ def _filled(path: Path, sandboxes: int = 400) -> None:
     db = Database(path)
     db.open()
     with db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO images VALUES ('sha256:i1', 'sha256:m1', 'json', 1, '', '{}', 0)"
-        )
+        conn.execute("INSERT INTO images VALUES ('sha256:i1', 'sha256:m1', 'json', 1, '', '{}', 0)")
         conn.execute("INSERT INTO image_names VALUES ('r/a:1', 'sha256:i1', 'tag')")
         for n in range(sandboxes):
             record = json.dumps({"id": f"s{n}", "padding": "x" * 300})

@@ -1,0 +1,68 @@
+"""The seams of the pod layer: what the sandbox and container controllers need from below them,
+as small Protocols, so that they can be driven in unit tests with fakes (the fakes ship in
+``tests/support/``) and in the daemon with the real thing.
+
+- **tasks**: :class:`runtime.tasks.interfaces.TaskService` (runc + conmon in the daemon,
+  ``tests.support.tasks.FakeTaskService`` in tests).
+- **rootfs mounts** (:class:`RootfsMounts`): mounting a snapshot's mounts as a container's (or
+  the infra container's) root filesystem, and unmounting it.
+- **bundle directories** (:class:`BundleDirs`): creating and removing the per-sandbox and
+  per-container directories under the state dir.
+- **images** (:class:`ImageSource`): the image records a pod needs (the container's image, the
+  sandbox image, pulled when missing).
+
+The blocking methods are called through ``asyncio.to_thread`` by the controllers; an
+implementation never needs to care which thread it runs on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from runtime.images.store import ImageRecord
+from runtime.mount.types import Mount
+from runtime.tasks.interfaces import TaskService
+
+__all__ = ["BundleDirs", "ImageSource", "RootfsMounts", "TaskService"]
+
+
+class RootfsMounts(Protocol):
+    """Root filesystems from snapshot mounts. Blocking."""
+
+    def mount(self, mounts: Sequence[Mount], target: Path) -> None:
+        """Mount ``mounts`` at ``target`` (created if needed)."""
+        ...
+
+    def unmount(self, target: Path) -> None:
+        """Unmount whatever is mounted at ``target``; a missing target is fine."""
+        ...
+
+
+class BundleDirs(Protocol):
+    """Per-sandbox and per-container directories. Blocking."""
+
+    def make(self, path: Path, *, exist_ok: bool = False) -> None:
+        """Create ``path`` and its parents; FileExistsError when it exists and not ``exist_ok``."""
+        ...
+
+    def remove(self, path: Path) -> None:
+        """Remove ``path`` and everything under it; a missing path is fine."""
+        ...
+
+
+class ImageSource(Protocol):
+    """The images pods run from (list and status never wait on it: all reads are in memory)."""
+
+    def find(self, text: str) -> ImageRecord | None:
+        """The image a name, id or digest reference names, if the node has it."""
+        ...
+
+    def lookup(self, image_id: str) -> ImageRecord | None:
+        """The image with this id (config digest), if the node still has it."""
+        ...
+
+    async def pull(self, text: str) -> ImageRecord:
+        """Pull ``text`` (the sandbox image, when it is missing)."""
+        ...
