@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 from typing import IO
@@ -63,6 +64,7 @@ from runtime.snapshots.interfaces import Snapshotter
 from runtime.snapshots.native import NativeSnapshotter
 from runtime.snapshots.overlay import OverlaySnapshotter
 from runtime.stats.layers import WritableLayers
+from runtime.tasks.features import HandlerFeatures, probe_features
 from runtime.tasks.interfaces import RuntimeHandler
 from runtime.tasks.manager import TaskManager
 
@@ -212,6 +214,7 @@ class Daemon:
         host_resources: HostResources,
         images: ImageService,
         snapshotter: Snapshotter,
+        handler_features: Mapping[str, HandlerFeatures],
     ) -> PodService:
         """The pod layer; built once the cgroup hierarchy is known (that is I/O)."""
         cfg = self.cfg
@@ -227,6 +230,7 @@ class Daemon:
             cgroup_v2=cgroup_mounts.mode == CgroupMode.UNIFIED,
             host_resources=host_resources,
             tolerate_missing_hugetlb_controller=cfg.runtime.tolerate_missing_hugetlb_controller,
+            handler_features=handler_features,
         )
         network = EventNetwork(self.exchange, timeout=cfg.network.setup_timeout)
         sandboxes = SandboxController(
@@ -264,6 +268,20 @@ class Daemon:
             containers=containers,
             layers=layers,
         )
+
+    async def _probe_handlers(self, cfg: Config) -> dict[str, HandlerFeatures]:
+        """Each handler's OCI runtime's ``features``, asked once at start."""
+        names = sorted(cfg.runtime.handlers)
+        found = await asyncio.gather(
+            *(probe_features(cfg.runtime.handlers[n].binary) for n in names)
+        )
+        for name, features in zip(names, found, strict=True):
+            log.info(
+                "runtime handler %s: recursive read-only mounts %s",
+                name,
+                "supported" if features.recursive_read_only else "not supported",
+            )
+        return dict(zip(names, found, strict=True))
 
     def _choose_snapshotter(self, base: Path) -> Snapshotter:
         kind = self.cfg.images.snapshotter
@@ -314,7 +332,10 @@ class Daemon:
         cgroup_mounts = await asyncio.to_thread(cgroups.detect)
         host_resources = await asyncio.to_thread(cgroups_host.detect, cgroup_mounts)
         log.info("resource controls this node applies: %s", host_resources)
-        pods = self._build_pods(cgroup_mounts, host_resources, images, snapshotter)
+        handler_features = await self._probe_handlers(cfg)
+        pods = self._build_pods(
+            cgroup_mounts, host_resources, images, snapshotter, handler_features
+        )
         await pods.recover()
         await images.collect(startup=True)
         self.metrics.images.set(len(self.image_store.list()))
@@ -340,6 +361,7 @@ class Daemon:
             version=pinnace_version(),
             cdi=self.cdi,
             streaming=streaming,
+            handler_features=handler_features,
         )
         if cfg.metrics.address:
             self.metrics.serve(cfg.metrics.address)

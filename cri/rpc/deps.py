@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cri.config import Config
 from cri.metrics import Metrics
@@ -12,6 +13,7 @@ from runtime.events.exchange import Exchange
 from runtime.images.service import ImageService
 from runtime.network.manager import NetworkManager
 from runtime.pods.service import PodService
+from runtime.tasks.features import HandlerFeatures
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +30,5 @@ class Deps:
     cdi: CdiRegistry | None = None
     # None until the streaming server listens (and in tests that do not need it).
     streaming: StreamingEndpoint | None = None
+    # what each runtime handler's OCI runtime stated at start (`<binary> features`)
+    handler_features: Mapping[str, HandlerFeatures] = field(default_factory=dict)

@@ -27,10 +27,12 @@ def version(deps: Deps, request: pb.VersionRequest) -> pb.VersionResponse:
     )
 
 
-def _handler_features() -> pb.RuntimeHandlerFeatures:
-    # runc 1.1 and crun 1.8 (Debian 12) support neither recursive read-only mounts nor
-    # Kubernetes user namespaces (those need runc 1.2 / idmapped mounts); say so honestly.
-    return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=False, user_namespaces=False)
+def _handler_features(deps: Deps, name: str) -> pb.RuntimeHandlerFeatures:
+    """A handler's features as its OCI runtime stated them at start ("" is the default
+    handler): recursive read-only mounts where it lists ``rro``. User namespaces: not yet."""
+    stated = deps.handler_features.get(name or deps.config.runtime.default_handler)
+    rro = stated is not None and stated.recursive_read_only
+    return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=False)
 
 
 def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
@@ -44,9 +46,9 @@ def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
             message=network.message,
         ),
     ]
-    handlers = [pb.RuntimeHandler(name="", features=_handler_features())]
+    handlers = [pb.RuntimeHandler(name="", features=_handler_features(deps, ""))]
     handlers += [
-        pb.RuntimeHandler(name=name, features=_handler_features())
+        pb.RuntimeHandler(name=name, features=_handler_features(deps, name))
         for name in sorted(deps.config.runtime.handlers)
     ]
     info: dict[str, str] = {}

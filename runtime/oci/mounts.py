@@ -12,6 +12,11 @@ override
 ordering
     Caller and sandbox mounts are sorted (stably) by how many components their destination
     has, so a parent directory is mounted before anything inside it.
+read-only binds
+    Every bind is recursive (``rbind``), so mounts below the source stay visible in the
+    container. ``ro`` makes only the top mount read-only; a CRI ``recursive_read_only``
+    mount adds ``rro`` (mount_setattr on the whole tree), which the OCI runtime must state
+    it supports, and which the CRI allows only with ``readonly`` and private propagation.
 """
 
 from __future__ import annotations
@@ -60,11 +65,13 @@ def build_mounts(
     extra: Sequence[Mount],
     *,
     privileged: bool = False,
+    recursive_read_only: bool = False,
 ) -> tuple[list[dict[str, Any]], str]:
     """The spec's mounts and its ``linux.rootfsPropagation`` ("" for runc's default,
-    rprivate). InvalidArgument for relative paths or a recursive read-only mount."""
+    rprivate). ``recursive_read_only``: the OCI runtime supports ``rro``. InvalidArgument for
+    relative paths and for recursive read-only mounts the rules refuse."""
     for m in config_mounts:
-        _validate(m)
+        _validate(m, rro_supported=recursive_read_only)
     wanted = {_clean(m.container_path) for m in config_mounts}
     merged = list(config_mounts) + [m for m in extra if _clean(m.container_path) not in wanted]
     merged.sort(key=lambda m: _clean(m.container_path).count("/"))
@@ -92,6 +99,8 @@ def build_mounts(
         else:
             options.append("rprivate")
         options.append("ro" if m.readonly else "rw")
+        if m.recursive_read_only:
+            options.append("rro")
         out.append(
             {
                 "destination": m.container_path,
@@ -103,15 +112,26 @@ def build_mounts(
     return out, propagation
 
 
-def _validate(m: Mount) -> None:
+def _validate(m: Mount, *, rro_supported: bool) -> None:
     if not m.host_path.startswith("/"):
         raise InvalidArgument(f"mount host path {m.host_path!r} must be absolute")
     if not m.container_path.startswith("/"):
         raise InvalidArgument(f"mount container path {m.container_path!r} must be absolute")
-    if m.recursive_read_only:
-        # runc 1.1 has no "rro"; kubelet only asks when the handler reports support for it.
+    if not m.recursive_read_only:
+        return
+    where = f"mount {m.host_path!r} at {m.container_path!r}"
+    if not m.readonly:
+        raise InvalidArgument(f"{where}: recursive_read_only needs readonly: true")
+    if m.propagation is not Propagation.PRIVATE:
         raise InvalidArgument(
-            f"mount {m.host_path!r}: recursive read-only mounts are not supported by this runtime"
+            f"{where}: recursive_read_only needs PROPAGATION_PRIVATE, not "
+            f"{m.propagation.name} (a read-only tree cannot receive or send mounts)"
+        )
+    if not rro_supported:
+        # The kubelet asks only where Status reported recursive_read_only_mounts.
+        raise InvalidArgument(
+            f"{where}: recursive read-only mounts are not supported by this runtime handler "
+            "(its OCI runtime's `features` lists no rro)"
         )
 
 

@@ -64,12 +64,14 @@ def build_container_spec(
     cgroup_v2: bool,
     all_capabilities: Sequence[str] | None = None,
     image_name: str = "",
+    recursive_read_only: bool = False,
 ) -> dict[str, Any]:
     """The spec of one of the pod's containers. ``rootfs`` is the container's mounted root
     filesystem (named absolutely in the spec); ``namespace_paths`` the sandbox's pinned
     namespaces (plus ``pid`` when the container joins a shared or target PID namespace);
     ``host_oom_score_adj`` the daemon's own score; ``all_capabilities`` what "ALL" and
-    privileged mean (default: this process's effective set).
+    privileged mean (default: this process's effective set); ``recursive_read_only`` whether
+    the OCI runtime supports ``rro`` mounts.
 
     Raises InvalidArgument for a bad request (no command, unknown user, relative mount,
     missing device, unknown capability or signal), FailedPrecondition for a PID namespace
@@ -108,6 +110,7 @@ def build_container_spec(
         container.mounts,
         sandbox_mounts(sandbox_files, readonly_rootfs=sec.readonly_rootfs),
         privileged=sec.privileged,
+        recursive_read_only=recursive_read_only,
     )
 
     device_entries, device_rules = devices.config_devices(container.devices)

@@ -202,6 +202,9 @@ class ContainerController:
                     requested=config.image,
                     repo_tags=image.repo_tags,
                 ),
+                recursive_read_only=self._settings.features(
+                    sandbox.runtime_handler
+                ).recursive_read_only,
             )
             await asyncio.to_thread(self._inject_cdi_devices, spec, config)
             await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)

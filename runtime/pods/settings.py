@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.cgroups.host import HostResources
+from runtime.tasks.features import HandlerFeatures
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +16,8 @@ class PodSettings:
     namespaces, bundles); it lives on a tmpfs-like runtime directory and does not survive a
     reboot. ``cgroup_v2`` tells whether containers get cgroup v2 semantics. ``host_resources``
     is what the node can apply (resources it cannot are dropped, hugepage limits only when
-    ``tolerate_missing_hugetlb_controller``)."""
+    ``tolerate_missing_hugetlb_controller``). ``handler_features`` is what each handler's
+    OCI runtime stated at start (``<binary> features``)."""
 
     state_dir: Path
     sandbox_image: str
@@ -29,7 +32,12 @@ class PodSettings:
     stop_timeout_on_remove: float = 0.0
     host_resources: HostResources = field(default_factory=HostResources)
     tolerate_missing_hugetlb_controller: bool = True
+    handler_features: Mapping[str, HandlerFeatures] = field(default_factory=dict)
 
     def handler(self, requested: str) -> str:
         """The handler a pod runs with: the requested one, or the default for ""."""
         return requested or self.default_handler
+
+    def features(self, handler: str) -> HandlerFeatures:
+        """What the OCI runtime of ``handler`` ("" for the default) stated it can do."""
+        return self.handler_features.get(self.handler(handler), HandlerFeatures())

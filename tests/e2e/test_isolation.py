@@ -5,12 +5,14 @@ it with EPERM while busybox, a shell and exec probes keep working."""
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from cri.api.runtime.v1 import api_pb2 as pb
@@ -78,8 +80,10 @@ class Env:
             linux=pb.LinuxPodSandboxConfig(security_context=sc),
         )
 
-    def run_pod(self, config: pb.PodSandboxConfig) -> str:
-        reply = self.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120)
+    def run_pod(self, config: pb.PodSandboxConfig, handler: str = "") -> str:
+        reply = self.runtime.RunPodSandbox(
+            pb.RunPodSandboxRequest(config=config, runtime_handler=handler), timeout=120
+        )
         return str(reply.pod_sandbox_id)
 
     def run(
@@ -89,6 +93,7 @@ class Env:
         name: str,
         security: pb.LinuxContainerSecurityContext,
         command: tuple[str, ...] = ("sleep", "1000"),
+        mounts: tuple[pb.Mount, ...] = (),
     ) -> str:
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name),
@@ -96,6 +101,7 @@ class Env:
             command=list(command),
             log_path=f"{name}.log",
             linux=pb.LinuxContainerConfig(security_context=security),
+            mounts=list(mounts),
         )
         cid = self.runtime.CreateContainer(
             pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod),
@@ -117,10 +123,18 @@ class Env:
         return {k: int(v) for k, v in (ln.split() for ln in reply.stdout.decode().splitlines())}
 
 
+CRUN_WRAPPER = Path(__file__).resolve().parents[2] / "deploy" / "crun-hybrid-cgroups"
+
+
 @pytest.fixture
 def env(pinnaced, iso_images, tmp_path) -> Iterator[Env]:
     daemon = pinnaced(
-        config_text=f'[images]\nsandbox_image = "{iso_images["pause"]}"\n', start=False
+        config_text=(
+            f'[images]\nsandbox_image = "{iso_images["pause"]}"\n'
+            '[runtime.handlers.runc]\nbinary = "/usr/sbin/runc"\n'
+            f'[runtime.handlers.crun]\nbinary = "{CRUN_WRAPPER}"\n'
+        ),
+        start=False,
     )
     daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
     (daemon.cni_conf_dir / "10-lo.conflist").write_text(
@@ -210,3 +224,88 @@ def test_runtime_default_follows_the_capabilities(env: Env) -> None:
     errnos = env.errnos(admin)
     assert errnos["keyctl"] == errnos["kexec_load"] == syscalls.EPERM
     assert errnos["unshare"] == 0
+
+
+# -- recursive read-only mounts ----------------------------------------------------------
+@pytest.fixture
+def tree_with_submount(tmp_path: Path) -> Iterator[Path]:
+    """A host directory with a tmpfs mounted on its ``sub`` directory (unmounted after)."""
+    top = tmp_path / "vol"
+    (top / "sub").mkdir(parents=True)
+    (top / "top-file").write_text("top\n")
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "pinnace-test", str(top / "sub")], check=True
+    )
+    try:
+        (top / "sub" / "marker").write_text("submount\n")
+        yield top
+    finally:
+        subprocess.run(["umount", "-l", str(top / "sub")], check=False)
+
+
+def _write(env: Env, cid: str, path: str) -> tuple[int, str]:
+    reply = env.exec(cid, ["sh", "-c", f"echo x > {path}"])
+    return reply.exit_code, reply.stderr.decode()
+
+
+def test_recursive_read_only_mounts(env: Env, tree_with_submount: Path) -> None:
+    handlers = {
+        h.name: h.features.recursive_read_only_mounts
+        for h in env.runtime.Status(pb.StatusRequest()).runtime_handlers
+    }
+    # runc lists rro in its `features`; Debian's crun 1.8.1 has no `features` command
+    assert handlers == {"": True, "runc": True, "crun": False}
+
+    pod = env.pod_config()
+    pod_id = env.run_pod(pod)
+    plain_mount = pb.Mount(container_path="/vol", host_path=str(tree_with_submount), readonly=True)
+    rro_mount = pb.Mount(
+        container_path="/vol",
+        host_path=str(tree_with_submount),
+        readonly=True,
+        recursive_read_only=True,
+    )
+    plain = env.run(pod_id, pod, "plain", _security(RUNTIME_DEFAULT), mounts=(plain_mount,))
+    rro = env.run(pod_id, pod, "rro", _security(RUNTIME_DEFAULT), mounts=(rro_mount,))
+
+    # a plain read-only bind is recursive: the submount is there, but only the top is
+    # read-only (the kernel's rule, and why rro exists)
+    assert env.exec(plain, ["cat", "/vol/sub/marker"]).stdout == b"submount\n"
+    code, err = _write(env, plain, "/vol/top-new")
+    assert code != 0 and "Read-only file system" in err
+    assert _write(env, plain, "/vol/sub/plain-new") == (0, "")
+    # rro: the whole tree is read-only
+    assert env.exec(rro, ["cat", "/vol/sub/marker"]).stdout == b"submount\n"
+    for path in ("/vol/top-new", "/vol/sub/rro-new"):
+        code, err = _write(env, rro, path)
+        assert code != 0 and "Read-only file system" in err, path
+    assert not (tree_with_submount / "sub" / "rro-new").exists()
+
+    # ContainerStatus.mounts: exactly the CRI mounts asked for (no /etc/hosts and the like)
+    status = env.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=rro)).status
+    assert list(status.mounts) == [rro_mount]
+
+
+@pytest.mark.parametrize(
+    ("mount", "handler", "message"),
+    [
+        ({"readonly": False}, "", "recursive_read_only needs readonly: true"),
+        (
+            {"readonly": True, "propagation": pb.PROPAGATION_HOST_TO_CONTAINER},
+            "",
+            "needs PROPAGATION_PRIVATE",
+        ),
+        ({"readonly": True}, "crun", "not supported by this runtime handler"),
+    ],
+    ids=["not-readonly", "propagation", "handler-without-rro"],
+)
+def test_recursive_read_only_refusals(env: Env, tmp_path: Path, mount, handler, message) -> None:
+    pod = env.pod_config()
+    pod_id = env.run_pod(pod, handler=handler)
+    bad = pb.Mount(
+        container_path="/vol", host_path=str(tmp_path), recursive_read_only=True, **mount
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        env.run(pod_id, pod, "bad", _security(RUNTIME_DEFAULT), mounts=(bad,))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in info.value.details()

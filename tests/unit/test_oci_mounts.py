@@ -140,3 +140,58 @@ def test_propagation(propagations: tuple[Propagation, ...], option: str, rootfs:
 def test_invalid_mounts(mount: Mount, match: str) -> None:
     with pytest.raises(InvalidArgument, match=match):
         build_mounts((mount,), ())
+
+
+RRO = Mount(container_path="/data", host_path="/srv/data", readonly=True, recursive_read_only=True)
+
+
+def test_recursive_read_only_mount_uses_rro_where_supported() -> None:
+    mounts, propagation = build_mounts((RRO,), (), recursive_read_only=True)
+    (data,) = [m for m in mounts if m["destination"] == "/data"]
+    assert data["options"] == ["rbind", "rprivate", "ro", "rro"]
+    assert propagation == ""
+
+
+def test_plain_read_only_bind_is_recursive_without_rro() -> None:
+    plain = Mount(container_path="/data", host_path="/srv/data", readonly=True)
+    mounts, _ = build_mounts((plain,), (), recursive_read_only=True)
+    (data,) = [m for m in mounts if m["destination"] == "/data"]
+    assert data["options"] == ["rbind", "rprivate", "ro"]
+
+
+@pytest.mark.parametrize(
+    ("mount", "supported", "match"),
+    [
+        (RRO, False, r"not supported by this runtime handler .*lists no rro"),
+        (
+            Mount(container_path="/d", host_path="/s", recursive_read_only=True),
+            True,
+            r"mount '/s' at '/d': recursive_read_only needs readonly: true",
+        ),
+        (
+            Mount(
+                container_path="/d",
+                host_path="/s",
+                readonly=True,
+                recursive_read_only=True,
+                propagation=Propagation.HOST_TO_CONTAINER,
+            ),
+            True,
+            r"needs PROPAGATION_PRIVATE, not HOST_TO_CONTAINER",
+        ),
+        (
+            Mount(
+                container_path="/d",
+                host_path="/s",
+                readonly=True,
+                recursive_read_only=True,
+                propagation=Propagation.BIDIRECTIONAL,
+            ),
+            True,
+            r"needs PROPAGATION_PRIVATE, not BIDIRECTIONAL",
+        ),
+    ],
+)
+def test_recursive_read_only_rules(mount: Mount, supported: bool, match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        build_mounts((mount,), (), recursive_read_only=supported)
