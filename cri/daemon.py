@@ -346,10 +346,15 @@ class Daemon:
             state_dir=cfg.daemon.state,
         )
         async with streaming:
-            await self._serve_with_streaming(cfg, images, pods, streaming)
+            await self._serve_with_streaming(cfg, images, pods, streaming, handler_features)
 
     async def _serve_with_streaming(
-        self, cfg: Config, images: ImageService, pods: PodService, streaming: StreamingServer
+        self,
+        cfg: Config,
+        images: ImageService,
+        pods: PodService,
+        streaming: StreamingServer,
+        handler_features: Mapping[str, HandlerFeatures],
     ) -> None:
         deps = Deps(
             config=cfg,
