@@ -52,12 +52,16 @@ class DaemonConfig:
 
     @property
     def socket_path(self) -> Path:
+        """The socket's path: ``address`` is ``unix:///path`` or, as containerd's
+        ``--address`` takes it, the bare ``/path``."""
         return Path(self.address.removeprefix("unix://"))
 
     def validate(self) -> None:
-        if not self.address.startswith("unix://") or self.address == "unix://":
+        bare = self.address.startswith("/")
+        if not (bare or self.address.startswith("unix://")) or self.address == "unix://":
             raise InvalidArgument(
-                f"daemon.address: {self.address!r} must be unix:///path/to/socket"
+                f"daemon.address: {self.address!r} must be unix:///path/to/socket or"
+                " /path/to/socket"
             )
         if not self.socket_path.is_absolute():
             raise InvalidArgument(

@@ -28,6 +28,7 @@ from cri.api.pinnace.images.v1 import images_pb2_grpc
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
 from cri.config import Config
 from cri.metrics import Metrics
+from cri.notify import Notifier
 from cri.rpc import events as events_rpc
 from cri.rpc import pinnace_images
 from cri.rpc.deps import Deps
@@ -44,6 +45,7 @@ from runtime.distribution.auth import Credentials, make_credentials
 from runtime.distribution.client import RegistryClient
 from runtime.errors import FailedPrecondition, InvalidArgument, PinnaceError
 from runtime.events.exchange import Exchange
+from runtime.events.journal import EventJournal
 from runtime.images.gc import Collector
 from runtime.images.platforms import default_platform, parse_platform
 from runtime.images.pull import Puller
@@ -131,6 +133,7 @@ class Daemon:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.notifier = Notifier("")  # main() hands it systemd's socket, if any
         root = cfg.daemon.root
         self.lock = RootLock(root)
         self.metrics = Metrics()
@@ -371,7 +374,7 @@ class Daemon:
         if cfg.metrics.address:
             self.metrics.serve(cfg.metrics.address)
         assert pods.layers is not None
-        async with pods.layers:
+        async with pods.layers, EventJournal(self.exchange, logging.getLogger("pinnaced.state")):
             await self._serve_rpcs(cfg, deps)
 
     async def _serve_rpcs(self, cfg: Config, deps: Deps) -> None:
@@ -388,10 +391,14 @@ class Daemon:
         await server.start()
         os.chmod(sock, cfg.daemon.socket_mode)
         log.info("pinnaced %s ready on unix://%s", pinnace_version(), sock)
+        self.notifier.notify(
+            "READY=1", f"STATUS=serving the CRI on unix://{sock}", f"MAINPID={os.getpid()}"
+        )
         try:
             await self._stop.wait()
         finally:
             log.info("shutting down")
+            self.notifier.notify("STOPPING=1")
             self.exchange.close()  # ends Subscribe streams instead of waiting out the grace
             await server.stop(grace=5)
             with contextlib.suppress(FileNotFoundError):
@@ -407,7 +414,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--root", type=Path, help="persistent state (default /var/lib/pinnace)")
     parser.add_argument("--state", type=Path, help="runtime state (default /run/pinnace)")
-    parser.add_argument("--address", help="unix:///path/to/socket to serve the CRI on")
+    parser.add_argument("--version", action="version", version=f"pinnaced {pinnace_version()}")
+    parser.add_argument(
+        "--address", help="socket to serve the CRI on: unix:///path/to/socket or /path/to/socket"
+    )
     parser.add_argument("--registry-hosts-dir", type=Path, help="hosts.toml directories")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--metrics-address", help="host:port for Prometheus /metrics")
@@ -477,14 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidArgument as exc:
         print(f"pinnaced: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=cfg.daemon.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # grpc's own debug logging is noise to an operator (a line per event-loop lookup).
-    for noisy in ("grpc", "asyncio", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    configure_logging(cfg.daemon.log_level)
     daemon = Daemon(cfg)
+    daemon.notifier = Notifier.take(os.environ)  # before any runc or conmon inherits it
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -497,7 +502,30 @@ def main(argv: list[str] | None = None) -> int:
     except PinnaceError as exc:
         print(f"pinnaced: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a listener that cannot bind, a directory it cannot make
+        print(f"pinnaced: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+#: What each ``--log-level`` means. INFO: one line per state change (the event journal), per
+#: failed RPC and per daemon step. DEBUG adds one line per RPC (method, status, duration) and per
+#: registry request (httpx's request log). Libraries below that are quiet unless they warn.
+_LIBRARY_LEVELS = {
+    "debug": {"httpx": logging.INFO, "httpcore": logging.WARNING, "grpc": logging.INFO},
+    "info": {"httpx": logging.WARNING, "httpcore": logging.WARNING, "grpc": logging.WARNING},
+}
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    libraries = _LIBRARY_LEVELS.get(level, _LIBRARY_LEVELS["info"])
+    for name, library_level in {**libraries, "asyncio": logging.WARNING}.items():
+        logging.getLogger(name).setLevel(max(library_level, logging.getLogger().level))
 
 
 if __name__ == "__main__":

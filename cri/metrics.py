@@ -3,12 +3,15 @@ the configured address only when one is given."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
+
+from runtime.errors import FailedPrecondition
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +84,20 @@ class Metrics:
     def serve(self, address: str) -> None:
         """Serve ``/metrics`` on ``host:port`` in a background thread."""
         host, _, port = address.rpartition(":")
-        server, thread = start_http_server(
-            int(port), addr=host or "127.0.0.1", registry=self.registry
-        )
+        try:
+            server, thread = start_http_server(
+                int(port), addr=host or "127.0.0.1", registry=self.registry
+            )
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"metrics.address {address}: cannot listen: {exc.strerror or exc}"
+                + (
+                    " (another process has it; choose another with --metrics-address or"
+                    " [metrics] address)"
+                    if exc.errno == errno.EADDRINUSE
+                    else ""
+                )
+            ) from None
         self._server, self._thread = server, thread
         log.info("metrics served on http://%s/metrics", address)
 

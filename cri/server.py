@@ -113,6 +113,8 @@ class CallInterceptor(aio.ServerInterceptor):
         latency = metrics.rpc_latency.labels(service, name)
         in_flight = metrics.rpc_in_flight.labels(service, name)
 
+        debug = log.isEnabledFor(logging.DEBUG)
+
         async def handle(request: Any, context: aio.ServicerContext) -> Any:
             start = time.perf_counter()
             in_flight.inc()
@@ -127,8 +129,11 @@ class CallInterceptor(aio.ServerInterceptor):
                 raise  # unreachable: abort raises
             finally:
                 in_flight.dec()
-                latency.observe(time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                latency.observe(elapsed)
             self._count(service, name, grpc.StatusCode.OK)
+            if debug:
+                log.debug("%s/%s OK in %.1f ms", service, name, elapsed * 1000)
             return response
 
         return handle
@@ -138,6 +143,7 @@ class CallInterceptor(aio.ServerInterceptor):
         in_flight = metrics.rpc_in_flight.labels(service, name)
 
         async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            log.debug("%s/%s stream opened", service, name)
             in_flight.inc()
             try:
                 result = behaviour(request, context)

@@ -1,0 +1,133 @@
+"""pinnaced as an operator meets it: a taken metrics port is one line and exit 1; ``--address``
+takes a bare path; ``--version``; readiness through sd_notify; log levels that mean something
+(INFO: state changes and failures, DEBUG: RPCs and registry requests); the sandbox image is
+pulled only for pods that need an infra container."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from tests.support.cli import one_line_failure, run_cli
+from tests.support.daemon import DaemonError, Pinnaced, hosts_toml
+from tests.support.registry import Registry
+
+UNREACHABLE_PAUSE = "127.0.0.1:9/never/pause:1"  # the discard port: nothing answers there
+
+
+def _daemon(tmp_path: Path, registry: Registry, *extra: str, **kwargs: object) -> Pinnaced:
+    tmp_path.mkdir(exist_ok=True)
+    hosts = tmp_path / "certs.d"
+    hosts_toml(hosts, registry.host, plain_http=True)
+    config = f'[images]\nsandbox_image = "{UNREACHABLE_PAUSE}"\n'
+    return Pinnaced(
+        tmp_path, registry_hosts_dir=hosts, extra_args=extra, config_text=config, **kwargs
+    )  # type: ignore[arg-type]
+
+
+def test_version_flag() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cri.daemon", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("pinnaced "), result
+
+
+def test_a_taken_metrics_port_is_one_clear_line_and_exit_1(
+    tmp_path: Path, registry: Registry
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = _daemon(tmp_path, registry, "--metrics-address", f"127.0.0.1:{port}")
+        try:
+            with pytest.raises(DaemonError):
+                daemon.start()
+            assert daemon.returncode == 1
+            log = daemon.log_path.read_text()
+        finally:
+            daemon.close()
+    assert "Traceback" not in log, log
+    last = log.rstrip("\n").splitlines()[-1]
+    assert last.startswith(f"pinnaced: metrics.address 127.0.0.1:{port}: cannot listen:"), last
+    assert "--metrics-address" in last
+
+
+def test_bare_address_readiness_and_info_log(
+    tmp_path: Path, registry: Registry, pushed_busybox: str
+) -> None:
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(notify_path))
+        systemd.settimeout(60)
+        daemon = _daemon(
+            tmp_path / "d", registry, "--log-level", "info",
+            env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        )  # fmt: skip
+        # a bare path, as containerd's --address takes (the argument after the harness's wins)
+        daemon.extra_args = (*daemon.extra_args, "--address", str(daemon.socket))
+        daemon.cni_conf_dir.mkdir(parents=True)
+        (daemon.cni_conf_dir / "10-lo.conflist").write_text(
+            json.dumps({"cniVersion": "1.0.0", "name": "lo", "plugins": [{"type": "loopback"}]})
+        )
+        try:
+            daemon.start()
+            message = systemd.recv(4096).decode()
+            assert "READY=1" in message.splitlines(), message
+            assert run_cli(daemon.socket, "version").returncode == 0
+
+            # a pod with no shared PID namespace needs no infra container, so the sandbox
+            # image (on a registry nothing answers) is never pulled
+            manifest = tmp_path / "pod.yaml"
+            manifest.write_text(
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: journal, namespace: ops}\nspec:\n"
+                "  terminationGracePeriodSeconds: 1\n  containers:\n"
+                f"  - name: once\n    image: {pushed_busybox}\n"
+                '    command: ["sh", "-c", "echo done"]\n'
+            )
+            roots = ["--log-root", str(tmp_path / "logs"), "--play-root", str(tmp_path / "play")]
+            played = run_cli(
+                daemon.socket, "play", "-q", str(manifest), *roots, "--resolv-conf", ""
+            )
+            assert played.returncode == 0, played.stderr
+            images = daemon.image.ListImages(pb.ListImagesRequest()).images
+            assert UNREACHABLE_PAUSE not in [t for i in images for t in i.repo_tags]
+            # a failure is logged at INFO too
+            failed = run_cli(daemon.socket, "image", "pull", "-q", f"{registry.host}/no/such:1")
+            one_line_failure(failed)
+            assert run_cli(daemon.socket, "play", "--down", str(manifest), *roots).returncode == 0
+        finally:
+            daemon.close()
+        assert "STOPPING=1" in systemd.recv(4096).decode()
+    log = daemon.log_path.read_text()
+    assert "Traceback" not in log
+    # INFO: one line per state change (the event journal) and per failure; no per-request noise
+    for topic in ("/sandboxes/start", "/tasks/start", "/tasks/exit"):
+        assert f"pinnaced.state: {topic} " in log, topic
+    assert "INFO cri.server: pinnace.images.v1.Images/Pull failed: NOT_FOUND" in log
+    assert "HTTP Request:" not in log and " OK in " not in log and " DEBUG " not in log
+
+
+def test_debug_log_has_rpcs_and_registry_requests(
+    tmp_path: Path, registry: Registry, pushed_busybox: str
+) -> None:
+    daemon = _daemon(tmp_path, registry)  # the harness runs at --log-level debug
+    try:
+        daemon.start()
+        assert run_cli(daemon.socket, "image", "pull", "-q", pushed_busybox).returncode == 0
+    finally:
+        daemon.close()
+    log = daemon.log_path.read_text()
+    assert "runtime.v1.RuntimeService/Version OK in" in log
+    assert "HTTP Request: GET http://" in log and "/v2/test/busybox/manifests/" in log
