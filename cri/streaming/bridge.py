@@ -80,7 +80,7 @@ async def run(
     stream and half-close ours: returns True) or the client goes away (returns False; the
     caller then kills what it started)."""
     out = asyncio.create_task(_pump_output(streams, stdio, tty=tty))
-    inp = asyncio.create_task(_pump_input(streams, stdio, resize))
+    inp = asyncio.create_task(_pump_input(streams, stdio, resize, tty=tty))
     try:
         done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
         if inp in done and out not in done:
@@ -115,6 +115,8 @@ async def _pump_input(
     streams: ClientStreams,
     stdio: AttachedStdio,
     resize: Callable[[TerminalSize], Awaitable[None]],
+    *,
+    tty: bool,
 ) -> None:
     while True:
         event = await streams.inputs.get()
@@ -122,7 +124,12 @@ async def _pump_input(
             case StdinData(data):
                 await stdio.write(data)
             case StdinEnd():
-                stdio.close_stdin()
+                if tty:
+                    # Closing one end of a terminal does not give its reader EOF; the
+                    # terminal's EOF character does (what a person at it would type).
+                    await stdio.write(b"\x04")
+                else:
+                    stdio.close_stdin()
             case Resize(size):
                 try:
                     await resize(size)

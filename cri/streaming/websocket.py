@@ -220,7 +220,9 @@ def _decode(msg: bytes | str, *, base64_codec: bool) -> tuple[int, bytes] | None
         return None
     if isinstance(msg, str):
         if not base64_codec:
-            return None
+            # Text frames on a binary protocol: clients (the kubernetes Python client among
+            # them) send str data that way; the first character is the channel byte.
+            return ord(msg[0]), msg[1:].encode("utf-8")
         channel = ord(msg[0]) - ord("0")
         try:
             return channel, base64.b64decode(msg[1:], validate=True)

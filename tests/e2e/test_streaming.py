@@ -179,3 +179,286 @@ def test_malformed_upgrade_is_400_and_unknown_protocols_403(env: Env, sleeper: s
         SpdyClient(url, protocols=("v9.channel.k8s.io",))
     assert err.value.status == 403
     assert "v4.channel.k8s.io" in err.value.headers["x-accepted-stream-protocol-versions"]
+
+
+def _ws_client(url: str, protocols: str | None = None) -> Any:
+    """The kubernetes package's own WebSocket exec client, pointed at our URL."""
+    from kubernetes.client import Configuration
+    from kubernetes.stream.ws_client import WSClient
+
+    headers = {"sec-websocket-protocol": protocols} if protocols else None
+    return WSClient(Configuration(), url.replace("http://", "ws://", 1), headers, True)
+
+
+def test_exec_over_websocket_with_the_kubernetes_client(env: Env, sleeper: str) -> None:
+    client = _ws_client(env.exec_url(sleeper, ["sh", "-c", "echo out; echo err >&2; exit 7"]))
+    assert client.subprotocol == "v5.channel.k8s.io"
+    client.run_forever(timeout=30)
+    assert client.read_stdout() == "out\n"
+    assert client.read_stderr() == "err\n"
+    assert client.returncode == 7
+    client.close()
+
+
+def test_websocket_stdin_half_close_v5(env: Env, sleeper: str) -> None:
+    client = _ws_client(env.exec_url(sleeper, ["sh", "-c", "tr a-z A-Z; echo end"], stdin=True))
+    client.write_stdin("hello websocket\n")
+    client.close_channel(0)  # v5: stdin reaches EOF, output goes on
+    client.run_forever(timeout=30)
+    assert client.read_stdout() == "HELLO WEBSOCKET\nend\n"
+    assert client.returncode == 0
+    client.close()
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "base64.channel.k8s.io"])
+def test_websocket_older_protocols(env: Env, sleeper: str, protocol: str) -> None:
+    client = _ws_client(env.exec_url(sleeper, ["sh", "-c", "echo hi; exit 2"]), protocol)
+    assert client.subprotocol == protocol
+    raw = []
+    while client.is_open():
+        client.update(timeout=30)
+        if client.peek_stdout():
+            raw.append(client.read_stdout())
+    client.close()
+    if protocol.startswith("v4"):
+        assert "".join(raw) == "hi\n"
+        assert client.returncode == 2
+
+
+def test_websocket_unknown_protocols_get_the_list(env: Env, sleeper: str) -> None:
+    import websocket
+
+    url = env.exec_url(sleeper, ["true"]).replace("http://", "ws://", 1)
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        websocket.create_connection(url, subprotocols=["v9.channel.k8s.io"], timeout=30)
+    assert err.value.status_code == 403
+    assert b"v5.channel.k8s.io" in (err.value.resp_body or b"")
+
+
+def test_exec_with_a_tty_and_resize(env: Env, sleeper: str) -> None:
+    url = env.exec_url(
+        sleeper, ["sh", "-c", "while read x; do stty size; done"], tty=True, stdin=True
+    )
+    client = SpdyClient(url)
+    try:
+        error = client.open_stream({"streamType": "error"})
+        stdin = client.open_stream({"streamType": "stdin"})
+        stdout = client.open_stream({"streamType": "stdout"})
+        resize = client.open_stream({"streamType": "resize"})
+        for s in (error, stdin, stdout, resize):
+            assert s.replied.wait(30)
+        client.send(resize, b'{"Width":100,"Height":40}')
+        for _ in range(20):
+            mark = len(stdout.data)
+            client.send(stdin, b"x\n")
+            assert client.wait_for(lambda m=mark: b"\n" in stdout.data[m:].replace(b"x\r\n", b""))
+            if b"40 100" in stdout.data:
+                break
+        assert b"40 100" in stdout.data
+        client.send(stdin, b"", fin=True)
+        assert error.ended.wait(30)
+        assert json.loads(bytes(error.data)) == {"metadata": {}, "status": "Success"}
+    finally:
+        client.close()
+
+
+def _attach_url(env: Env, cid: str, **kwargs: Any) -> str:
+    kwargs.setdefault("stdout", True)
+    return str(env.runtime.Attach(pb.AttachRequest(container_id=cid, **kwargs), timeout=30).url)
+
+
+def _wait_exit(env: Env, cid: str) -> pb.ContainerStatus:
+    stream = env.runtime.GetContainerEvents(pb.GetEventsRequest())
+    try:
+        status = env.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+        if status.state == pb.CONTAINER_EXITED:
+            return status
+        for event in stream:
+            if (
+                event.container_id == cid
+                and event.container_event_type == pb.CONTAINER_STOPPED_EVENT
+            ):
+                break
+    finally:
+        stream.cancel()
+    return env.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+
+
+def test_attach_with_stdin_once(env: Env) -> None:
+    cid = env.container("once", ["sh", "-c", "cat; echo stdin-closed"], stdin=True, stdin_once=True)
+    client = SpdyClient(_attach_url(env, cid, stdin=True, stderr=True))
+    try:
+        client.open_stream({"streamType": "error"})
+        stdin = client.open_stream({"streamType": "stdin"})
+        stdout = client.open_stream({"streamType": "stdout"})
+        client.open_stream({"streamType": "stderr"})
+        assert stdin.replied.wait(30)
+        client.send(stdin, b"hello attach\n")
+        assert client.wait_for(lambda: b"hello attach\n" in stdout.data)
+    finally:
+        client.close()  # the first attach goes away: with stdin_once the container's stdin closes
+    status = _wait_exit(env, cid)
+    assert status.exit_code == 0
+    log = env.pod_config.log_directory + "/once.log"
+    with open(log) as f:
+        assert "stdin-closed" in f.read()
+
+
+def test_interactive_tty_container(env: Env) -> None:
+    cid = env.container("tty", ["sh"], stdin=True, tty=True)
+    client = SpdyClient(_attach_url(env, cid, stdin=True, tty=True))
+    try:
+        streams = {
+            t: client.open_stream({"streamType": t}) for t in ("error", "stdin", "stdout", "resize")
+        }
+        assert all(s.replied.wait(30) for s in streams.values())
+        client.send(streams["resize"], b'{"Width":90,"Height":30}')
+        out = streams["stdout"]
+        for _ in range(20):
+            mark = len(out.data)
+            client.send(streams["stdin"], b"stty size\n")
+            assert client.wait_for(lambda m=mark: b"\n" in out.data[m:])
+            if b"30 90" in out.data:
+                break
+        assert b"30 90" in out.data
+        client.send(streams["stdin"], b"exit 4\n")
+        assert streams["error"].ended.wait(30)
+    finally:
+        client.close()
+    assert _wait_exit(env, cid).exit_code == 4
+
+
+def _listening(env: Env, cid: str, port: int) -> None:
+    """Await the server in ``cid`` listening on ``port`` (each probe is a real exec, bounded)."""
+    probe = ["sh", "-c", f"netstat -ltn | grep -q ':{port} '"]
+    for _ in range(200):
+        reply = env.runtime.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=probe, timeout=10))
+        if reply.exit_code == 0:
+            return
+    raise AssertionError(f"nothing listens on {port} in {cid}")
+
+
+@pytest.fixture(scope="module")
+def echo_server(env: Env) -> str:
+    cid = env.container(
+        "echo", ["sh", "-c", "nc -ll -p 8080 -e cat & httpd -f -p '[::1]:8081' -h /"]
+    )
+    _listening(env, cid, 8080)
+    _listening(env, cid, 8081)
+    return cid
+
+
+def _pf_url(env: Env, pod_id: str | None = None, ports: tuple[int, ...] = ()) -> str:
+    request = pb.PortForwardRequest(pod_sandbox_id=pod_id or env.pod_id, port=list(ports))
+    return str(env.runtime.PortForward(request, timeout=30).url)
+
+
+def _forward(client: SpdyClient, port: int, request_id: int, payload: bytes) -> tuple[bytes, bytes]:
+    headers = {"port": str(port), "requestID": str(request_id)}
+    error = client.open_stream({"streamType": "error", **headers})
+    data = client.open_stream({"streamType": "data", **headers})
+    assert error.replied.wait(30) and data.replied.wait(30)
+    client.send(error, b"", fin=True)  # what client-go does: it never writes on the error stream
+    if payload:
+        client.send(data, payload)
+    client.send(data, b"", fin=True)
+    assert data.ended.wait(30) and error.ended.wait(30)
+    return bytes(data.data), bytes(error.data)
+
+
+def test_port_forward_over_spdy(env: Env, echo_server: str) -> None:
+    client = SpdyClient(_pf_url(env), protocols=("portforward.k8s.io",))
+    try:
+        assert client.protocol == "portforward.k8s.io"
+        payload = b"through the pod's loopback\n" * 5000
+        got, err = _forward(client, 8080, 0, payload)
+        assert (got, err) == (payload, b"")
+        # several connections on one session, and IPv6 localhost (httpd listens on ::1 only)
+        got, err = _forward(client, 8081, 1, b"GET /nope HTTP/1.0\r\n\r\n")
+        assert got.startswith(b"HTTP/1.") and err == b""
+        got, err = _forward(client, 8080, 2, b"again\n")
+        assert got == b"again\n"
+        # a refused port: an error on the error stream, not a hung stream
+        got, err = _forward(client, 9, 3, b"")
+        assert got == b"" and b"error forwarding port 9" in err
+    finally:
+        client.close()
+
+
+def test_port_forward_concurrent_connections(env: Env, echo_server: str) -> None:
+    import threading
+
+    client = SpdyClient(_pf_url(env), protocols=("portforward.k8s.io",))
+    results: dict[int, bytes] = {}
+
+    def one(n: int) -> None:
+        results[n] = _forward(client, 8080, n, f"conn {n}\n".encode() * 100)[0]
+
+    try:
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results == {n: f"conn {n}\n".encode() * 100 for n in range(8)}
+    finally:
+        client.close()
+
+
+def test_port_forward_over_websocket_with_the_kubernetes_client(env: Env, echo_server: str) -> None:
+    from kubernetes.client import Configuration
+    from kubernetes.stream.ws_client import portforward_call
+
+    url = _pf_url(env).replace("http://", "ws://", 1) + "?ports=8080"
+    pf = portforward_call(Configuration(), "GET", url)
+    try:
+        sock = pf.socket(8080)
+        sock.settimeout(30)
+        sock.sendall(b"websocket port-forward\n")
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            assert chunk
+            got += chunk
+        assert got == b"websocket port-forward\n"
+        assert pf.error(8080) is None
+    finally:
+        pf.close()
+
+
+def test_port_forward_to_a_host_network_pod(env: Env) -> None:
+    import socket
+
+    pod_config = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name="hostnet", uid=uuid.uuid4().hex, namespace="e2e"),
+        linux=pb.LinuxPodSandboxConfig(
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER)
+            )
+        ),
+    )
+    pod_id = env.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config), timeout=120)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        client = SpdyClient(_pf_url(env, pod_id.pod_sandbox_id), protocols=("portforward.k8s.io",))
+        try:
+            headers = {"port": str(port), "requestID": "0"}
+            error = client.open_stream({"streamType": "error", **headers})
+            data = client.open_stream({"streamType": "data", **headers})
+            client.send(data, b"to the host")
+            conn, _ = listener.accept()
+            conn.settimeout(30)
+            assert conn.recv(100) == b"to the host"
+            conn.sendall(b"from the host")
+            conn.close()
+            assert data.ended.wait(30)
+            assert bytes(data.data) == b"from the host"
+            assert error.ended.wait(30)
+        finally:
+            client.close()
+    finally:
+        listener.close()
+        env.runtime.RemovePodSandbox(
+            pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id.pod_sandbox_id)
+        )

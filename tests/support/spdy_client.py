@@ -120,6 +120,7 @@ class SpdyClient:
         self.closed = threading.Event()
         self.pings: queue.Queue[int] = queue.Queue()
         self.window_updates = 0
+        self._arrived = threading.Condition()
         self._buf = rest
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
@@ -148,6 +149,11 @@ class SpdyClient:
         frame = struct.pack(">II", stream.id, ((1 if fin else 0) << 24) | len(data)) + data
         with self._lock:
             self.sock.sendall(frame)
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0) -> bool:
+        """Wait until ``predicate()`` holds after frames arrive (or the connection ends)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: predicate() or self.closed.is_set(), timeout)
 
     def ping(self, pid: int = 1) -> None:
         self._control(PING, 0, struct.pack(">I", pid))
@@ -181,18 +187,22 @@ class SpdyClient:
                 first, second = struct.unpack(">II", self._recv_exact(8))
                 flags, length = second >> 24, second & 0xFFFFFF
                 body = self._recv_exact(length)
-                if first & 0x80000000:
-                    self._on_control(first & 0xFFFF, flags, body)
-                else:
-                    s = self.streams.get(first & 0x7FFFFFFF)
-                    if s is not None:
-                        s.data += body
-                        if flags & 1:
-                            s.ended.set()
+                with self._arrived:
+                    if first & 0x80000000:
+                        self._on_control(first & 0xFFFF, flags, body)
+                    else:
+                        s = self.streams.get(first & 0x7FFFFFFF)
+                        if s is not None:
+                            s.data += body
+                            if flags & 1:
+                                s.ended.set()
+                    self._arrived.notify_all()
         except (EOFError, OSError):
             pass
         finally:
             self.closed.set()
+            with self._arrived:
+                self._arrived.notify_all()
             for s in self.streams.values():
                 s.ended.set()
                 s.replied.set()
