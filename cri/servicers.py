@@ -10,7 +10,16 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
-from cri.rpc import container_events, containers, images, runtime_info, sandboxes, stats, streams
+from cri.rpc import (
+    container_events,
+    containers,
+    images,
+    metrics,
+    runtime_info,
+    sandboxes,
+    stats,
+    streams,
+)
 from cri.rpc import streaming as streaming_rpc
 from cri.rpc.deps import Deps
 
@@ -128,6 +137,20 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
 
     def StreamPodSandboxStats(self, request: Any, context: Any) -> Any:
         return streams.stream_pod_sandbox_stats(self._deps, request)
+
+    # -- metrics --
+    async def ListMetricDescriptors(
+        self, request: Any, context: Any
+    ) -> pb.ListMetricDescriptorsResponse:
+        return metrics.list_metric_descriptors(self._deps, request)
+
+    async def ListPodSandboxMetrics(
+        self, request: Any, context: Any
+    ) -> pb.ListPodSandboxMetricsResponse:
+        return await metrics.list_pod_sandbox_metrics(self._deps, request)
+
+    def StreamPodSandboxMetrics(self, request: Any, context: Any) -> Any:
+        return streams.stream_pod_sandbox_metrics(self._deps, request)
 
 
 class ImageServicer(pb_grpc.ImageServiceServicer):

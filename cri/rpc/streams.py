@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from cri.api.runtime.v1 import api_pb2 as pb
-from cri.rpc import containers, images, sandboxes, stats
+from cri.rpc import containers, images, metrics, sandboxes, stats
 from cri.rpc.deps import Deps
 from cri.rpc.paging import pages
 
@@ -64,3 +64,13 @@ async def stream_pod_sandbox_stats(
     items = (await stats.list_pod_sandbox_stats(deps, listed)).stats
     for page in pages(items):
         yield pb.StreamPodSandboxStatsResponse(pod_sandbox_stats=page)
+
+
+async def stream_pod_sandbox_metrics(
+    deps: Deps, request: pb.StreamPodSandboxMetricsRequest
+) -> AsyncIterator[pb.StreamPodSandboxMetricsResponse]:
+    items = (
+        await metrics.list_pod_sandbox_metrics(deps, pb.ListPodSandboxMetricsRequest())
+    ).pod_metrics
+    for page in pages(items):
+        yield pb.StreamPodSandboxMetricsResponse(pod_sandbox_metrics=page)

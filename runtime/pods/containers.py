@@ -29,6 +29,7 @@ from runtime import oci
 from runtime.aio import shielded
 from runtime.cdi import CdiRegistry, requested_devices
 from runtime.cgroups import CgroupMounts, CgroupStats, read_stats
+from runtime.cgroups.detail import CgroupDetail, read_detail
 from runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -505,6 +506,15 @@ class ContainerController:
         try:
             return read_stats(self._cgroups, path)
         except (OSError, NotFound):
+            return None
+
+    def read_cgroup_detail(self, path: str) -> CgroupDetail | None:
+        """Blocking: every figure of the cgroup the metrics show, None where unknown."""
+        if self._cgroups is None:
+            return None
+        try:
+            return read_detail(self._cgroups, path)
+        except (OSError, NotFound, InvalidArgument):
             return None
 
     def layer_keys(self) -> dict[str, str]:

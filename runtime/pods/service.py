@@ -4,17 +4,20 @@ recovery after a restart, statistics), over the two controllers."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.cgroups import CgroupStats, CpuSampler
-from runtime.model.pods import Container, ContainerState, Sandbox
+from runtime.cgroups.detail import CgroupDetail
+from runtime.model.pods import Container, ContainerState, Sandbox, SandboxState
 from runtime.pods.containers import ContainerController
 from runtime.pods.sandboxes import SandboxController
 from runtime.pods.store import PodStore
 from runtime.stats.layers import LayerUsage, WritableLayers
 from runtime.stats.netdev import InterfaceCounters, read_pod_interfaces
+from runtime.stats.procs import OpenFiles, block_device_name, open_files
 from runtime.tasks.interfaces import TaskService
 
 
@@ -40,6 +43,38 @@ class SandboxFigures:
     usage_nano_cores: int | None
     containers: tuple[ContainerFigures, ...]
     interfaces: tuple[InterfaceCounters, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FsCapacity:
+    """Size of the filesystem containers' writable layers are on (``statvfs``)."""
+
+    capacity_bytes: int
+    inodes_total: int
+    inodes_free: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerMetricFigures:
+    """What the cAdvisor-style metrics of one running container are built from."""
+
+    container: Container
+    timestamp_ns: int
+    cgroup: CgroupDetail
+    writable: LayerUsage | None
+    open_files: OpenFiles
+    devices: dict[tuple[int, int], str]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxMetricFigures:
+    """The metrics' figures of one ready pod: its interfaces and its running containers."""
+
+    sandbox: Sandbox
+    timestamp_ns: int
+    interfaces: tuple[InterfaceCounters, ...] | None
+    containers: tuple[ContainerMetricFigures, ...]
+    fs: FsCapacity | None
 
 
 class PodService:
@@ -153,3 +188,68 @@ class PodService:
         ]
         found = read_pod_interfaces(Path(netns), pids)
         return None if found is None else tuple(found)
+
+    # ---- metrics --------------------------------------------------------------------------
+
+    async def metric_figures(
+        self, sandboxes: list[Sandbox], *, fs_path: str
+    ) -> list[SandboxMetricFigures]:
+        """The figures of ``ListPodSandboxMetrics``: ready pods and their running containers,
+        every cgroup figure, open files, layer usage, network counters. Blocking work runs on
+        a worker thread."""
+        ready = [s for s in sandboxes if s.state == SandboxState.READY]
+        members = {
+            s.id: [c for c in self.store.containers_of(s.id) if c.state == ContainerState.RUNNING]
+            for s in ready
+        }
+
+        def read() -> list[SandboxMetricFigures]:
+            fs = _fs_capacity(fs_path)
+            names: dict[tuple[int, int], str] = {}
+            out = []
+            for sandbox in ready:
+                containers = []
+                for c in members[sandbox.id]:
+                    path = self.containers.cgroup_path(c)
+                    detail = self.containers.read_cgroup_detail(path) if path else None
+                    if detail is None:
+                        continue
+                    for io in detail.block_io:
+                        key = (io.major, io.minor)
+                        if key not in names:
+                            names[key] = block_device_name(io.major, io.minor)
+                    containers.append(
+                        ContainerMetricFigures(
+                            container=c,
+                            timestamp_ns=time.time_ns(),
+                            cgroup=detail,
+                            writable=self.layers.usage(c.id) if self.layers else None,
+                            open_files=open_files(detail.pids),
+                            devices={
+                                (io.major, io.minor): names[(io.major, io.minor)]
+                                for io in detail.block_io
+                            },
+                        )
+                    )
+                out.append(
+                    SandboxMetricFigures(
+                        sandbox=sandbox,
+                        timestamp_ns=time.time_ns(),
+                        interfaces=self._interfaces(sandbox),
+                        containers=tuple(containers),
+                        fs=fs,
+                    )
+                )
+            return out
+
+        return await asyncio.to_thread(read)
+
+
+def _fs_capacity(path: str) -> FsCapacity | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return FsCapacity(
+        capacity_bytes=st.f_blocks * st.f_frsize, inodes_total=st.f_files, inodes_free=st.f_ffree
+    )

@@ -277,3 +277,46 @@ def test_update_pod_sandbox_resources_reaches_the_pod_cgroup(stats_env) -> None:
             )
         )
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _samples(pod: pb.PodSandboxMetrics) -> list[pb.Metric]:
+    return [*pod.metrics, *(m for c in pod.container_metrics for m in c.metrics)]
+
+
+def test_metrics_match_their_descriptors_and_the_stream_equals_the_list(stats_env) -> None:
+    daemon, _network, image = stats_env
+    runtime, _ = daemon.clients()
+    pod_id, ctr, _ = _pod(runtime, image)
+    keys = {
+        d.name: list(d.label_keys)
+        for d in runtime.ListMetricDescriptors(pb.ListMetricDescriptorsRequest()).descriptors
+    }
+    assert {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"} <= set(keys)
+
+    listed = runtime.ListPodSandboxMetrics(pb.ListPodSandboxMetricsRequest()).pod_metrics
+    (pod,) = [p for p in listed if p.pod_sandbox_id == pod_id]
+    assert [c.container_id for c in pod.container_metrics] == [ctr]
+    for m in _samples(pod):
+        assert m.name in keys, m.name
+        assert len(m.label_values) == len(keys[m.name]), m.name
+    by = {(m.name, tuple(m.label_values)): m.value.value for m in _samples(pod)}
+    base = (ctr, image, "stats")
+    mine = {
+        name: v for (name, labels), v in by.items() if labels[:3] == base and labels[4] == "main"
+    }
+    assert mine["container_memory_working_set_bytes"] > 0
+    assert mine["container_processes"] >= 1 and mine["container_threads"] >= 1
+    assert mine["container_last_seen"] > 0 and mine["container_start_time_seconds"] > 0
+    eth0 = [labels for (name, labels) in by if name == "container_network_receive_bytes_total"]
+    assert eth0 and eth0[0][4] == "POD" and eth0[0][5] == "eth0"
+
+    pages = list(runtime.StreamPodSandboxMetrics(pb.StreamPodSandboxMetricsRequest()))
+    streamed = [p for page in pages for p in page.pod_sandbox_metrics]
+    assert [p.pod_sandbox_id for p in streamed] == [p.pod_sandbox_id for p in listed]
+
+    def shape(p: pb.PodSandboxMetrics) -> list[tuple[str, list[str]]]:
+        # block devices appear with a container's first I/O: not a difference of the RPCs
+        return [(m.name, list(m.label_values)) for m in _samples(p) if "device" not in keys[m.name]]
+
+    for a, b in zip(streamed, listed, strict=True):
+        assert shape(a) == shape(b)
