@@ -255,16 +255,16 @@ def test_update_pod_sandbox_resources_reaches_the_pod_cgroup(stats_env) -> None:
     )
     v2 = not Path("/sys/fs/cgroup/memory").is_dir()
     base = Path("/sys/fs/cgroup")
+    pod_cgroup = daemon.cgroup_root.strip("/") + "/" + pod_id
     if v2:
-        pod_dir = base / "pinnace" / pod_id
+        pod_dir = base / pod_cgroup
         assert (pod_dir / "memory.max").read_text().strip() == str(96 << 20)
         assert (pod_dir / "cpu.max").read_text().split() == ["40000", "100000"]
     else:
-        assert (
-            base / "memory/pinnace" / pod_id / "memory.limit_in_bytes"
-        ).read_text().strip() == str(96 << 20)
-        assert (base / "cpu/pinnace" / pod_id / "cpu.shares").read_text().strip() == "333"
-        assert (base / "cpu/pinnace" / pod_id / "cpu.cfs_quota_us").read_text().strip() == "40000"
+        memory = base / "memory" / pod_cgroup / "memory.limit_in_bytes"
+        assert memory.read_text().strip() == str(96 << 20)
+        assert (base / "cpu" / pod_cgroup / "cpu.shares").read_text().strip() == "333"
+        assert (base / "cpu" / pod_cgroup / "cpu.cfs_quota_us").read_text().strip() == "40000"
     # recorded and reported: the sandbox's config in PodSandboxStatus' verbose info
     status = runtime.PodSandboxStatus(
         pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True)
@@ -287,6 +287,11 @@ def test_metrics_match_their_descriptors_and_the_stream_equals_the_list(stats_en
     daemon, _network, image = stats_env
     runtime, _ = daemon.clients()
     pod_id, ctr, _ = _pod(runtime, image)
+    # container_fs_usage_bytes appears once the layer is measured: wait for that fact first
+    _until(
+        lambda: runtime.ContainerStats(pb.ContainerStatsRequest(container_id=ctr)).stats,
+        lambda s: s.writable_layer.HasField("used_bytes"),
+    )
     keys = {
         d.name: list(d.label_keys)
         for d in runtime.ListMetricDescriptors(pb.ListMetricDescriptorsRequest()).descriptors
