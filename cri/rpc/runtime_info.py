@@ -11,6 +11,7 @@ from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc.deps import Deps
 from runtime.cdi import CdiRegistry
 from runtime.network.template import write_rendered
+from runtime.tasks import features
 
 RUNTIME_NAME = "pinnace"
 CRI_API_VERSION = "v1"
@@ -29,10 +30,12 @@ def version(deps: Deps, request: pb.VersionRequest) -> pb.VersionResponse:
 
 def _handler_features(deps: Deps, name: str) -> pb.RuntimeHandlerFeatures:
     """A handler's features as its OCI runtime stated them at start ("" is the default
-    handler): recursive read-only mounts where it lists ``rro``. User namespaces: not yet."""
+    handler): recursive read-only mounts where it lists ``rro``; user namespaces where pinnace
+    and the runtime both can (:mod:`runtime.tasks.features`)."""
     stated = deps.handler_features.get(name or deps.config.runtime.default_handler)
     rro = stated is not None and stated.recursive_read_only
-    return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=False)
+    userns = stated is not None and stated.user_namespaces
+    return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=userns)
 
 
 def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
@@ -60,7 +63,9 @@ def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
         status=pb.RuntimeStatus(conditions=conditions),
         info=info,
         runtime_handlers=handlers,
-        features=pb.RuntimeFeatures(),
+        features=pb.RuntimeFeatures(
+            supplemental_groups_policy=features.PINNACE_SUPPLEMENTAL_GROUPS_POLICY
+        ),
     )
 
 

@@ -22,6 +22,15 @@ log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 10.0
 
+# What pinnace itself honours, beside what the OCI runtime states: the one place to switch a
+# kubelet-visible feature on, in the change that implements it (Status reports these).
+# Pod user namespaces (``userns_options`` mode POD): not implemented; also needs id-mapped
+# mounts from the runtime.
+PINNACE_USER_NAMESPACES = False
+# RuntimeFeatures.supplemental_groups_policy (node-wide): ``Strict`` honoured (only the
+# listed groups, not the image's /etc/group memberships).
+PINNACE_SUPPLEMENTAL_GROUPS_POLICY = False
+
 
 @dataclass(frozen=True, slots=True)
 class HandlerFeatures:
@@ -40,6 +49,12 @@ class HandlerFeatures:
     def idmapped_mounts(self) -> bool:
         """Mount option ``idmap``: the runtime makes id-mapped bind mounts itself."""
         return "idmap" in self.mount_options
+
+    @property
+    def user_namespaces(self) -> bool:
+        """Pods in their own user namespace: pinnace implements it, and the runtime has the
+        ``user`` namespace and id-mapped mounts."""
+        return PINNACE_USER_NAMESPACES and "user" in self.namespaces and self.idmapped_mounts
 
 
 def parse_features(document: bytes) -> HandlerFeatures:

@@ -76,7 +76,6 @@ RULES: dict[str, dict[str, Rule]] = {
 # and has not landed yet: tolerated, and reported, as long as they fail. Remove an entry when
 # its owner lands it; the test then holds pinnace to it.
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("Exec", ""): "streaming Exec (engineer `streaming`): answers UNIMPLEMENTED until it lands",
     # container stats figures the kubelet's summary API reads (engineer `stats`)
     ("ListContainerStats", "stats[].memory.available_bytes"): "stats: memory.available_bytes",
     ("ListContainerStats", "stats[].memory.major_page_faults.value"): (
