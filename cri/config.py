@@ -195,6 +195,8 @@ class NetworkConfig:
     cni_cache_dir: Path | None = None  # None: <daemon.root>/cni
     conf_template: Path | None = None
     setup_timeout: float = 120.0
+    # Each CNI plugin run; a plugin still running then is killed and its ADD rolled back.
+    plugin_timeout: float = 60.0
 
     def validate(self) -> None:
         if not self.cni_bin_dirs:

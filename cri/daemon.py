@@ -167,6 +167,7 @@ class Daemon:
             conf_dir=cfg.network.cni_conf_dir,
             bin_dirs=cfg.network.cni_bin_dirs,
             cache_dir=cfg.network.cni_cache_dir or cfg.daemon.root / "cni",
+            plugin_timeout=cfg.network.plugin_timeout,
         )
         self.cdi = CdiRegistry(cfg.cdi.spec_dirs)
         self._stop = asyncio.Event()

@@ -7,6 +7,9 @@ escapes a handler is our bug: INTERNAL, logged with its traceback.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 import grpc
 
 from cri.wire import ERROR_KIND_KEY as ERROR_KIND_KEY
@@ -22,9 +25,30 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (errors.Internal, grpc.StatusCode.INTERNAL),
 )
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13
+
+
+def translate(exc: BaseException) -> BaseException:
+    """The runtime error an OS error escaping a handler stands for, where it is a fact of the
+    node rather than our bug: a full disk (ENOSPC, EDQUOT) is ResourceExhausted, naming the
+    file. Anything else is returned as it is."""
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return errors.ResourceExhausted(
+            f"no space left on device{where}: free space on that filesystem and retry"
+        )
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return errors.ResourceExhausted(
+            "the metadata database's disk is full: free space under the root directory and retry"
+        )
+    return exc
 
 
 def kind_for(exc: BaseException) -> str:

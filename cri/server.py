@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from cri.errors import ERROR_KIND_KEY, kind_for, status_for
+from cri.errors import ERROR_KIND_KEY, kind_for, status_for, translate
 from cri.metrics import Metrics
 from runtime.errors import PinnaceError
 
@@ -84,6 +84,7 @@ class CallInterceptor(aio.ServerInterceptor):
     async def _fail(
         self, context: aio.ServicerContext, service: str, name: str, exc: BaseException
     ) -> None:
+        exc = translate(exc)
         code = status_for(exc)
         if isinstance(exc, PinnaceError):
             log.info("%s/%s failed: %s: %s", service, name, code.name, exc)

@@ -51,6 +51,11 @@ class RegistryUnavailable(Unavailable):
         super().__init__(message)
 
 
+class ResourceExhausted(PinnaceError):
+    """A resource of the node is used up (the disk under the root or state directory is
+    full); freeing it and retrying helps."""
+
+
 class DeadlineExceeded(PinnaceError):
     """An operation made no progress within its deadline."""
 

@@ -168,6 +168,10 @@ async def spawn_conmon(argv: Sequence[str], *, cwd: Path, timeout: float) -> int
         line = await _read_line(r, timeout)
     except TimeoutError:
         raise DeadlineExceeded(f"conmon did not start within {timeout}s") from None
+    except (FileNotFoundError, PermissionError) as exc:
+        raise FailedPrecondition(
+            f"cannot run conmon {argv[0]}: {exc.strerror}; install conmon or set runtime.conmon"
+        ) from None
     finally:
         if w >= 0:
             os.close(w)

@@ -35,6 +35,7 @@ from runtime.errors import (
     Internal,
     InvalidArgument,
     NotFound,
+    PinnaceError,
 )
 from runtime.tasks import conmon as conmon_mod
 from runtime.tasks import exec_session, procfs
@@ -245,9 +246,14 @@ class TaskManager:
     async def _undo_create(self, handler: RuntimeHandler, task_id: str, task_dir: Path) -> None:
         """Remove whatever a failed or cancelled create left behind."""
         self._hub.forget(task_id)
-        res = await run_runtime(handler, ["delete", "-f", task_id], timeout=self._runtime_timeout)
-        if res.returncode != 0 and not is_not_found(runtime_message(res.stderr)):
-            log.warning("cleanup of failed task %s: %s", task_id, runtime_message(res.stderr))
+        try:
+            res = await run_runtime(
+                handler, ["delete", "-f", task_id], timeout=self._runtime_timeout
+            )
+            if res.returncode != 0 and not is_not_found(runtime_message(res.stderr)):
+                log.warning("cleanup of failed task %s: %s", task_id, runtime_message(res.stderr))
+        except PinnaceError as exc:  # the runtime cannot even run: it made nothing either
+            log.warning("cleanup of failed task %s: %s", task_id, exc)
         await asyncio.to_thread(self._remove_files, task_id, task_dir, None)
 
     async def start(self, id: str) -> None:

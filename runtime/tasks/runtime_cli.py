@@ -57,15 +57,21 @@ async def run_runtime(
 ) -> RuntimeResult:
     """Run ``handler.binary --root handler.root *args`` and capture its output. Raises
     DeadlineExceeded (after killing it) when it outlives ``timeout`` seconds."""
-    proc = await asyncio.create_subprocess_exec(
-        str(handler.binary),
-        "--root",
-        str(handler.root),
-        *args,
-        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            str(handler.binary),
+            "--root",
+            str(handler.root),
+            *args,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except (FileNotFoundError, PermissionError) as exc:
+        raise FailedPrecondition(
+            f"cannot run OCI runtime {handler.binary} (handler {handler.name!r}): "
+            f"{exc.strerror}; fix runtime.handlers.{handler.name}.binary"
+        ) from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), timeout)
     except TimeoutError:
