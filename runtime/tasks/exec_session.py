@@ -250,7 +250,10 @@ async def start(
         if ready is None:
             detail = runtime_message(early) or f"exit status {proc.returncode}"
             raise FailedPrecondition(f"conmon failed before the exec started: {detail}")
-        stdio = await connect(link / "attach")
+        try:
+            stdio = await connect(link / "attach")
+        except OSError as e:
+            raise FailedPrecondition(f"cannot attach to the exec's conmon: {e}") from e
         os.write(ours["start"], b"0")  # 3: attached; run the process
         first = await sync.next(_START_TIMEOUT)
         if first is None:

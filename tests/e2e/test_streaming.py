@@ -18,7 +18,7 @@ from tests.support import images
 from tests.support.daemon import Pinnaced
 from tests.support.push import push_image
 from tests.support.registry import Registry
-from tests.support.spdy_client import SpdyClient, UpgradeRefused, remote_command
+from tests.support.spdy_client import SpdyClient, UpgradeRefused, WebSocketTunnel, remote_command
 
 BOX = "test/streambox"
 
@@ -426,6 +426,19 @@ def test_port_forward_over_websocket_with_the_kubernetes_client(env: Env, echo_s
         pf.close()
 
 
+def test_port_forward_tunnelled_spdy_over_websocket(env: Env, echo_server: str) -> None:
+    # kubectl >= 1.31 port-forward: the SPDY protocol inside WebSocket binary messages
+    url = _pf_url(env).replace("http://", "ws://", 1)
+    tunnel = WebSocketTunnel(url, "SPDY/3.1+portforward.k8s.io")
+    assert tunnel.subprotocol.lower() == "spdy/3.1+portforward.k8s.io"  # the client lowercases
+    client = SpdyClient("", tunnel=tunnel)
+    try:
+        payload = b"tunnelled\n" * 10000
+        assert _forward(client, 8080, 0, payload) == (payload, b"")
+    finally:
+        client.close()
+
+
 def test_port_forward_to_a_host_network_pod(env: Env) -> None:
     import socket
 
@@ -462,3 +475,113 @@ def test_port_forward_to_a_host_network_pod(env: Env) -> None:
         env.runtime.RemovePodSandbox(
             pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id.pod_sandbox_id)
         )
+
+
+def _count(env: Env, cid: str, pattern: str) -> int:
+    reply = env.runtime.ExecSync(
+        pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", f"ps | grep -c '{pattern}'"])
+    )
+    return int(reply.stdout.decode().strip() or 0)
+
+
+def _await_count(env: Env, cid: str, pattern: str, want: int) -> int:
+    """Probe (each probe a real ExecSync round trip, bounded) until ``want`` processes match."""
+    got = -1
+    for _ in range(200):
+        got = _count(env, cid, pattern)
+        if got == want:
+            break
+    return got
+
+
+def _exec_dirs(env: Env) -> list[str]:
+    d = env.daemon.state / "execs"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_a_client_that_goes_away_gets_its_process_killed(env: Env, sleeper: str) -> None:
+    client = SpdyClient(env.exec_url(sleeper, ["sleep", "4242"]))
+    streams = [client.open_stream({"streamType": t}) for t in ("error", "stdout", "stderr")]
+    assert all(s.replied.wait(30) for s in streams)
+    assert _await_count(env, sleeper, "[s]leep 4242", 1) == 1
+    client.close()
+    assert _await_count(env, sleeper, "[s]leep 4242", 0) == 0
+    for _ in range(200):
+        if not _exec_dirs(env):
+            break
+        _count(env, sleeper, "x")  # a round trip between looks
+    assert _exec_dirs(env) == []
+
+
+def test_a_container_that_exits_ends_the_session_with_its_status(env: Env) -> None:
+    cid = env.container("short", ["sleep", "100000"])
+    client = SpdyClient(env.exec_url(cid, ["sleep", "5000"]))
+    try:
+        streams = {t: client.open_stream({"streamType": t}) for t in ("error", "stdout", "stderr")}
+        assert all(s.replied.wait(30) for s in streams.values())
+        assert _await_count(env, cid, "[s]leep 5000", 1) == 1
+        env.runtime.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0))
+        assert streams["error"].ended.wait(30)
+        status = json.loads(bytes(streams["error"].data))
+        assert status["reason"] == "NonZeroExitCode"
+        assert int(status["details"]["causes"][0]["message"]) == 137
+    finally:
+        client.close()
+
+
+def test_a_stalled_client_blocks_nobody_and_grows_nothing(env: Env, sleeper: str) -> None:
+    stalled = SpdyClient(env.exec_url(sleeper, ["cat", "/dev/zero"]), read=False)
+    try:
+        for t in ("error", "stdout", "stderr"):
+            stalled.open_stream({"streamType": t})
+        # other sessions go on while it stalls
+        for _ in range(3):
+            assert remote_command(env.exec_url(sleeper, ["echo", "alive"])).stdout == b"alive\n"
+        rss_kb = int(
+            next(
+                line.split()[1]
+                for line in open(f"/proc/{env.daemon.pid}/status")
+                if line.startswith("VmRSS:")
+            )
+        )
+        assert rss_kb < 300_000, f"daemon RSS {rss_kb} kB with a stalled client"
+    finally:
+        stalled.close()
+
+
+def test_garbage_never_hurts_the_daemon(env: Env, sleeper: str) -> None:
+    import random
+    import socket
+
+    url = env.exec_url(sleeper, ["true"])
+    port = int(url.split(":")[2].split("/")[0])
+    rng = random.Random(1)
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(rng.randbytes(rng.randrange(1, 3000)))
+            s.shutdown(socket.SHUT_WR)
+            reply = s.recv(4096)
+            assert reply == b"" or reply.startswith(b"HTTP/1.1 400")
+    # an upgraded session that gets garbage ends; the daemon serves the next one
+    client = SpdyClient(env.exec_url(sleeper, ["sleep", "1000"]))
+    client.send_raw(b"\x80\x03\x00\x01" + rng.randbytes(500))
+    assert client.goaway.wait(30) or client.closed.wait(30)
+    client.close()
+    assert remote_command(env.exec_url(sleeper, ["echo", "ok"])).stdout == b"ok\n"
+
+
+def test_one_hundred_concurrent_sessions(env: Env, sleeper: str) -> None:
+    import threading
+
+    results: dict[int, bytes] = {}
+
+    def one(n: int) -> None:
+        url = env.exec_url(sleeper, ["cat"], stdin=True)
+        results[n] = remote_command(url, stdin=f"session {n}\n".encode(), timeout=120).stdout
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert results == {n: f"session {n}\n".encode() for n in range(100)}

@@ -75,7 +75,18 @@ class SpdyClient:
         protocols: tuple[str, ...] = ("v4.channel.k8s.io",),
         upgrade: str = "SPDY/3.1",
         timeout: float = 30.0,
+        read: bool = True,
+        tunnel: Any = None,
     ) -> None:
+        """``read=False``: never read after the upgrade (a stalled client). ``tunnel``: an
+        already upgraded byte pipe (``sendall``/``recv``/``shutdown``/``close``), e.g. a
+        WebSocket carrying SPDY; then ``url`` is not used."""
+        if tunnel is not None:
+            self.sock = tunnel
+            self.protocol = "portforward.k8s.io"
+            self.response_headers = {}
+            self._setup(b"", read=read)
+            return
         parsed = urllib.parse.urlsplit(url)
         host = parsed.hostname or "127.0.0.1"
         self.sock = socket.create_connection((host, parsed.port or 80), timeout=timeout)
@@ -111,6 +122,9 @@ class SpdyClient:
             self.sock.close()
             raise UpgradeRefused(status, self.response_headers, rest)
         self.protocol = self.response_headers.get("x-stream-protocol-version", [""])[0]
+        self._setup(rest, read=read)
+
+    def _setup(self, rest: bytes, *, read: bool) -> None:
         self._deflate = zlib.compressobj(zdict=DICTIONARY)
         self._inflate = zlib.decompressobj(zdict=DICTIONARY)
         self._lock = threading.Lock()
@@ -123,7 +137,8 @@ class SpdyClient:
         self._arrived = threading.Condition()
         self._buf = rest
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
-        self._reader.start()
+        if read:
+            self._reader.start()
 
     # ---- sending --------------------------------------------------------------------------
 
@@ -168,7 +183,8 @@ class SpdyClient:
         except OSError:
             pass
         self.sock.close()
-        self._reader.join(timeout=10)
+        if self._reader.is_alive():
+            self._reader.join(timeout=10)
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -231,6 +247,41 @@ class SpdyClient:
             self.goaway.set()
         elif ftype == WINDOW_UPDATE:
             self.window_updates += 1
+
+
+class WebSocketTunnel:
+    """A byte pipe over binary WebSocket messages (``websocket-client``), for the tunnelled
+    ``SPDY/3.1+portforward.k8s.io`` protocol."""
+
+    def __init__(self, url: str, subprotocol: str, timeout: float = 30.0) -> None:
+        import websocket
+
+        self.ws = websocket.create_connection(url, subprotocols=[subprotocol], timeout=timeout)
+        self.subprotocol = self.ws.subprotocol
+        self._buf = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.ws.send_binary(data)
+
+    def recv(self, n: int) -> bytes:
+        import websocket
+
+        while not self._buf:
+            try:
+                msg = self.ws.recv()
+            except (websocket.WebSocketConnectionClosedException, OSError):
+                return b""
+            if not msg:
+                return b""
+            self._buf = msg if isinstance(msg, bytes) else msg.encode()
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def shutdown(self, how: int) -> None:
+        self.ws.close()
+
+    def close(self) -> None:
+        self.ws.close()
 
 
 @dataclass
