@@ -288,6 +288,26 @@ class StreamingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NriConfig:
+    """NRI plugins (containerd/nri's protocol): the socket external plugins connect to, the
+    pre-installed plugins started at boot and their drop-in configs, and how long a plugin
+    may take to register and to answer one request."""
+
+    enable: bool = True
+    socket_path: Path = Path("/var/run/nri/nri.sock")
+    disable_connections: bool = False
+    plugin_path: Path = Path("/opt/nri/plugins")
+    plugin_config_path: Path = Path("/etc/nri/conf.d")
+    plugin_registration_timeout: float = 5.0
+    plugin_request_timeout: float = 10.0
+
+    def validate(self) -> None:
+        for path in (self.socket_path, self.plugin_path, self.plugin_config_path):
+            if not path.is_absolute():
+                raise InvalidArgument(f"nri: {path} must be an absolute path")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -299,12 +319,14 @@ class Config:
     cdi: CdiConfig = field(default_factory=CdiConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    nri: NriConfig = field(default_factory=NriConfig)
 
     def validate(self) -> Config:
         self.network.validate()
         self.cdi.validate()
         self.stats.validate()
         self.streaming.validate()
+        self.nri.validate()
         self.daemon.validate()
         self.metrics.validate()
         self.images.validate()
@@ -408,6 +430,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:
         "cdi": CdiConfig,
         "stats": StatsConfig,
         "streaming": StreamingConfig,
+        "nri": NriConfig,
     }
     values: dict[str, Any] = {}
     for key, value in data.items():

@@ -29,6 +29,8 @@ from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
 from cri.config import Config
 from cri.metrics import Metrics
 from cri.notify import Notifier
+from cri.nri.adaptation import Adaptation, NriSettings
+from cri.nri.view import PodServiceView
 from cri.rpc import events as events_rpc
 from cri.rpc import pinnace_images
 from cri.rpc.deps import Deps
@@ -170,6 +172,22 @@ class Daemon:
             plugin_timeout=cfg.network.plugin_timeout,
         )
         self.cdi = CdiRegistry(cfg.cdi.spec_dirs)
+        self.nri: Adaptation | None = None
+        if cfg.nri.enable:
+            nri = cfg.nri
+            self.nri = Adaptation(
+                NriSettings(
+                    runtime_name="pinnace",
+                    runtime_version=pinnace_version(),
+                    socket_path=None if nri.disable_connections else nri.socket_path,
+                    plugin_path=nri.plugin_path,
+                    plugin_config_path=nri.plugin_config_path,
+                    registration_timeout=nri.plugin_registration_timeout,
+                    request_timeout=nri.plugin_request_timeout,
+                ),
+                cdi=self.cdi,
+                record=self.metrics.record_nri,
+            )
         self._stop = asyncio.Event()
 
     def _build_images(self, snapshotter: Snapshotter) -> ImageService:
@@ -246,6 +264,7 @@ class Daemon:
             settings=settings,
             cgroups=cgroup_mounts,
             network=network,
+            hooks=self.nri,
         )
         containers = ContainerController(
             store=self.pod_store,
@@ -257,6 +276,7 @@ class Daemon:
             sandboxes=sandboxes,
             cgroups=cgroup_mounts,
             cdi=self.cdi,
+            hooks=self.nri,
         )
         self.tasks.on_exit(containers.on_exit)
         layers = WritableLayers(
@@ -341,16 +361,23 @@ class Daemon:
             cgroup_mounts, host_resources, images, snapshotter, handler_features
         )
         await pods.recover()
-        await images.collect(startup=True)
-        self.metrics.images.set(len(self.image_store.list()))
-        streaming = StreamingServer(
-            cfg.streaming,
-            containers=pods.containers,
-            dialer=NamespaceDialer(),
-            state_dir=cfg.daemon.state,
-        )
-        async with streaming:
-            await self._serve_with_streaming(cfg, images, pods, streaming, handler_features)
+        if self.nri is not None:  # plugins synchronize with the recovered pods
+            self.nri.bind(PodServiceView(pods))
+            await self.nri.start()
+        try:
+            await images.collect(startup=True)
+            self.metrics.images.set(len(self.image_store.list()))
+            streaming = StreamingServer(
+                cfg.streaming,
+                containers=pods.containers,
+                dialer=NamespaceDialer(),
+                state_dir=cfg.daemon.state,
+            )
+            async with streaming:
+                await self._serve_with_streaming(cfg, images, pods, streaming, handler_features)
+        finally:
+            if self.nri is not None:  # after the CRI stopped: no hook is in flight
+                await self.nri.aclose()
 
     async def _serve_with_streaming(
         self,
@@ -371,6 +398,7 @@ class Daemon:
             cdi=self.cdi,
             streaming=streaming,
             handler_features=handler_features,
+            nri=self.nri,
         )
         if cfg.metrics.address:
             self.metrics.serve(cfg.metrics.address)
@@ -439,6 +467,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="close a streaming connection with no streams after this long (e.g. 4h)",
     )
     parser.add_argument("--cni-conf-dir", type=Path, help="CNI network configs directory")
+    parser.add_argument("--nri-socket", type=Path, help="NRI socket plugins connect to")
+    parser.add_argument("--nri-plugin-dir", type=Path, help="pre-installed NRI plugins")
+    parser.add_argument("--nri-config-dir", type=Path, help="NRI plugins' drop-in configs")
     parser.add_argument(
         "--cdi-spec-dir",
         type=Path,
@@ -478,6 +509,9 @@ def build_config(args: argparse.Namespace) -> Config:
         network__cni_conf_dir=args.cni_conf_dir,
         network__cni_bin_dirs=tuple(args.cni_bin_dir) if args.cni_bin_dir else None,
         cdi__spec_dirs=tuple(args.cdi_spec_dir) if args.cdi_spec_dir else None,
+        nri__socket_path=args.nri_socket,
+        nri__plugin_path=args.nri_plugin_dir,
+        nri__plugin_config_path=args.nri_config_dir,
     )
 
 

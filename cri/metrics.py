@@ -39,6 +39,11 @@ _LATENCY_BUCKETS = (
 class Metrics:
     """The daemon's metrics. Construct once in the composition root and pass it down."""
 
+    def record_nri(self, plugin: str, operation: str, result: str, seconds: float) -> None:
+        """One call to an NRI plugin (the adaptation's recorder)."""
+        self.nri_invocations.labels(plugin, operation, result).inc()
+        self.nri_latency.labels(operation).observe(seconds)
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.rpc_latency = Histogram(
@@ -78,6 +83,19 @@ class Metrics:
             registry=self.registry,
         )
         self.images = Gauge("pinnace_images", "Images in the image store.", registry=self.registry)
+        self.nri_invocations = Counter(
+            "pinnace_nri_plugin_invocations",
+            "Calls to NRI plugins, by plugin, operation and result (ok, error, timeout).",
+            ["plugin", "operation", "result"],
+            registry=self.registry,
+        )
+        self.nri_latency = Histogram(
+            "pinnace_nri_plugin_duration_seconds",
+            "Time an NRI plugin took to answer, by operation.",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

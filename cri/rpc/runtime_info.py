@@ -59,6 +59,8 @@ def status(deps: Deps, request: pb.StatusRequest) -> pb.StatusResponse:
         info["config"] = json.dumps(asdict(deps.config), default=str, sort_keys=True)
         if deps.cdi is not None:
             info["cdi"] = json.dumps(cdi_info(deps.cdi), sort_keys=True)
+        if deps.nri is not None:
+            info["nri"] = json.dumps(deps.nri.info(), sort_keys=True)
     return pb.StatusResponse(
         status=pb.RuntimeStatus(conditions=conditions),
         info=info,

@@ -51,6 +51,7 @@ from runtime.model.pods import (
 )
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
+from runtime.pods.hooks import NoHooks, PodHooks
 from runtime.pods.interfaces import BundleDirs, ImageSource, RootfsMounts, TaskService
 from runtime.pods.sandboxes import SandboxController, new_id, now_ns
 from runtime.pods.settings import PodSettings
@@ -101,8 +102,10 @@ class ContainerController:
         cdi: CdiRegistry | None = None,
         rootfs: RootfsMounts | None = None,
         dirs: BundleDirs | None = None,
+        hooks: PodHooks | None = None,
     ) -> None:
         self._store = store
+        self._hooks: PodHooks = hooks or NoHooks()
         self._cdi = cdi
         self._tasks = tasks
         self._images = images
@@ -170,6 +173,16 @@ class ContainerController:
     async def _create(
         self, container_id: str, sandbox: Sandbox, config: ContainerConfig, image: Any
     ) -> Container:
+        # Held until the record is stored: a plugin synchronizing meanwhile sees this
+        # container in its snapshot or in a CreateContainer event, never in neither.
+        async with self._hooks.creating():
+            container = await self._build(container_id, sandbox, config, image)
+        await self._hooks.post_create_container(sandbox, container)
+        return container
+
+    async def _build(
+        self, container_id: str, sandbox: Sandbox, config: ContainerConfig, image: Any
+    ) -> Container:
         directory = self._dir(container_id)
         snapshot_key = f"container-{container_id}"
         rootfs = directory / "rootfs"
@@ -208,7 +221,6 @@ class ContainerController:
                 ).recursive_read_only,
             )
             await asyncio.to_thread(self._inject_cdi_devices, spec, config)
-            await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
             container = Container(
                 id=container_id,
                 sandbox_id=sandbox.id,
@@ -223,6 +235,8 @@ class ContainerController:
                 snapshot_key=snapshot_key,
                 bundle=str(directory),
             )
+            await self._hooks.create_container(sandbox, container, spec)
+            await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
             await asyncio.to_thread(self._store.put_container, container)
         except BaseException:
             await shielded(undo.aclose())
@@ -283,6 +297,7 @@ class ContainerController:
             stdin_once=container.config.stdin_once,
             tty=container.config.tty,
         )
+        await self._hooks.start_container(sandbox, container)
         started_at = now_ns()
         try:
             info = await self._tasks.create(spec)
@@ -321,6 +336,7 @@ class ContainerController:
             ev.K8S_NAMESPACE, ev.TaskStart(container_id=container_id, pid=info.pid)
         )
         assert updated is not None
+        await self._hooks.post_start_container(sandbox, updated)
         return updated
 
     # ---- exits --------------------------------------------------------------------------
@@ -365,7 +381,14 @@ class ContainerController:
             )
             if exit.oom_killed:
                 self._exchange.publish(ev.K8S_NAMESPACE, ev.TaskOOM(container_id=exit.id))
+            await self._notify_stopped(updated)
         return updated
+
+    async def _notify_stopped(self, container: Container | None) -> None:
+        """The stop hook, once per container: after its exit is recorded, however it ended."""
+        sandbox = self._store.sandboxes.get(container.sandbox_id) if container else None
+        if container is not None and sandbox is not None:
+            await self._hooks.stop_container(sandbox, container)
 
     # ---- stop and remove ----------------------------------------------------------------
 
@@ -419,6 +442,8 @@ class ContainerController:
             ev.K8S_NAMESPACE,
             ev.ContainerDelete(container_id=container_id, sandbox_id=container.sandbox_id),
         )
+        if sandbox is not None:
+            await self._hooks.remove_container(sandbox, container)
 
     async def remove_all(self, sandbox_id: str) -> None:
         for container in self._store.containers_of(sandbox_id):
@@ -460,7 +485,11 @@ class ContainerController:
         """Resize the container's terminal (through conmon's control FIFO)."""
         await self._tasks.resize(container_id, rows=rows, cols=cols)
 
-    async def update_resources(self, container_id: str, resources: Resources) -> Container:
+    async def update_resources(
+        self, container_id: str, resources: Resources, *, run_hooks: bool = True
+    ) -> Container:
+        """Apply new limits. ``run_hooks=False`` for an update an extension itself asked for
+        (it is not told about its own change)."""
         container = self.get(container_id)
         if container.state == ContainerState.EXITED:
             raise FailedPrecondition(f"container {container_id} has exited")
@@ -471,6 +500,9 @@ class ContainerController:
             host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
         )
         assert applied is not None
+        sandbox = self._store.sandboxes.get(container.sandbox_id) if run_hooks else None
+        if sandbox is not None:  # plugins may adjust what is applied
+            applied = await self._hooks.update_container(sandbox, container, applied)
         resources = applied
         if container.state == ContainerState.RUNNING:
             body = oci.resources_spec(resources, cgroup_v2=self._settings.cgroup_v2)
@@ -487,6 +519,8 @@ class ContainerController:
         )
         self._exchange.publish(ev.K8S_NAMESPACE, ev.ContainerUpdate(container_id=container_id))
         assert updated is not None
+        if sandbox is not None:
+            await self._hooks.post_update_container(sandbox, updated)
         return updated
 
     async def reopen_log(self, container_id: str) -> None:

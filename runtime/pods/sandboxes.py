@@ -47,6 +47,7 @@ from runtime.mount import Mount
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
 from runtime.pods.files import write_sandbox_files
+from runtime.pods.hooks import NoHooks, PodHooks
 from runtime.pods.interfaces import BundleDirs, ImageSource, RootfsMounts, TaskService
 from runtime.pods.network import EventNetwork
 from runtime.pods.settings import PodSettings
@@ -85,8 +86,10 @@ class SandboxController:
         network: EventNetwork | None = None,
         rootfs: RootfsMounts | None = None,
         dirs: BundleDirs | None = None,
+        hooks: PodHooks | None = None,
     ) -> None:
         self._store = store
+        self._hooks: PodHooks = hooks or NoHooks()
         self._tasks = tasks
         self._images = images
         self._sn = snapshotter
@@ -128,6 +131,8 @@ class SandboxController:
         undo = contextlib.AsyncExitStack()
         try:
             sandbox = await self._build(sandbox_id, config, handler, directory, undo)
+            # Before the record is stored: until the plugins agree, the pod is invisible.
+            await self._hooks.run_pod_sandbox(sandbox)
             await asyncio.to_thread(self._store.put_sandbox, sandbox)
         except BaseException:
             await shielded(undo.aclose())
@@ -333,6 +338,8 @@ class SandboxController:
         sandbox = self._store.sandboxes.get(sandbox_id)
         if sandbox is None:
             return None
+        if sandbox.state == SandboxState.READY:  # its containers are stopped, still listed
+            await self._hooks.stop_pod_sandbox(sandbox)
         directory = Path(sandbox.state_dir)
         if "net" in sandbox.namespace_paths and self._network is not None:
             if sandbox.state == SandboxState.READY:
@@ -369,6 +376,7 @@ class SandboxController:
         self._store.names.release(sandbox_name_key(sandbox.config.metadata), sandbox_id)
         self._locks.pop(sandbox_id, None)
         self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxDelete(sandbox_id=sandbox_id))
+        await self._hooks.remove_pod_sandbox(sandbox)
 
     # ---- after a restart ------------------------------------------------------------------
 

@@ -320,6 +320,11 @@ class Pinnaced:
         self.cni_conf_dir = tmp_path / "net.d"
         # Likewise the node's CDI specs: each daemon reads only its own directory.
         self.cdi_dir = tmp_path / "cdi"
+        # NRI: a socket of its own (never the node's /var/run/nri/nri.sock), and plugin and
+        # drop-in directories a test may fill before start().
+        self.nri_socket = self.short_dir / "nri.sock"
+        self.nri_plugin_dir = tmp_path / "nri-plugins"
+        self.nri_config_dir = tmp_path / "nri-conf.d"
         self.log_path = tmp_path / "pinnaced.log"
         self.config_path: Path | None = None
         if config_text is not None:
@@ -347,6 +352,9 @@ class Pinnaced:
             "--cni-conf-dir", str(self.cni_conf_dir),
             "--cni-bin-dir", "/usr/lib/cni",
             "--cdi-spec-dir", str(self.cdi_dir),
+            "--nri-socket", str(self.nri_socket),
+            "--nri-plugin-dir", str(self.nri_plugin_dir),
+            "--nri-config-dir", str(self.nri_config_dir),
             "--log-level", "debug",
         ]  # fmt: skip
         if self.config_path is not None:

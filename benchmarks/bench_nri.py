@@ -1,0 +1,127 @@
+"""What NRI plugins add to a pod lifecycle, through the CRI of a real pinnaced.
+
+    .venv/bin/python -m benchmarks.bench_nri [--runs 30] [--rounds 3]
+
+Lifecycle = RunPodSandbox, CreateContainer, StartContainer (busybox sleep), StopContainer,
+RemoveContainer, StopPodSandbox, RemovePodSandbox on the host network; the same daemon is
+measured with no plugin, one connected no-op plugin and three, in alternating rounds (the
+machine is shared, so conditions drift). The plugin is ``tests/support/nri_plugin.py``
+subscribed to every event but validation and answering at once: 11 NRI calls a lifecycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
+from tests.support import images  # noqa: E402
+from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
+from tests.support.nri_plugin import ScriptedPlugin  # noqa: E402
+from tests.support.push import push_image  # noqa: E402
+from tests.support.registry import Registry  # noqa: E402
+
+
+def _pod_config() -> pb.PodSandboxConfig:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="bench"),
+        hostname=name,
+        linux=pb.LinuxPodSandboxConfig(
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER)
+            )
+        ),
+    )
+
+
+def lifecycle(stub: Any, image: str) -> float:
+    start = time.perf_counter()
+    config = _pod_config()
+    pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
+    ctr = stub.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod,
+            config=pb.ContainerConfig(
+                metadata=pb.ContainerMetadata(name="sleeper"),
+                image=pb.ImageSpec(image=image),
+                command=["sleep", "3600"],
+                linux=pb.LinuxContainerConfig(
+                    security_context=pb.LinuxContainerSecurityContext(
+                        namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+                    )
+                ),
+            ),
+            sandbox_config=config,
+        ),
+        timeout=60,
+    ).container_id
+    stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
+    stub.StopContainer(pb.StopContainerRequest(container_id=ctr, timeout=0), timeout=60)
+    stub.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr), timeout=60)
+    stub.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    stub.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="lifecycles per round and setup")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[int, list[float]] = {0: [], 1: [], 3: []}
+    calls_per_lifecycle = 0
+    with tempfile.TemporaryDirectory(prefix="pinnace-bench-nri-") as tmp:
+        base = Path(tmp)
+        with Registry.plain(parent_dir=base) as registry:
+            push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
+            image = f"{registry.host}/bench/busybox:v1"
+            hosts = base / "certs.d"
+            hosts_toml(hosts, registry.host, plain_http=True)
+            (base / "d").mkdir()
+            daemon = Pinnaced(base / "d", registry_hosts_dir=hosts)
+            with daemon:
+                runtime, image_api = daemon.clients()
+                image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
+                lifecycle(runtime, image)  # warm up
+                for _ in range(args.rounds):
+                    for count in (0, 1, 3):
+                        plugins = [
+                            ScriptedPlugin(
+                                str(daemon.nri_socket), name=f"noop{i}", index=f"{10 + i}"
+                            ).start()
+                            for i in range(count)
+                        ]
+                        try:
+                            lifecycle(runtime, image)  # the first after a registration
+                            before = len(plugins[0].log) if plugins else 0
+                            results[count] += [lifecycle(runtime, image) for _ in range(args.runs)]
+                            if plugins:
+                                calls_per_lifecycle = (len(plugins[0].log) - before) // args.runs
+                        finally:
+                            for p in plugins:
+                                p.close()
+    base_p50 = statistics.median(results[0])
+    print(f"pod lifecycle, {args.rounds} rounds x {args.runs} per setup (host network):")
+    for count, took in results.items():
+        p50, mean = statistics.median(took), statistics.fmean(took)
+        extra = "" if count == 0 else f"  (+{(p50 - base_p50) * 1000:5.1f} ms p50)"
+        print(
+            f"  {count} no-op plugin(s): p50 {p50 * 1000:7.1f} ms, mean {mean * 1000:7.1f} ms"
+            f"{extra}"
+        )
+    print(f"  NRI calls per lifecycle and plugin: {calls_per_lifecycle}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""NRI end to end: a real pinnaced and the scripted plugin of ``tests/support/nri_plugin.py``
+(its own framing, ttrpc and protobuf code) on the daemon's NRI socket.
+
+Checked: registration (Configure, Synchronize), the event order of a pod whose container
+exits on its own, what List/Status show while a hook blocks, a failing hook and its retry,
+registration while creations run, every adjustment kind seen from inside the container,
+conflicts between two plugins, unsolicited updates, and a plugin that dies."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from tests.support import images
+from tests.support.daemon import Pinnaced
+from tests.support.nri_plugin import ScriptedPlugin, adjustment, memory_update
+from tests.support.push import push_image
+from tests.support.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def nri_images(registry: Registry) -> dict[str, str]:
+    box = images.busybox_image(config=images.ImageConfig(cmd=("/bin/sh",), stop_signal=""))
+    pause = images.busybox_image(
+        config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
+    )
+    push_image(registry.url, "test/nribox", "v1", box)
+    push_image(registry.url, "test/nripause", "v1", pause)
+    return {
+        "busybox": f"{registry.host}/test/nribox:v1",
+        "pause": f"{registry.host}/test/nripause:v1",
+    }
+
+
+class Node:
+    """A daemon and CRI helpers."""
+
+    def __init__(self, daemon: Pinnaced, images: dict[str, str]) -> None:
+        self.daemon = daemon
+        self.runtime, self.image = daemon.clients()
+        self.images = images
+        self.plugins: list[ScriptedPlugin] = []
+
+    def plugin(self, **kwargs: Any) -> ScriptedPlugin:
+        p = ScriptedPlugin(str(self.daemon.nri_socket), **kwargs)
+        self.plugins.append(p)
+        return p
+
+    def pod_config(self, name: str = "") -> pb.PodSandboxConfig:
+        name = name or f"nri-{uuid.uuid4().hex[:8]}"
+        return pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="e2e"),
+            hostname=name,
+            linux=pb.LinuxPodSandboxConfig(
+                security_context=pb.LinuxSandboxSecurityContext(
+                    namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+                )
+            ),
+        )
+
+    def run_pod(self, config: pb.PodSandboxConfig) -> str:
+        reply = self.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=60)
+        return str(reply.pod_sandbox_id)
+
+    def create(
+        self, pod_id: str, pod: pb.PodSandboxConfig, name: str, command: list[str], **kw: Any
+    ) -> str:
+        config = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name),
+            image=pb.ImageSpec(image=self.images["busybox"]),
+            command=command,
+            linux=pb.LinuxContainerConfig(
+                security_context=pb.LinuxContainerSecurityContext(
+                    namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+                )
+            ),
+            **kw,
+        )
+        reply = self.runtime.CreateContainer(
+            pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod),
+            timeout=60,
+        )
+        return str(reply.container_id)
+
+    def start(self, cid: str) -> None:
+        self.runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+
+    def sh(self, cid: str, script: str) -> str:
+        reply = self.runtime.ExecSync(
+            pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script], timeout=30),
+            timeout=60,
+        )
+        assert reply.exit_code == 0, reply.stderr.decode()
+        return str(reply.stdout.decode())
+
+    def pod_names(self) -> list[str]:
+        items = self.runtime.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=5).items
+        return [s.metadata.name for s in items]
+
+    def container_names(self) -> list[str]:
+        items = self.runtime.ListContainers(pb.ListContainersRequest(), timeout=5).containers
+        return [c.metadata.name for c in items]
+
+    def wait_exit(self, cid: str) -> None:
+        events = self.runtime.GetContainerEvents(pb.GetEventsRequest())
+        try:
+            events.initial_metadata()
+            status = self.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid))
+            if status.status.state == pb.CONTAINER_EXITED:
+                return
+            for event in events:
+                if (
+                    event.container_id == cid
+                    and event.container_event_type == pb.CONTAINER_STOPPED_EVENT
+                ):
+                    return
+        finally:
+            events.cancel()
+
+
+@pytest.fixture
+def node(pinnaced: Any, nri_images: dict[str, str]) -> Iterator[Node]:
+    d: Pinnaced = pinnaced(
+        config_text=f'[images]\nsandbox_image = "{nri_images["pause"]}"\n', start=False
+    )
+    d.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    (d.cni_conf_dir / "10-lo.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
+    )
+    d.start()
+    n = Node(d, nri_images)
+    for ref in nri_images.values():
+        n.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=120)
+    yield n
+    for p in n.plugins:
+        p.close()
+    for s in n.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+        n.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
+
+
+def _nri_info(node: Node) -> dict[str, Any]:
+    status = node.runtime.Status(pb.StatusRequest(verbose=True))
+    return dict(json.loads(status.info["nri"]))
+
+
+def test_registration_and_event_order(node: Node) -> None:
+    existing = node.pod_config()
+    node.run_pod(existing)
+    plugin = node.plugin(name="order", index="10").start()
+    assert plugin.configured["runtime_name"] == "pinnace"
+    assert plugin.configured["request_timeout"] >= 10_000  # milliseconds
+    assert plugin.synced is not None and existing.metadata.name in plugin.synced[0]
+    (entry,) = _nri_info(node)["plugins"]
+    assert (entry["index"], entry["name"]) == ("10", "order")
+
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    cid = node.create(pod_id, pod, "once", ["sh", "-c", "exit 0"])
+    node.start(cid)
+    node.wait_exit(cid)
+    node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert plugin.events_of(pod.metadata.name) == [
+        "RunPodSandbox",
+        "CreateContainer",
+        "PostCreateContainer",
+        "StartContainer",
+        "PostStartContainer",
+        "StopContainer",
+        "StopPodSandbox",
+        "RemoveContainer",
+        "RemovePodSandbox",
+    ]
+    # frames pinnace wrote stayed within what the Go multiplexer reads in one go
+    assert 0 < plugin.max_frame_seen <= 4096
+    calls = _nri_info(node)["plugins"][0]["calls"]
+    assert calls >= 11
+
+
+def test_blocked_hooks_keep_the_object_invisible_but_list_and_status_answer(node: Node) -> None:
+    run_block, create_block = threading.Event(), threading.Event()
+    plugin = node.plugin(
+        name="blocker",
+        block={"RunPodSandbox": run_block, "CreateContainer": create_block},
+        entered={"RunPodSandbox": threading.Event(), "CreateContainer": threading.Event()},
+    ).start()
+    pod = node.pod_config()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        running = pool.submit(node.run_pod, pod)
+        assert plugin.entered["RunPodSandbox"].wait(30)
+        assert pod.metadata.name not in node.pod_names()  # List answers, without the pod
+        run_block.set()
+        pod_id = running.result(timeout=60)
+        assert pod.metadata.name in node.pod_names()
+
+        creating = pool.submit(node.create, pod_id, pod, "held", ["sleep", "100"])
+        assert plugin.entered["CreateContainer"].wait(30)
+        assert "held" not in node.container_names()
+        status = node.runtime.PodSandboxStatus(
+            pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=5
+        )
+        assert status.status.state == pb.SANDBOX_READY
+        create_block.set()
+        cid = creating.result(timeout=60)
+    assert "held" in node.container_names()
+    assert node.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.id
+
+
+def test_a_failing_hook_fails_the_call_and_a_retry_succeeds(node: Node) -> None:
+    node.plugin(
+        name="flaky", fail={"RunPodSandbox": ["not yet"], "CreateContainer": ["nope"]}
+    ).start()
+    pod = node.pod_config()
+    with pytest.raises(grpc.RpcError) as err:
+        node.run_pod(pod)
+    assert "flaky" in err.value.details() and "not yet" in err.value.details()
+    assert pod.metadata.name not in node.pod_names()
+    pod_id = node.run_pod(pod)  # the same name again: released by the failure
+    with pytest.raises(grpc.RpcError) as err:
+        node.create(pod_id, pod, "c", ["sleep", "100"])
+    assert "nope" in err.value.details()
+    assert node.container_names() == []
+    node.create(pod_id, pod, "c", ["sleep", "100"])
+    assert node.container_names() == ["c"]
+
+
+def test_registration_while_creations_run_misses_no_container(node: Node) -> None:
+    slow = threading.Event()
+    first = node.plugin(name="slow", index="20", block={"CreateContainer": slow}).start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    names = [f"c{i}" for i in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        creations = [pool.submit(node.create, pod_id, pod, n, ["sleep", "100"]) for n in names]
+        late = node.plugin(name="late", index="30")
+        registering = pool.submit(late.start)
+        slow.set()
+        for f in creations:
+            f.result(timeout=60)
+        registering.result(timeout=60)
+    assert late.synced is not None
+    seen = set(late.synced[1]) | {c for m, _p, c in late.log if m == "CreateContainer"}
+    assert set(names) <= seen
+    del first
+
+
+def test_adjustments_reach_the_container(node: Node, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note").write_text("mounted-by-nri\n")
+    limit = 96 * 1024 * 1024
+
+    def adjust(pod: str, ctr: str) -> bytes:
+        return adjustment(
+            env={"NRI_ADJUSTED": "yes"},
+            annotations={"example.com/nri": "annotated"},
+            mounts=[("/nri-data", str(shared), ["ro", "rbind"])],
+            rlimits=[("RLIMIT_NOFILE", 1234, 1234)],
+            devices=[("/dev/nri-null", "c", 1, 3)],
+            memory_limit=limit,
+        )
+
+    node.plugin(name="adjuster", adjust=adjust).start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    cid = node.create(pod_id, pod, "adjusted", ["sleep", "100"])
+    node.start(cid)
+    out = node.sh(
+        cid,
+        "echo $NRI_ADJUSTED; cat /nri-data/note; ulimit -n; "
+        "test -c /dev/nri-null && echo x > /dev/nri-null && echo device; "
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+        "|| cat /sys/fs/cgroup/memory.max",
+    )
+    assert out.split() == ["yes", "mounted-by-nri", "1234", "device", str(limit)]
+    spec = json.loads((node.daemon.state / "containers" / cid / "config.json").read_text())
+    assert spec["annotations"]["example.com/nri"] == "annotated"
+
+
+def test_two_plugins_setting_one_field_fail_the_create_naming_both(node: Node) -> None:
+    node.plugin(name="one", index="10", adjust=lambda p, c: adjustment(env={"X": "1"})).start()
+    node.plugin(name="two", index="20", adjust=lambda p, c: adjustment(env={"X": "2"})).start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    with pytest.raises(grpc.RpcError) as err:
+        node.create(pod_id, pod, "c", ["sleep", "100"])
+    assert "10-one" in err.value.details() and "20-two" in err.value.details()
+
+
+def test_unsolicited_update_and_a_dead_plugin(node: Node) -> None:
+    plugin = node.plugin(name="updater").start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    cid = node.create(pod_id, pod, "c", ["sleep", "100"])
+    node.start(cid)
+    limit = 80 * 1024 * 1024
+    assert plugin.update_containers([memory_update(cid, limit)]) == []
+    seen = node.sh(cid, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").strip()
+    assert int(seen) == limit
+    plugin.close()  # the plugin dies: CRI calls go on without it
+    cid2 = node.create(pod_id, pod, "after", ["sleep", "100"])
+    node.start(cid2)
+    assert _nri_info(node)["plugins"] == []
+
+
+def test_invalid_registration_is_refused(node: Node) -> None:
+    plugin = node.plugin(name="bad name", index="7")
+    code, message = plugin.register_only()
+    assert code == 3 and "invalid plugin" in message
