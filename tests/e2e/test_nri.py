@@ -12,7 +12,7 @@ import concurrent.futures
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,24 +127,41 @@ class Node:
             events.cancel()
 
 
-@pytest.fixture
-def node(pinnaced: Any, nri_images: dict[str, str]) -> Iterator[Node]:
+def make_node(
+    pinnaced: Any,
+    nri_images: dict[str, str],
+    *,
+    config: str = "",
+    prepare: Callable[[Pinnaced], None] | None = None,
+) -> Node:
     d: Pinnaced = pinnaced(
-        config_text=f'[images]\nsandbox_image = "{nri_images["pause"]}"\n', start=False
+        config_text=f'[images]\nsandbox_image = "{nri_images["pause"]}"\n{config}', start=False
     )
     d.cni_conf_dir.mkdir(parents=True, exist_ok=True)
     (d.cni_conf_dir / "10-lo.conflist").write_text(
         json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
     )
+    if prepare is not None:
+        prepare(d)
     d.start()
     n = Node(d, nri_images)
     for ref in nri_images.values():
         n.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=120)
-    yield n
+    return n
+
+
+def close_node(n: Node) -> None:
     for p in n.plugins:
         p.close()
     for s in n.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
         n.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
+
+
+@pytest.fixture
+def node(pinnaced: Any, nri_images: dict[str, str]) -> Iterator[Node]:
+    n = make_node(pinnaced, nri_images)
+    yield n
+    close_node(n)
 
 
 def _nri_info(node: Node) -> dict[str, Any]:
@@ -316,3 +333,59 @@ def test_invalid_registration_is_refused(node: Node) -> None:
     plugin = node.plugin(name="bad name", index="7")
     code, message = plugin.register_only()
     assert code == 3 and "invalid plugin" in message
+
+
+PREINSTALLED = """\
+import os, socket, sys
+sys.path.insert(0, {repo!r})
+from tests.support.nri_plugin import ScriptedPlugin
+
+out = {out!r}
+env = os.environ
+plugin = ScriptedPlugin("", name=env["NRI_PLUGIN_NAME"], index=env["NRI_PLUGIN_IDX"], log_file=out)
+plugin.start(sock=socket.socket(fileno=int(env["NRI_PLUGIN_SOCKET"])))
+with open(out + ".config", "w") as f:
+    f.write(plugin.configured["config"])
+plugin.closed.wait()  # until pinnaced closes the connection (or kills the plugin)
+"""
+
+
+def test_a_preinstalled_plugin_is_started_with_its_config(
+    pinnaced: Any, nri_images: dict[str, str], tmp_path: Path
+) -> None:
+    import sys
+
+    from tests.support.watch import wait_for_content
+
+    out = tmp_path / "events"
+
+    def install(d: Pinnaced) -> None:
+        d.nri_plugin_dir.mkdir()
+        d.nri_config_dir.mkdir()
+        script = d.nri_plugin_dir / "05-preinstalled"
+        repo = str(Path(__file__).resolve().parents[2])
+        script.write_text(f"#!{sys.executable}\n" + PREINSTALLED.format(repo=repo, out=str(out)))
+        script.chmod(0o755)
+        (d.nri_config_dir / "preinstalled.conf").write_text("setting: 1\n")
+
+    node = make_node(pinnaced, nri_images, prepare=install)
+    (entry,) = _nri_info(node)["plugins"]
+    assert (entry["index"], entry["name"], entry["external"]) == ("05", "preinstalled", False)
+    config = wait_for_content(tmp_path / "events.config", lambda data: bool(data), timeout=30)
+    assert config == b"setting: 1\n"
+    pod = node.pod_config()
+    node.run_pod(pod)
+    wait_for_content(out, lambda data: b"RunPodSandbox" in data, timeout=30)
+    close_node(node)
+
+
+def test_a_plugin_that_does_not_answer_is_dropped_and_the_call_goes_on(
+    pinnaced: Any, nri_images: dict[str, str]
+) -> None:
+    node = make_node(pinnaced, nri_images, config='[nri]\nplugin_request_timeout = "1s"\n')
+    hung = node.plugin(name="hung", block={"RunPodSandbox": threading.Event()}).start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)  # succeeds once the plugin's time is up
+    assert pod_id and _nri_info(node)["plugins"] == []
+    assert hung.closed.wait(10)  # pinnaced closed the connection of the plugin it dropped
+    close_node(node)

@@ -185,6 +185,7 @@ class ScriptedPlugin:
     synced: tuple[list[str], list[str]] | None = None
     configured: dict[str, Any] = field(default_factory=dict)
     max_frame_seen: int = 0
+    log_file: str | None = None  # each call's method appended as a line (another process)
 
     def __post_init__(self) -> None:
         self._sock: socket.socket | None = None
@@ -321,6 +322,9 @@ class ScriptedPlugin:
             pod = sub(body, 1)
             self._pods[s(pod, 1)] = s(pod, 2)
         self.log.append((method, pod_name, ctr_name))
+        if self.log_file is not None:
+            with open(self.log_file, "a") as f:
+                f.write(method + "\n")
         if method in self.entered:
             self.entered[method].set()
         if method in self.block:
@@ -341,10 +345,13 @@ class ScriptedPlugin:
 
     # -- running -------------------------------------------------------------------------------
 
-    def start(self, *, timeout: float = 30) -> ScriptedPlugin:
-        """Connect, register, and wait until Synchronize is done."""
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(self.socket_path)
+    def start(self, *, timeout: float = 30, sock: socket.socket | None = None) -> ScriptedPlugin:
+        """Connect (or use ``sock``, a pre-installed plugin's end of its socket pair),
+        register, and wait until Synchronize is done."""
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.socket_path)
+        self._sock = sock
         self._thread = threading.Thread(target=self._reader, daemon=True)
         self._thread.start()
         code, message, _ = self.call(
