@@ -42,6 +42,7 @@ from runtime.model.pods import (
     Resources,
     SecurityContext,
     SecurityProfile,
+    SupplementalGroupsPolicy,
 )
 
 __all__ = [
@@ -176,6 +177,28 @@ def namespace_options_to_pb(ns: NamespaceOptions) -> pb.NamespaceOption:
         ipc=_NAMESPACE_MODES_PB[ns.ipc],
         target_id=ns.target_id,
     )
+
+
+_GROUPS_POLICIES: dict[int, SupplementalGroupsPolicy] = {
+    pb.Merge: SupplementalGroupsPolicy.MERGE,
+    pb.Strict: SupplementalGroupsPolicy.STRICT,
+}
+_GROUPS_POLICIES_PB: dict[SupplementalGroupsPolicy, pb.SupplementalGroupsPolicy] = {
+    SupplementalGroupsPolicy.MERGE: pb.Merge,
+    SupplementalGroupsPolicy.STRICT: pb.Strict,
+}
+
+
+def groups_policy(value: int, field: str) -> SupplementalGroupsPolicy:
+    """The supplemental-groups policy; InvalidArgument for a value the CRI does not define."""
+    try:
+        return _GROUPS_POLICIES[value]
+    except KeyError:
+        raise InvalidArgument(f"{field}: unknown value {value} (Merge or Strict)") from None
+
+
+def groups_policy_to_pb(policy: SupplementalGroupsPolicy) -> pb.SupplementalGroupsPolicy:
+    return _GROUPS_POLICIES_PB[policy]
 
 
 def security_profile(
@@ -330,6 +353,9 @@ def container_security(
         run_as_username=msg.run_as_username,
         readonly_rootfs=msg.readonly_rootfs,
         supplemental_groups=_groups(msg.supplemental_groups, field),
+        supplemental_groups_policy=groups_policy(
+            msg.supplemental_groups_policy, f"{field}.supplemental_groups_policy"
+        ),
         no_new_privs=msg.no_new_privs,
         masked_paths=_paths(msg.masked_paths, privileged=privileged),
         readonly_paths=_paths(msg.readonly_paths, privileged=privileged),
@@ -360,6 +386,7 @@ def container_security_to_pb(sc: SecurityContext) -> pb.LinuxContainerSecurityCo
         run_as_username=sc.run_as_username,
         readonly_rootfs=sc.readonly_rootfs,
         supplemental_groups=list(sc.supplemental_groups),
+        supplemental_groups_policy=groups_policy_to_pb(sc.supplemental_groups_policy),
         no_new_privs=sc.no_new_privs,
         masked_paths=list(sc.masked_paths or ()),
         readonly_paths=list(sc.readonly_paths or ()),
@@ -550,8 +577,8 @@ def container_status(
     containerd: ``image`` is the name the user asked for (``user_specified_image``, else the
     image's first tag), ``image_ref`` a repo digest of it (see :mod:`runtime.images.naming`),
     ``image_id`` the image id. The stop signal is the config's, else the image's STOPSIGNAL,
-    else SIGTERM, as containerd reports it. ``user`` is left empty (the model does not keep
-    the resolved uid/gid)."""
+    else SIGTERM, as containerd reports it. ``user`` is the identity the process was given
+    (uid, gid and every group id, the primary one included)."""
     shown = naming.shown_name(
         user_specified=c.config.user_specified_image,
         requested=c.image_name,
@@ -580,6 +607,12 @@ def container_status(
         out.resources.linux.CopyFrom(resources_to_pb(applied))
     signal = signal_to_pb(c.config.stop_signal or image_stop_signal)
     out.stop_signal = signal if signal != pb.SIGNAL_RUNTIME_DEFAULT else pb.SIGNAL_SIGTERM
+    if c.user is not None:
+        out.user.linux.CopyFrom(
+            pb.LinuxContainerUser(
+                uid=c.user.uid, gid=c.user.gid, supplemental_groups=list(c.user.groups)
+            )
+        )
     return out
 
 

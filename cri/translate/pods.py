@@ -16,6 +16,8 @@ from google.protobuf import json_format
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.translate.containers import (
+    groups_policy,
+    groups_policy_to_pb,
     namespace_options,
     namespace_options_to_pb,
     resources,
@@ -100,6 +102,9 @@ def _security(msg: pb.LinuxSandboxSecurityContext) -> SecurityContext:
         run_as_group=msg.run_as_group.value if msg.HasField("run_as_group") else None,
         readonly_rootfs=msg.readonly_rootfs,
         supplemental_groups=tuple(msg.supplemental_groups),
+        supplemental_groups_policy=groups_policy(
+            msg.supplemental_groups_policy, f"{field}.supplemental_groups_policy"
+        ),
         seccomp=security_profile(
             msg.seccomp if msg.HasField("seccomp") else None,
             msg.seccomp_profile_path,
@@ -169,6 +174,7 @@ def sandbox_config_to_pb(cfg: SandboxConfig) -> pb.PodSandboxConfig:
         namespace_options=namespace_options_to_pb(sc.namespaces),
         readonly_rootfs=sc.readonly_rootfs,
         supplemental_groups=list(sc.supplemental_groups),
+        supplemental_groups_policy=groups_policy_to_pb(sc.supplemental_groups_policy),
         privileged=sc.privileged,
         seccomp=security_profile_to_pb(sc.seccomp),
         apparmor=security_profile_to_pb(sc.apparmor),

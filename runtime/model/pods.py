@@ -112,6 +112,15 @@ class Capabilities:
     add_ambient: tuple[str, ...] = ()
 
 
+class SupplementalGroupsPolicy(enum.Enum):
+    """Which groups a container's process gets besides its primary gid: MERGE (the CRI's
+    default) adds the groups the image's /etc/group lists the user in to the requested ones;
+    STRICT gives only the requested ones."""
+
+    MERGE = "Merge"
+    STRICT = "Strict"
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityContext:
     """A container's (or pod's) Linux security settings. ``run_as_user`` None means the
@@ -125,6 +134,7 @@ class SecurityContext:
     run_as_username: str = ""
     readonly_rootfs: bool = False
     supplemental_groups: tuple[int, ...] = ()
+    supplemental_groups_policy: SupplementalGroupsPolicy = SupplementalGroupsPolicy.MERGE
     no_new_privs: bool = False
     masked_paths: tuple[str, ...] | None = None
     readonly_paths: tuple[str, ...] | None = None
@@ -256,6 +266,16 @@ class ContainerState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerUser:
+    """The identity a container's process runs with (the spec's ``process.user``):
+    ``groups`` are all its group ids, the primary one included."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
     """A container as the runtime keeps it. ``image_id`` is the image's id (config digest);
     ``image_name`` what the caller named. ``log_path`` is absolute (the sandbox's log directory
@@ -279,3 +299,4 @@ class Container:
     resources: Resources | None = None
     snapshot_key: str = ""
     bundle: str = ""
+    user: ContainerUser | None = None

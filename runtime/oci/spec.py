@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import InvalidArgument
-from runtime.model.pods import ContainerConfig, NamespaceMode, Sandbox
+from runtime.model.pods import ContainerConfig, NamespaceMode, Sandbox, SupplementalGroupsPolicy
 from runtime.oci import caps, defaults, devices, namespaces, process, resources, seccomp, user
 from runtime.oci.mounts import SandboxFiles, build_mounts, sandbox_mounts
 from runtime.ocispec import ImageConfig
@@ -90,7 +90,11 @@ def build_container_spec(
         run_as_username=sec.run_as_username,
     )
     who = user.resolve_user(
-        rootfs, userstr, supplemental_groups=sec.supplemental_groups, image=image_ref
+        rootfs,
+        userstr,
+        supplemental_groups=sec.supplemental_groups,
+        strict_groups=sec.supplemental_groups_policy is SupplementalGroupsPolicy.STRICT,
+        image=image_ref,
     )
 
     everything = (
@@ -211,7 +215,11 @@ def build_infra_spec(
         image.user, run_as_user=sec.run_as_user, run_as_group=sec.run_as_group
     )
     who = user.resolve_user(
-        rootfs, userstr, supplemental_groups=sec.supplemental_groups, image=image_name
+        rootfs,
+        userstr,
+        supplemental_groups=sec.supplemental_groups,
+        strict_groups=sec.supplemental_groups_policy is SupplementalGroupsPolicy.STRICT,
+        image=image_name,
     )
     ns = namespaces.pod_namespaces(
         sandbox, namespace_paths, pid=NamespaceMode.CONTAINER, cgroup_ns=cgroup_v2

@@ -13,7 +13,9 @@ primary group
 additional gids
     The primary gid, every group of ``/etc/group`` whose member list names the user (other
     than the user's own same-named group) and the security context's supplemental groups,
-    sorted without duplicates (containerd's merge).
+    sorted without duplicates (containerd's merge, the CRI's ``Merge`` policy). Under the
+    ``Strict`` policy the image's /etc/group is not consulted: only the primary gid and the
+    requested groups.
 in-root open
     Files are read from the root filesystem one path component at a time, relative to
     directory descriptors and never following a link the kernel would resolve on the host:
@@ -98,11 +100,13 @@ def resolve_user(
     userstr: str,
     *,
     supplemental_groups: Sequence[int] = (),
+    strict_groups: bool = False,
     image: str = "",
 ) -> ResolvedUser:
-    """Resolve ``userstr`` (empty means root) inside ``rootfs``. A name missing from the
-    image's files, an id out of range or a malformed string raises InvalidArgument naming
-    the user and ``image``."""
+    """Resolve ``userstr`` (empty means root) inside ``rootfs``; ``strict_groups``: the
+    Strict supplemental-groups policy (no memberships from the image's /etc/group). A name
+    missing from the image's files, an id out of range or a malformed string raises
+    InvalidArgument naming the user and ``image``."""
     of_image = f" of image {image}" if image else ""
     text = userstr.strip() or "0"
     parts = text.split(":")
@@ -138,7 +142,7 @@ def resolve_user(
             gid = gid_value
 
     extra: set[int] = {gid, *supplemental_groups}
-    if entry is not None:  # a uid without a passwd entry has no name to be a member by
+    if entry is not None and not strict_groups:  # a bare uid has no name to be a member by
         if groups is None:
             groups = _load_groups(rootfs)
         name = entry.name

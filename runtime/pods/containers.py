@@ -44,6 +44,7 @@ from runtime.model.pods import (
     Container,
     ContainerConfig,
     ContainerState,
+    ContainerUser,
     NamespaceMode,
     Resources,
     Sandbox,
@@ -66,6 +67,16 @@ log = logging.getLogger(__name__)
 EXIT_CODE_START_ERROR = 128
 # The reason reported for a container killed because its conmon died first.
 REASON_SUPERVISOR_DIED = "SupervisorDied"
+
+
+def _spec_user(spec: Mapping[str, Any]) -> ContainerUser:
+    """The identity the spec gives the container's process (what ContainerStatus reports)."""
+    user = spec["process"]["user"]
+    return ContainerUser(
+        uid=int(user["uid"]),
+        gid=int(user["gid"]),
+        groups=tuple(int(g) for g in user.get("additionalGids", ())),
+    )
 
 
 def _exit_reason(exit: TaskExit) -> str:
@@ -234,6 +245,7 @@ class ContainerController:
                 resources=applied,
                 snapshot_key=snapshot_key,
                 bundle=str(directory),
+                user=_spec_user(spec),
             )
             await self._hooks.create_container(sandbox, container, spec)
             await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)

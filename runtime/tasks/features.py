@@ -28,8 +28,8 @@ PROBE_TIMEOUT = 10.0
 # mounts from the runtime.
 PINNACE_USER_NAMESPACES = False
 # RuntimeFeatures.supplemental_groups_policy (node-wide): ``Strict`` honoured (only the
-# listed groups, not the image's /etc/group memberships).
-PINNACE_SUPPLEMENTAL_GROUPS_POLICY = False
+# listed groups, not the image's /etc/group memberships; runtime/oci/user.py).
+PINNACE_SUPPLEMENTAL_GROUPS_POLICY = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,8 @@ def iso_images(registry: Registry) -> dict[str, str]:
     for name, (program, _) in PROBES.items():
         probes.file(f"/probe/{name}", program, mode=0o755)
     probes.symlink("/bin/unshare", "busybox")
+    # for the groups policy: app (1000:1000) is a member of group 50000
+    probes.file("/etc/group", "root:x:0:\napp:x:1000:\nfifty:x:50000:app\n")
     box = images.busybox_image(
         config=images.ImageConfig(cmd=("/bin/sh",)), extra_layers=(probes.build(),)
     )
@@ -309,3 +311,33 @@ def test_recursive_read_only_refusals(env: Env, tmp_path: Path, mount, handler, 
         env.run(pod_id, pod, "bad", _security(RUNTIME_DEFAULT), mounts=(bad,))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in info.value.details()
+
+
+# -- supplemental groups policy ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "groups"),
+    [(pb.Merge, [1000, 50000, 60000]), (pb.Strict, [1000, 60000])],
+    ids=["merge", "strict"],
+)
+def test_supplemental_groups_policy(env: Env, policy, groups: list[int]) -> None:
+    assert env.runtime.Status(pb.StatusRequest()).features.supplemental_groups_policy
+    pod = env.pod_config()
+    pod_id = env.run_pod(pod)
+    security = pb.LinuxContainerSecurityContext(
+        run_as_user=pb.Int64Value(value=1000),
+        supplemental_groups=[60000],
+        supplemental_groups_policy=policy,
+        namespace_options=pb.NamespaceOption(pid=pb.CONTAINER),
+    )
+    cid = env.run(pod_id, pod, "groups", security)
+    # what the kernel gave the process
+    reply = env.exec(cid, ["sh", "-c", "id -u; id -g; id -G; grep ^Groups: /proc/self/status"])
+    lines = reply.stdout.decode().splitlines()
+    assert lines[:2] == ["1000", "1000"]
+    assert sorted(int(g) for g in lines[2].split()) == groups
+    assert sorted(int(g) for g in lines[3].split()[1:]) == groups
+    # and what ContainerStatus says of it
+    status = env.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert status.user.linux == pb.LinuxContainerUser(
+        uid=1000, gid=1000, supplemental_groups=groups
+    )

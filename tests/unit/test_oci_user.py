@@ -65,6 +65,14 @@ def test_supplemental_groups_merge_sorted(rootfs: Path) -> None:
     assert got.to_spec() == {"uid": 1000, "gid": 1001, "additionalGids": [5, 10, 50, 1001, 3000]}
 
 
+def test_strict_policy_ignores_the_images_group_memberships(rootfs: Path) -> None:
+    got = user.resolve_user(rootfs, "app", supplemental_groups=(3000,), strict_groups=True)
+    assert got == ResolvedUser(1000, 1001, (1001, 3000))
+    assert user.resolve_user(rootfs, "app:wheel", strict_groups=True) == ResolvedUser(
+        1000, 10, (10,)
+    )
+
+
 @pytest.mark.parametrize(
     ("userstr", "match"),
     [

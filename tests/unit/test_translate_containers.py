@@ -14,6 +14,7 @@ from runtime.model.pods import (
     Capabilities,
     Container,
     ContainerState,
+    ContainerUser,
     Device,
     HugepageLimit,
     Mount,
@@ -23,6 +24,7 @@ from runtime.model.pods import (
     Propagation,
     Resources,
     SecurityProfile,
+    SupplementalGroupsPolicy,
 )
 
 
@@ -55,6 +57,7 @@ def full_config() -> pb.ContainerConfig:
         run_as_username="nobody",
         readonly_rootfs=True,
         supplemental_groups=[10, 20],
+        supplemental_groups_policy=pb.Strict,
         no_new_privs=True,
         masked_paths=["/proc/kcore"],
         readonly_paths=["/proc/sys"],
@@ -412,6 +415,27 @@ def test_container_status() -> None:
     assert st.log_path == "/var/log/pods/x/app/3.log"
     assert st.resources.linux == full_resources()
     assert st.stop_signal == pb.SIGNAL_SIGRTMINPLUS3
+    assert not st.HasField("user")
+
+
+def test_container_status_reports_the_effective_user() -> None:
+    user = ContainerUser(uid=1000, gid=1000, groups=(1000, 50000, 60000))
+    st = containers.container_status(make_container(user=user))
+    assert st.user.linux == pb.LinuxContainerUser(
+        uid=1000, gid=1000, supplemental_groups=[1000, 50000, 60000]
+    )
+
+
+def test_supplemental_groups_policy() -> None:
+    strict = pb.LinuxContainerSecurityContext(supplemental_groups_policy=pb.Strict)
+    sc = containers.container_security(strict)
+    assert sc.supplemental_groups_policy is SupplementalGroupsPolicy.STRICT
+    merge = containers.container_security(pb.LinuxContainerSecurityContext())
+    assert merge.supplemental_groups_policy is SupplementalGroupsPolicy.MERGE
+    with pytest.raises(InvalidArgument, match=r"supplemental_groups_policy: unknown value 7"):
+        containers.container_security(
+            pb.LinuxContainerSecurityContext(supplemental_groups_policy=7)  # type: ignore[arg-type]
+        )
 
 
 _ID = "sha256:" + "1" * 64

@@ -48,6 +48,7 @@ def full_config() -> pb.PodSandboxConfig:
                 namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD),
                 readonly_rootfs=True,
                 supplemental_groups=[5, 6],
+                supplemental_groups_policy=pb.Strict,
                 privileged=True,
                 seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault),
                 apparmor=pb.SecurityProfile(
