@@ -1,6 +1,12 @@
 """GetContainerEvents: the CRI stream behind kubelet's evented PLEG. Each container (and pod
 sandbox) lifecycle fact from the event exchange becomes one response carrying the pod's status
-and its containers' statuses as they are after the fact."""
+and its containers' statuses as they are after the fact.
+
+The kubelet keys every event by ``pod_sandbox_status.metadata.uid`` and drops events without
+it, and it builds the pod's status from ``containers_statuses`` (an event with empty statuses
+made it think containers were gone). A fact can be handled after its pod's record is removed
+(RemovePodSandbox deletes the containers, then the sandbox), so each stream remembers the last
+status it knew of each pod and sends that one, NOTREADY, for a pod already removed."""
 
 from __future__ import annotations
 
@@ -54,6 +60,7 @@ async def get_container_events(
     deps: Deps, request: pb.GetEventsRequest, context: Any
 ) -> AsyncIterator[pb.ContainerEventResponse]:
     async with deps.exchange.subscribe(*_TOPICS) as subscription:
+        known = {s.id: pods.sandbox_status(s) for s in deps.pods.store.sandboxes.all()}
         # initial metadata tells the client it is subscribed: nothing after this is missed
         await context.send_initial_metadata(())
         async for envelope in subscription:
@@ -68,8 +75,16 @@ async def get_container_events(
             )
             sandbox = deps.pods.store.sandboxes.get(sandbox_id) if sandbox_id else None
             if sandbox is not None:
-                response.pod_sandbox_status.CopyFrom(pods.sandbox_status(sandbox))
-                response.containers_statuses.extend(
-                    containers.status_of(deps, c) for c in deps.pods.store.containers_of(sandbox_id)
-                )
+                known[sandbox_id] = pods.sandbox_status(sandbox)
+            status = known.get(sandbox_id)
+            if status is None:
+                continue  # a pod this stream never knew: nothing to key the event by
+            if sandbox is None:
+                status.state = pb.SANDBOX_NOTREADY
+            response.pod_sandbox_status.CopyFrom(status)
+            response.containers_statuses.extend(
+                containers.status_of(deps, c) for c in deps.pods.store.containers_of(sandbox_id)
+            )
+            if kind == pb.CONTAINER_DELETED_EVENT and subject == sandbox_id:
+                known.pop(sandbox_id, None)
             yield response

@@ -19,6 +19,7 @@ cgroup top
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import uuid
@@ -135,9 +136,10 @@ def iter_calls(calls: list[Call], *methods: str) -> Iterator[Call]:
 KUBELET_IMAGES = {"busybox": ("busybox", "1.35"), "pause": ("pause", "1.0")}
 
 
+@functools.cache
 def push_kubelet_images(registry_url: str) -> dict[str, str]:
-    """Build the recorded pods' images and push them to the test registry under the recorded
-    repositories; returns their names as the recording writes them (``127.0.0.1:5000/…``),
+    """Once per registry (the session's): build the recorded pods' images and push them to
+    the test registry under the recorded repositories; returns their names as the recording writes them (``127.0.0.1:5000/…``),
     which a hosts.toml (:func:`route_recorded_registry`) resolves to the test registry."""
     from tests.support import images
     from tests.support.push import push_image
