@@ -139,8 +139,9 @@ KUBELET_IMAGES = {"busybox": ("busybox", "1.35"), "pause": ("pause", "1.0")}
 @functools.cache
 def push_kubelet_images(registry_url: str) -> dict[str, str]:
     """Once per registry (the session's): build the recorded pods' images and push them to
-    the test registry under the recorded repositories; returns their names as the recording writes them (``127.0.0.1:5000/…``),
-    which a hosts.toml (:func:`route_recorded_registry`) resolves to the test registry."""
+    the test registry under the recorded repositories; returns their names as the recording
+    writes them (``127.0.0.1:5000/…``), which a hosts.toml (:func:`route_recorded_registry`)
+    resolves to the test registry."""
     from tests.support import images
     from tests.support.push import push_image
 
