@@ -57,6 +57,9 @@ class CallInterceptor(aio.ServerInterceptor):
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        # method -> (the servicer's handler, our wrapper of it): wrapping once per method
+        # rather than once per call keeps the polled RPCs (List*, Status) cheap.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -66,7 +69,16 @@ class CallInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service, name = _split(handler_call_details.method)
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service, name = _split(method)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(service, name, handler.unary_unary),
@@ -113,6 +125,7 @@ class CallInterceptor(aio.ServerInterceptor):
         metrics = self._metrics
         latency = metrics.rpc_latency.labels(service, name)
         in_flight = metrics.rpc_in_flight.labels(service, name)
+        succeeded = metrics.rpc_total.labels(service, name, grpc.StatusCode.OK.name)
 
         debug = log.isEnabledFor(logging.DEBUG)
 
@@ -132,7 +145,7 @@ class CallInterceptor(aio.ServerInterceptor):
                 in_flight.dec()
                 elapsed = time.perf_counter() - start
                 latency.observe(elapsed)
-            self._count(service, name, grpc.StatusCode.OK)
+            succeeded.inc()
             if debug:
                 log.debug("%s/%s OK in %.1f ms", service, name, elapsed * 1000)
             return response

@@ -81,12 +81,19 @@ def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.Conta
 
 
 def list_containers(deps: Deps, request: pb.ListContainersRequest) -> pb.ListContainersResponse:
-    containers = deps.pods.store.containers.all()
-    if request.HasField("filter"):
-        containers = filters.ContainerFilter.from_pb(request.filter).apply(
-            containers, sandbox_ids=[s.id for s in deps.pods.store.sandboxes.all()]
-        )
-    return pb.ListContainersResponse(containers=[ctr.container_summary(c) for c in containers])
+    store = deps.pods.store
+    # The filter may name a sandbox by id prefix, so the sandboxes' version counts too.
+    version = (store.sandboxes.generation, store.containers.generation)
+
+    def build() -> pb.ListContainersResponse:
+        containers = store.containers.all()
+        if request.HasField("filter"):
+            containers = filters.ContainerFilter.from_pb(request.filter).apply(
+                containers, sandbox_ids=[s.id for s in store.sandboxes.all()]
+            )
+        return pb.ListContainersResponse(containers=[ctr.container_summary(c) for c in containers])
+
+    return deps.lists.get("ListContainers", request.filter.SerializeToString(), version, build)
 
 
 async def update_container_resources(

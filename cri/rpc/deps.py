@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from cri.config import Config
 from cri.metrics import Metrics
 from cri.nri.adaptation import Adaptation
+from cri.rpc.listcache import ListCache
 from cri.streaming.requests import StreamingEndpoint
 from runtime.cdi import CdiRegistry
 from runtime.events.exchange import Exchange
@@ -34,3 +35,4 @@ class Deps:
     # what each runtime handler's OCI runtime stated at start (`<binary> features`)
     handler_features: Mapping[str, HandlerFeatures] = field(default_factory=dict)
     nri: Adaptation | None = None
+    lists: ListCache = field(default_factory=ListCache)

@@ -55,10 +55,16 @@ def pod_sandbox_status(
 
 
 def list_pod_sandbox(deps: Deps, request: pb.ListPodSandboxRequest) -> pb.ListPodSandboxResponse:
-    sandboxes = deps.pods.store.sandboxes.all()
-    if request.HasField("filter"):
-        sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(sandboxes)
-    return pb.ListPodSandboxResponse(items=[pods.sandbox_summary(s) for s in sandboxes])
+    store = deps.pods.store
+
+    def build() -> pb.ListPodSandboxResponse:
+        sandboxes = store.sandboxes.all()
+        if request.HasField("filter"):
+            sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(sandboxes)
+        return pb.ListPodSandboxResponse(items=[pods.sandbox_summary(s) for s in sandboxes])
+
+    version = (store.sandboxes.generation,)
+    return deps.lists.get("ListPodSandbox", request.filter.SerializeToString(), version, build)
 
 
 async def update_pod_sandbox_resources(

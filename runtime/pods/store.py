@@ -74,6 +74,13 @@ class _Records:
         self._key = key
         self._lock = threading.Lock()
         self._items: dict[str, Any] = {}
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Counts the changes to this table: equal generations, equal contents (callers that
+        derive views from the records cache them by it)."""
+        return self._generation
 
     def load(self) -> list[Any]:
         """Read every record; one that no longer parses (damage, or written by a pinnace
@@ -91,6 +98,7 @@ class _Records:
                     conn.execute(f"DELETE FROM {self._table} WHERE id = ?", (row["id"],))
         with self._lock:
             self._items = items
+            self._generation += 1
         return list(items.values())
 
     def get(self, id: str) -> Any | None:
@@ -114,12 +122,14 @@ class _Records:
             )
         with self._lock:
             self._items[item.id] = item
+            self._generation += 1
 
     def remove(self, id: str) -> None:
         with self._db.transaction() as conn:
             conn.execute(f"DELETE FROM {self._table} WHERE id = ?", (id,))
         with self._lock:
-            self._items.pop(id, None)
+            if self._items.pop(id, None) is not None:
+                self._generation += 1
 
 
 class PodStore:
