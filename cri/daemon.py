@@ -360,6 +360,8 @@ class Daemon:
         pods = self._build_pods(
             cgroup_mounts, host_resources, images, snapshotter, handler_features
         )
+        if pods.layers is not None:
+            images.set_writable_usage(pods.layers.total)
         await pods.recover()
         if self.nri is not None:  # plugins synchronize with the recovered pods
             self.nri.bind(PodServiceView(pods))

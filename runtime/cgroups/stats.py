@@ -22,11 +22,12 @@ best-effort by nature.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.cgroups.mounts import CgroupMode, CgroupMounts
+from runtime.cgroups.mounts import CgroupMode, CgroupMounts, relative_cgroup_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,25 +113,28 @@ _V1_FILES = {
 _V2_FILES = ("cpu.stat", "memory.current", "memory.stat", "memory.events", "pids.current")
 
 
-def _read(path: Path | None) -> str:
+def _read(path: Path | str | None) -> str:
     if path is None:
         return ""
     try:
-        return path.read_text()
-    except (FileNotFoundError, NotADirectoryError, ProcessLookupError, OSError):
+        with open(path) as f:
+            return f.read()
+    except OSError:  # gone, half gone, or the controller is not mounted
         return ""
 
 
 def read_stats(mounts: CgroupMounts, cgroup_path: str) -> CgroupStats:
-    """Read the figures of ``cgroup_path`` (e.g. ``/pinnace/pod/ctr``). Blocking."""
+    """Read the figures of ``cgroup_path`` (e.g. ``/pinnace/pod/ctr``). Blocking. Paths are
+    joined as strings once per call: ListContainerStats reads this for every container."""
+    rel = str(relative_cgroup_path(cgroup_path))
     if mounts.mode is CgroupMode.UNIFIED:
-        base = mounts.controller_dir("memory", cgroup_path)
-        assert base is not None
-        return stats_from_v2({name: _read(base / name) for name in _V2_FILES})
+        assert mounts.unified is not None
+        base = os.path.join(mounts.unified, rel)
+        return stats_from_v2({name: _read(os.path.join(base, name)) for name in _V2_FILES})
     texts = {}
     for name, controller in _V1_FILES.items():
-        d = mounts.controller_dir(controller, cgroup_path)
-        texts[name] = _read(None if d is None else d / name)
+        mount = mounts.v1.get(controller)
+        texts[name] = "" if mount is None else _read(os.path.join(mount, rel, name))
     return stats_from_v1(texts)
 
 

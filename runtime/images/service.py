@@ -28,7 +28,7 @@ from runtime.images.pull import Puller
 from runtime.images.push import push_image
 from runtime.images.store import ImageRecord, ImageStore
 from runtime.ocispec import Descriptor
-from runtime.snapshots.interfaces import Snapshotter
+from runtime.snapshots.interfaces import Kind, Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class ImageService:
         self._usage_task: asyncio.Task[Filesystems] | None = None
         # the directory reported as the filesystem of images and writable layers
         self.fs_id = str(fs_id) if fs_id is not None else str(store_dirs[-1])
+        self._writable_total: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     @staticmethod
     def _normalise_all(refs: tuple[str, ...]) -> frozenset[str]:
@@ -271,53 +272,31 @@ class ImageService:
         if not task.cancelled() and task.exception() is None:
             self._usage = task.result()
 
-    def _measure(self) -> Filesystems:
-        # the store's directories grouped by the device they are on
-        by_device: dict[int, list[Path]] = {}
-        for top in self._store_dirs:
-            try:
-                by_device.setdefault(os.stat(top).st_dev, []).append(top)
-            except OSError:
-                continue
-        try:
-            container_dev: int | None = os.stat(self.fs_id).st_dev
-        except OSError:
-            container_dev = None
-        image_dev = next(iter(by_device), container_dev)
-        image = self._measure_dirs(by_device.get(image_dev, []) if image_dev is not None else [])
-        split = container_dev is not None and container_dev != image_dev
-        image_fs = FsUsage(
-            mountpoint=str(self._store_dirs[0]) if split else self.fs_id,
-            used_bytes=image[0],
-            inodes_used=image[1],
-            timestamp_ns=time.time_ns(),
-        )
-        if not split:
-            return Filesystems(image=image_fs)
-        assert container_dev is not None
-        used, inodes = self._measure_dirs(by_device.get(container_dev, [Path(self.fs_id)]))
-        containers = FsUsage(
-            mountpoint=self.fs_id, used_bytes=used, inodes_used=inodes, timestamp_ns=time.time_ns()
-        )
-        return Filesystems(image=image_fs, containers=containers)
+    def set_writable_usage(self, total: Callable[[], tuple[int, int]]) -> None:
+        """Where the containers' writable-layer total comes from (the composition root wires
+        the background accounting in once the pod layer exists)."""
+        self._writable_total = total
 
-    @staticmethod
-    def _measure_dirs(tops: list[Path]) -> tuple[int, int]:
+    def _committed_layers(self) -> tuple[int, int]:
         used = inodes = 0
-        seen: set[tuple[int, int]] = set()
-        for top in tops:
-            for path in _walk(top):
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    continue
-                seen.add(key)
-                inodes += 1
-                used += st.st_blocks * 512
+        for info in self._sn.walk():
+            if info.kind is not Kind.COMMITTED:
+                continue
+            try:
+                usage = self._sn.usage(info.key)
+            except (NotFound, OSError):
+                continue
+            used += usage.size
+            inodes += usage.inodes
         return used, inodes
+
+    def _measure(self) -> Filesystems:
+        return measure_filesystems(
+            content_dir=self._store_dirs[0],
+            fs_id=self.fs_id,
+            layers=self._committed_layers(),
+            writable=self._writable_total(),
+        )
 
 
 class _NoSource:
@@ -328,6 +307,65 @@ class _NoSource:
 
     def fetch(self, desc: Descriptor, *, offset: int) -> AsyncIterator[bytes]:
         raise InvalidArgument(f"{self._path} lacks blob {desc.digest} that its manifest lists")
+
+
+def measure_filesystems(
+    *,
+    content_dir: Path,
+    fs_id: str,
+    layers: tuple[int, int],
+    writable: tuple[int, int],
+) -> Filesystems:
+    """Blocking: ImageFsInfo's figures. ``layers`` are the bytes and inodes of the unpacked
+    image layers (committed snapshots, measured once at commit), ``writable`` those of the
+    containers' writable layers (measured in the background by ``runtime.stats.layers``);
+    only the content store (blobs: few, big files) is walked here. Normally everything is on
+    one filesystem, named by the snapshotter's root ``fs_id``; when that root is on another
+    device than the content store, the writable layers are the containers' filesystem."""
+    content = _measure_dirs([content_dir])
+    try:
+        split = os.stat(content_dir).st_dev != os.stat(fs_id).st_dev
+    except OSError:
+        split = False
+    now = time.time_ns()
+    if not split:
+        return Filesystems(
+            image=FsUsage(
+                mountpoint=fs_id,
+                used_bytes=content[0] + layers[0] + writable[0],
+                inodes_used=content[1] + layers[1] + writable[1],
+                timestamp_ns=now,
+            )
+        )
+    return Filesystems(
+        image=FsUsage(
+            mountpoint=str(content_dir),
+            used_bytes=content[0] + layers[0],
+            inodes_used=content[1] + layers[1],
+            timestamp_ns=now,
+        ),
+        containers=FsUsage(
+            mountpoint=fs_id, used_bytes=writable[0], inodes_used=writable[1], timestamp_ns=now
+        ),
+    )
+
+
+def _measure_dirs(tops: list[Path]) -> tuple[int, int]:
+    used = inodes = 0
+    seen: set[tuple[int, int]] = set()
+    for top in tops:
+        for path in _walk(top):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            inodes += 1
+            used += st.st_blocks * 512
+    return used, inodes
 
 
 def _walk(top: Path) -> Iterator[str]:
@@ -355,4 +393,4 @@ def credentials_lookup(
     return lookup
 
 
-__all__ = ["Filesystems", "FsUsage", "ImageService", "credentials_lookup"]
+__all__ = ["Filesystems", "FsUsage", "ImageService", "credentials_lookup", "measure_filesystems"]

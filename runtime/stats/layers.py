@@ -107,6 +107,11 @@ class LayerUsageTable:
     def get(self, container_id: str) -> LayerUsage | None:
         return self._usage.get(container_id)
 
+    def total(self) -> tuple[int, int]:
+        """Bytes and inodes of every published measurement together."""
+        usages = list(self._usage.values())  # a copy: refresh may replace entries meanwhile
+        return sum(u.used_bytes for u in usages), sum(u.inodes for u in usages)
+
     def refresh(self, layers: Mapping[str, Path], *, file_budget: int) -> int:
         """One refresh over ``layers`` (container id → writable-layer directory): forget ids
         no longer listed, start walks where none is running, spend at most ``file_budget``
@@ -174,6 +179,11 @@ class WritableLayers:
         if found is None:
             self.poke()
         return found
+
+    def total(self) -> tuple[int, int]:
+        """Bytes and inodes of all containers' writable layers, as last measured (ImageFsInfo
+        adds them instead of walking the layers again). Safe from any thread."""
+        return self._table.total()
 
     def poke(self) -> None:
         """Refresh now rather than at the next interval. Safe to call from any thread."""
