@@ -8,6 +8,8 @@ hook                     called                                                o
 =======================  ====================================================  ============
 ``run_pod_sandbox``      pod built, **before** its record is stored            the run fails
                          (List does not show it; it can get no containers)     and undoes
+``update_pod_sandbox``   before a pod's new resources are applied             update fails
+``post_update_pod_…``    after they are recorded                               logged
 ``stop_pod_sandbox``     the pod's containers stopped (still listed EXITED),   logged
                          before its network and namespaces are released
 ``remove_pod_sandbox``   after the pod's record is gone                        logged
@@ -49,6 +51,12 @@ class PodHooks(Protocol):
 
     async def run_pod_sandbox(self, sandbox: Sandbox) -> None: ...
 
+    async def update_pod_sandbox(
+        self, sandbox: Sandbox, *, overhead: Resources | None, resources: Resources | None
+    ) -> None: ...
+
+    async def post_update_pod_sandbox(self, sandbox: Sandbox) -> None: ...
+
     async def stop_pod_sandbox(self, sandbox: Sandbox) -> None: ...
 
     async def remove_pod_sandbox(self, sandbox: Sandbox) -> None: ...
@@ -87,6 +95,14 @@ class NoHooks:
         return self._nothing()
 
     async def run_pod_sandbox(self, sandbox: Sandbox) -> None:
+        return None
+
+    async def update_pod_sandbox(
+        self, sandbox: Sandbox, *, overhead: Resources | None, resources: Resources | None
+    ) -> None:
+        return None
+
+    async def post_update_pod_sandbox(self, sandbox: Sandbox) -> None:
         return None
 
     async def stop_pod_sandbox(self, sandbox: Sandbox) -> None:

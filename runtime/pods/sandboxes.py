@@ -318,6 +318,7 @@ class SandboxController:
             # a figure the request leaves out keeps its previous value
             overhead = overhead if overhead is not None else sandbox.config.overhead
             resources = resources if resources is not None else sandbox.config.resources
+            await self._hooks.update_pod_sandbox(sandbox, overhead=overhead, resources=resources)
             limits = pod_limits(resources, overhead)
             if limits is not None and self.owns_cgroup(sandbox):
                 assert self._cgroups is not None
@@ -328,7 +329,8 @@ class SandboxController:
             config = dataclasses.replace(sandbox.config, overhead=overhead, resources=resources)
             updated = dataclasses.replace(sandbox, config=config)
             await asyncio.to_thread(self._store.put_sandbox, updated)
-            return updated
+        await self._hooks.post_update_pod_sandbox(updated)
+        return updated
 
     # ---- stop and remove -------------------------------------------------------------------
 

@@ -329,6 +329,56 @@ def test_unsolicited_update_and_a_dead_plugin(node: Node) -> None:
     assert _nri_info(node)["plugins"] == []
 
 
+def test_update_events_and_nri_ls(node: Node, capsys: Any) -> None:
+    from cri.cli import main as cli
+
+    plugin = node.plugin(name="watcher", index="42").start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    cid = node.create(pod_id, pod, "c", ["sleep", "100"])
+    node.start(cid)
+    node.runtime.UpdateContainerResources(
+        pb.UpdateContainerResourcesRequest(
+            container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20)
+        )
+    )
+    node.runtime.UpdatePodSandboxResources(
+        pb.UpdatePodSandboxResourcesRequest(
+            pod_sandbox_id=pod_id, resources=pb.LinuxContainerResources(cpu_shares=512)
+        )
+    )
+    assert plugin.events_of(pod.metadata.name)[-4:] == [
+        "UpdateContainer",
+        "PostUpdateContainer",
+        "UpdatePodSandbox",
+        "PostUpdatePodSandbox",
+    ]
+    capsys.readouterr()
+    assert cli.main(["--address", f"unix://{node.daemon.socket}", "nri", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "42" in out and "watcher" in out and "CreateContainer" in out
+
+
+def test_a_validator_sees_the_adjustments_and_may_reject_them(node: Node) -> None:
+    from tests.support.nri_plugin import ALL, parse
+
+    node.plugin(name="adder", index="10", adjust=lambda p, c: adjustment(env={"V": "1"})).start()
+    validator = node.plugin(name="checker", index="90", events=ALL, reject="no V allowed").start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    with pytest.raises(grpc.RpcError) as err:
+        node.create(pod_id, pod, "c", ["sleep", "100"])
+    assert "90-checker" in err.value.details() and "no V allowed" in err.value.details()
+    (seen,) = validator.validated
+    adjust = parse(seen[3][0])  # ValidateContainerAdjustmentRequest.adjust
+    (env,) = adjust[4]
+    assert parse(env)[1] == [b"V"]
+    assert node.container_names() == []
+    validator.reject = None
+    node.create(pod_id, pod, "c", ["sleep", "100"])
+    assert node.container_names() == ["c"]
+
+
 def test_invalid_registration_is_refused(node: Node) -> None:
     plugin = node.plugin(name="bad name", index="7")
     code, message = plugin.register_only()

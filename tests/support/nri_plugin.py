@@ -186,6 +186,8 @@ class ScriptedPlugin:
     configured: dict[str, Any] = field(default_factory=dict)
     max_frame_seen: int = 0
     log_file: str | None = None  # each call's method appended as a line (another process)
+    reject: str | None = None  # ValidateContainerAdjustment rejects with this reason
+    validated: list[dict[int, list[Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._sock: socket.socket | None = None
@@ -332,6 +334,10 @@ class ScriptedPlugin:
         failures = self.fail.get(method)
         if failures:
             self._reply(sid, code=UNKNOWN, message=failures.pop(0))
+            return
+        if method == "ValidateContainerAdjustment":
+            self.validated.append(body)
+            self._reply(sid, f_int(1, 1) + f_bytes(2, self.reject) if self.reject else b"")
             return
         if method == "CreateContainer":
             out = b""

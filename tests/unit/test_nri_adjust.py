@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cri.api.nri.v1alpha1 import api_pb2 as npb
-from cri.nri import adaptation
+from cri.nri import plugin as adaptation
 from cri.nri.adjust import Adjustments
 from cri.nri.synclock import SyncLock
 from runtime.errors import FailedPrecondition
@@ -132,14 +132,14 @@ def test_synchronize_is_cut_into_chunks_under_the_limit(monkeypatch: pytest.Monk
     monkeypatch.setattr(adaptation, "_SYNC_CHUNK_BYTES", 1000)
     pods = [npb.PodSandbox(id=f"p{i}", name="x" * 100) for i in range(5)]
     ctrs = [npb.Container(id=f"c{i}", name="y" * 300) for i in range(5)]
-    chunks = adaptation._chunks(pods, ctrs)
+    chunks = adaptation.sync_chunks(pods, ctrs)
     assert len(chunks) > 1
     assert [p.id for ch in chunks for p in ch[0]] == [p.id for p in pods]
     assert [c.id for ch in chunks for c in ch[1]] == [c.id for c in ctrs]
     for ch_pods, ch_ctrs in chunks:
         size = npb.SynchronizeRequest(pods=ch_pods, containers=ch_ctrs, more=True).ByteSize()
         assert size <= 1000
-    assert adaptation._chunks([], []) == [([], [])]
+    assert adaptation.sync_chunks([], []) == [([], [])]
 
 
 async def test_sync_lock_waits_for_creations_and_holds_new_ones() -> None:
@@ -183,3 +183,19 @@ async def test_sync_lock_cancelled_waiter_leaves_it_usable() -> None:
         pass
     async with lock.shared():
         pass
+
+
+def test_plugin_calls_are_counted_and_timed() -> None:
+    from cri.metrics import Metrics
+
+    m = Metrics()
+    m.record_nri("10-a", "CreateContainer", "ok", 0.002)
+    m.record_nri("10-a", "CreateContainer", "timeout", 10.0)
+    labels = {"plugin": "10-a", "operation": "CreateContainer"}
+    total = "pinnace_nri_plugin_invocations_total"
+    assert m.registry.get_sample_value(total, {**labels, "result": "ok"}) == 1
+    assert m.registry.get_sample_value(total, {**labels, "result": "timeout"}) == 1
+    count = m.registry.get_sample_value(
+        "pinnace_nri_plugin_duration_seconds_count", {"operation": "CreateContainer"}
+    )
+    assert count == 2
