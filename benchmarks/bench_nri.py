@@ -6,7 +6,7 @@ Lifecycle = RunPodSandbox, CreateContainer, StartContainer (busybox sleep), Stop
 RemoveContainer, StopPodSandbox, RemovePodSandbox on the host network; the same daemon is
 measured with no plugin, one connected no-op plugin and three, in alternating rounds (the
 machine is shared, so conditions drift). The plugin is ``tests/support/nri_plugin.py``
-subscribed to every event but validation and answering at once: 11 NRI calls a lifecycle.
+subscribed to every event but validation and answering at once: 9 NRI calls a lifecycle.
 """
 
 from __future__ import annotations
