@@ -56,6 +56,7 @@ from runtime.images.store import ImageStore
 from runtime.images.unpack import Unpacker
 from runtime.metadata.db import Database
 from runtime.network.manager import NetworkManager
+from runtime.oci import lsm
 from runtime.pods.containers import ContainerController
 from runtime.pods.network import EventNetwork
 from runtime.pods.sandboxes import SandboxController
@@ -237,6 +238,7 @@ class Daemon:
         images: ImageService,
         snapshotter: Snapshotter,
         handler_features: Mapping[str, HandlerFeatures],
+        security_modules: lsm.HostSecurityModules,
     ) -> PodService:
         """The pod layer; built once the cgroup hierarchy is known (that is I/O)."""
         cfg = self.cfg
@@ -253,6 +255,7 @@ class Daemon:
             host_resources=host_resources,
             tolerate_missing_hugetlb_controller=cfg.runtime.tolerate_missing_hugetlb_controller,
             handler_features=handler_features,
+            security_modules=security_modules,
         )
         network = EventNetwork(self.exchange, timeout=cfg.network.setup_timeout)
         sandboxes = SandboxController(
@@ -357,8 +360,10 @@ class Daemon:
         host_resources = await asyncio.to_thread(cgroups_host.detect, cgroup_mounts)
         log.info("resource controls this node applies: %s", host_resources)
         handler_features = await self._probe_handlers(cfg)
+        security_modules = await asyncio.to_thread(lsm.detect)
+        log.info("security modules enabled on this host: %s", security_modules)
         pods = self._build_pods(
-            cgroup_mounts, host_resources, images, snapshotter, handler_features
+            cgroup_mounts, host_resources, images, snapshotter, handler_features, security_modules
         )
         if pods.layers is not None:
             images.set_writable_usage(pods.layers.total)

@@ -74,6 +74,11 @@ def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.Conta
                 "bundle": container.bundle,
                 "snapshotKey": container.snapshot_key,
                 "imageID": container.image_id,
+                # what was asked and what the host applied ("" when nothing was)
+                "apparmor": {
+                    "requested": container.config.security.apparmor.type.value,
+                    "applied": container.apparmor_profile,
+                },
             },
             sort_keys=True,
         )

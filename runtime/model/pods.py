@@ -300,3 +300,4 @@ class Container:
     snapshot_key: str = ""
     bundle: str = ""
     user: ContainerUser | None = None
+    apparmor_profile: str = ""  # the AppArmor profile applied ("" for none)

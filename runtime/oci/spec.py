@@ -11,9 +11,10 @@ Terms:
 infra container
     The process that holds a pod's shared PID namespace, run only when the pod shares one
     (pinned namespaces hold everything else). Its spec is :func:`build_infra_spec`.
-AppArmor
-    Not applied: the test machines have no AppArmor, and runc fails a spec naming a profile
-    the kernel cannot load. The security context's AppArmor choice is ignored.
+AppArmor and SELinux
+    See :mod:`runtime.oci.lsm`: a Localhost AppArmor profile is applied where the host has
+    AppArmor and refused (FailedPrecondition) where it has not; RuntimeDefault and Unconfined
+    apply none; SELinux labels are not applied.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from runtime.errors import InvalidArgument
 from runtime.model.pods import ContainerConfig, NamespaceMode, Sandbox, SupplementalGroupsPolicy
-from runtime.oci import caps, defaults, devices, namespaces, process, resources, seccomp, user
+from runtime.oci import caps, defaults, devices, lsm, namespaces, process, resources, seccomp, user
 from runtime.oci.mounts import SandboxFiles, build_mounts, sandbox_mounts
 from runtime.ocispec import ImageConfig
 
@@ -65,13 +66,14 @@ def build_container_spec(
     all_capabilities: Sequence[str] | None = None,
     image_name: str = "",
     recursive_read_only: bool = False,
+    security_modules: lsm.HostSecurityModules | None = None,
 ) -> dict[str, Any]:
     """The spec of one of the pod's containers. ``rootfs`` is the container's mounted root
     filesystem (named absolutely in the spec); ``namespace_paths`` the sandbox's pinned
     namespaces (plus ``pid`` when the container joins a shared or target PID namespace);
     ``host_oom_score_adj`` the daemon's own score; ``all_capabilities`` what "ALL" and
     privileged mean (default: this process's effective set); ``recursive_read_only`` whether
-    the OCI runtime supports ``rro`` mounts.
+    the OCI runtime supports ``rro`` mounts; ``security_modules`` the host's (default: none).
 
     Raises InvalidArgument for a bad request (no command, unknown user, relative mount,
     missing device, unknown capability or signal), FailedPrecondition for a PID namespace
@@ -141,6 +143,14 @@ def build_container_spec(
         "capabilities": _capabilities(capset),
         "noNewPrivileges": sec.no_new_privs,
     }
+    apparmor = lsm.apparmor_profile(
+        sec.apparmor,
+        host=security_modules or lsm.HostSecurityModules(),
+        privileged=sec.privileged,
+        what=f"container {container.name!r}",
+    )
+    if apparmor:
+        proc["apparmorProfile"] = apparmor
     wanted_adj = container.resources.oom_score_adj if container.resources else None
     adj = resources.oom_score_adj(wanted_adj, host_oom_score_adj=host_oom_score_adj)
     if adj is not None:
@@ -201,6 +211,7 @@ def build_infra_spec(
     host_oom_score_adj: int,
     cgroup_v2: bool,
     image_name: str = "",
+    security_modules: lsm.HostSecurityModules | None = None,
 ) -> dict[str, Any]:
     """The spec of a pod's infra container: it joins the pinned network, IPC and UTS
     namespaces, creates the pod's PID namespace and runs the image's ENTRYPOINT + CMD on a
@@ -234,6 +245,14 @@ def build_infra_spec(
         "capabilities": _capabilities([]),
         "noNewPrivileges": True,
     }
+    apparmor = lsm.apparmor_profile(
+        sec.apparmor,
+        host=security_modules or lsm.HostSecurityModules(),
+        privileged=sec.privileged,
+        what="infra container",
+    )
+    if apparmor:
+        proc["apparmorProfile"] = apparmor
     adj = resources.oom_score_adj(INFRA_OOM_SCORE_ADJ, host_oom_score_adj=host_oom_score_adj)
     if adj is not None:
         proc["oomScoreAdj"] = adj

@@ -230,6 +230,7 @@ class ContainerController:
                 recursive_read_only=self._settings.features(
                     sandbox.runtime_handler
                 ).recursive_read_only,
+                security_modules=self._settings.security_modules,
             )
             await asyncio.to_thread(self._inject_cdi_devices, spec, config)
             container = Container(
@@ -246,6 +247,7 @@ class ContainerController:
                 snapshot_key=snapshot_key,
                 bundle=str(directory),
                 user=_spec_user(spec),
+                apparmor_profile=spec["process"].get("apparmorProfile", ""),
             )
             await self._hooks.create_container(sandbox, container, spec)
             await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)

@@ -44,6 +44,7 @@ from runtime.images import manifest as manifests
 from runtime.images.store import ImageRecord
 from runtime.model.pods import NamespaceMode, Resources, Sandbox, SandboxConfig, SandboxState
 from runtime.mount import Mount
+from runtime.oci import lsm
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
 from runtime.pods.files import write_sandbox_files
@@ -118,6 +119,12 @@ class SandboxController:
                 f"runtime handler {handler!r} is not configured; configured handlers: "
                 f"{', '.join(self._settings.handlers)}"
             )
+        lsm.apparmor_profile(  # refuses a profile the host cannot apply, before any work
+            config.security.apparmor,
+            host=self._settings.security_modules,
+            privileged=config.security.privileged,
+            what=f"pod {config.metadata.namespace}/{config.metadata.name}",
+        )
         return await self._creations.create_once(
             sandbox_name_key(config.metadata),
             new_id(),
@@ -263,6 +270,7 @@ class SandboxController:
             host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
             cgroup_v2=self._settings.cgroup_v2,
             image_name=image.repo_tags[0] if image.repo_tags else image.id,
+            security_modules=self._settings.security_modules,
         )
         await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
         task = TaskSpec(

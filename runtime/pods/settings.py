@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.cgroups.host import HostResources
+from runtime.oci.lsm import HostSecurityModules
 from runtime.tasks.features import HandlerFeatures
 
 
@@ -17,7 +18,8 @@ class PodSettings:
     reboot. ``cgroup_v2`` tells whether containers get cgroup v2 semantics. ``host_resources``
     is what the node can apply (resources it cannot are dropped, hugepage limits only when
     ``tolerate_missing_hugetlb_controller``). ``handler_features`` is what each handler's
-    OCI runtime stated at start (``<binary> features``)."""
+    OCI runtime stated at start (``<binary> features``); ``security_modules`` the host's
+    enabled AppArmor / SELinux."""
 
     state_dir: Path
     sandbox_image: str
@@ -33,6 +35,7 @@ class PodSettings:
     host_resources: HostResources = field(default_factory=HostResources)
     tolerate_missing_hugetlb_controller: bool = True
     handler_features: Mapping[str, HandlerFeatures] = field(default_factory=dict)
+    security_modules: HostSecurityModules = field(default_factory=HostSecurityModules)
 
     def handler(self, requested: str) -> str:
         """The handler a pod runs with: the requested one, or the default for ""."""

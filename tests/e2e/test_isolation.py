@@ -341,3 +341,49 @@ def test_supplemental_groups_policy(env: Env, policy, groups: list[int]) -> None
     assert status.user.linux == pb.LinuxContainerUser(
         uid=1000, gid=1000, supplemental_groups=groups
     )
+
+
+# -- AppArmor and SELinux on a host without them ---------------------------------------------
+LOCAL_APPARMOR = pb.SecurityProfile(
+    profile_type=pb.SecurityProfile.Localhost, localhost_ref="localhost/my-profile"
+)
+
+
+def test_apparmor_and_selinux_on_a_host_without_them(env: Env, tmp_path: Path) -> None:
+    if Path("/sys/module/apparmor/parameters/enabled").exists():
+        pytest.skip("this host has AppArmor")
+    # a pod asking for a specific AppArmor profile: refused before anything is made
+    pod = env.pod_config()
+    pod.linux.security_context.apparmor.CopyFrom(LOCAL_APPARMOR)
+    with pytest.raises(grpc.RpcError) as info:
+        env.run_pod(pod)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "AppArmor profile 'my-profile' requested" in info.value.details()
+    assert env.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items == []
+
+    # SELinux labels and relabelling are accepted and ignored; RuntimeDefault AppArmor is
+    # accepted and reported as not applied
+    pod = env.pod_config()
+    pod.linux.security_context.selinux_options.CopyFrom(
+        pb.SELinuxOption(user="system_u", role="system_r", type="spc_t", level="s0")
+    )
+    pod_id = env.run_pod(pod)
+    security = _security(RUNTIME_DEFAULT)
+    security.apparmor.CopyFrom(pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault))
+    security.selinux_options.CopyFrom(pb.SELinuxOption(type="container_t", level="s0:c1,c2"))
+    relabelled = pb.Mount(container_path="/data", host_path=str(tmp_path), selinux_relabel=True)
+    cid = env.run(pod_id, pod, "labels", security, mounts=(relabelled,))
+    assert env.exec(cid, ["sh", "-c", "echo ok > /data/f && cat /data/f"]).stdout == b"ok\n"
+    verbose = env.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=True))
+    assert json.loads(verbose.info["info"])["apparmor"] == {
+        "requested": "runtime/default",
+        "applied": "",
+    }
+
+    # a container asking for a specific profile: refused, naming it
+    security = _security(RUNTIME_DEFAULT)
+    security.apparmor.CopyFrom(LOCAL_APPARMOR)
+    with pytest.raises(grpc.RpcError) as info:
+        env.run(pod_id, pod, "confined", security)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "container 'confined': AppArmor profile 'my-profile'" in info.value.details()

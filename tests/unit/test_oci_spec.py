@@ -429,3 +429,28 @@ def test_infra_spec(rootfs: Path) -> None:
             host_oom_score_adj=0,
             cgroup_v2=False,
         )
+
+
+def test_apparmor_localhost_profile_in_the_spec_where_the_host_has_apparmor(rootfs: Path) -> None:
+    from runtime.errors import FailedPrecondition
+    from runtime.oci.lsm import HostSecurityModules
+
+    local = SecurityProfile(ProfileType.LOCALHOST, "my-profile")
+    c = ContainerConfig(name="c", security=SecurityContext(apparmor=local))
+    kwargs: dict[str, Any] = {
+        "container": c,
+        "sandbox": sandbox(),
+        "image": IMAGE,
+        "rootfs": rootfs,
+        "cgroups_path": "/p/c",
+        "sandbox_files": SandboxFiles(),
+        "namespace_paths": PINNED,
+        "host_oom_score_adj": 0,
+        "cgroup_v2": False,
+        "all_capabilities": ALL,
+    }
+    spec = build_container_spec(**kwargs, security_modules=HostSecurityModules(apparmor=True))
+    assert spec["process"]["apparmorProfile"] == "my-profile"
+    with pytest.raises(FailedPrecondition, match="AppArmor is not enabled on this host"):
+        build_container_spec(**kwargs)
+    assert "apparmorProfile" not in build(rootfs)["process"]  # RuntimeDefault: none of ours
