@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "cri.cli.play",  # play
     "cri.cli.events",  # events
     "cri.cli.extensions",  # cdi ls, nri ls
+    "cri.cli.doctor",  # doctor
 )
 
 DEFAULT_ADDRESS = "unix:///run/pinnace/pinnace.sock"

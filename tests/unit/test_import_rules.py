@@ -102,7 +102,7 @@ def _first_party(name: str) -> bool:
 
 
 def _cli_offences(paths: list[Path]) -> list[str]:
-    allowed = ("cri.api", "cri.cli", *CLI_SHARED_PURE)
+    allowed = ("cri.api", "cri.cli", "cri.doctor", *CLI_SHARED_PURE)
     found = []
     for path in paths:
         for name in sorted(_imports(path)):
@@ -119,6 +119,11 @@ def test_cli_is_a_client_of_the_daemon() -> None:
     paths = _modules("cri/cli")
     assert len(paths) > 5
     assert _cli_offences(paths) == []
+
+
+def test_the_doctors_probes_use_no_server_code() -> None:
+    """``cri/doctor`` (host probes that run ``runc --version``) is the CLI's too."""
+    assert _cli_offences(_modules("cri/doctor")) == []
 
 
 @pytest.mark.parametrize("module", CLI_SHARED_PURE)

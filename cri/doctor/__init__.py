@@ -1,0 +1,1 @@
+"""``pinnace doctor``'s node checks: what a node needs to run pods, each as one finding."""
