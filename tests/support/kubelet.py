@@ -96,6 +96,7 @@ class KubeletNode:
                 continue
             if "/volumes/" in str(host):
                 host.mkdir(parents=True, exist_ok=True)
+                host.chmod(0o777)  # an emptyDir, as the kubelet makes it
             else:
                 host.parent.mkdir(parents=True, exist_ok=True)
                 if not host.exists():
