@@ -36,6 +36,7 @@ import os
 import socket
 import time
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message as PbMessage
@@ -88,6 +89,7 @@ class Adaptation:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._all: set[Plugin] = set()
+        self._listening = False
 
     def bind(self, view: PodView) -> None:
         self._view = view
@@ -105,16 +107,23 @@ class Adaptation:
         path = self.settings.socket_path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if await _in_use(path):
+                # Another runtime (containerd, CRI-O, a second pinnaced) serves NRI there;
+                # taking its socket away would cut its plugins off.
+                log.error("NRI socket %s is in use by another process: not listening", path)
+                self._listening = False
+                return
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             self._server = await asyncio.start_unix_server(self._accept, path=str(path))
             os.chmod(path, 0o600)
+            self._listening = True
             log.info("NRI listening on %s", path)
 
     async def aclose(self) -> None:
         if self._server is not None:
             self._server.close()
-            if self.settings.socket_path is not None:
+            if self.settings.socket_path is not None and self._listening:
                 with contextlib.suppress(FileNotFoundError):
                     self.settings.socket_path.unlink()
         for task in list(self._tasks):
@@ -674,7 +683,7 @@ class Adaptation:
 
     def info(self) -> dict[str, Any]:
         return {
-            "socket": str(self.settings.socket_path) if self.settings.socket_path else "",
+            "socket": str(self.settings.socket_path) if self._listening else "",
             "plugins": [
                 {
                     "index": p.index,
@@ -687,3 +696,13 @@ class Adaptation:
                 for p in self._plugins
             ],
         }
+
+
+async def _in_use(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket at ``path``."""
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 2)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True

@@ -379,6 +379,26 @@ def test_a_validator_sees_the_adjustments_and_may_reject_them(node: Node) -> Non
     assert node.container_names() == ["c"]
 
 
+def test_an_eviction_stops_the_container(node: Node) -> None:
+    plugin = node.plugin(name="evictor").start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    cid = node.create(pod_id, pod, "victim", ["sleep", "100"])
+    node.start(cid)
+    assert plugin.update_containers([], evict={cid: "too hungry"}) == []
+    status = node.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert status.state == pb.CONTAINER_EXITED
+
+
+def test_infra_containers_are_never_shown(node: Node) -> None:
+    pod = node.pod_config()
+    pod.linux.security_context.namespace_options.pid = pb.POD  # shared: an infra container
+    pod_id = node.run_pod(pod)
+    node.create(pod_id, pod, "member", ["sleep", "100"])
+    plugin = node.plugin(name="census").start()
+    assert plugin.synced is not None and plugin.synced[1] == ["member"]
+
+
 def test_invalid_registration_is_refused(node: Node) -> None:
     plugin = node.plugin(name="bad name", index="7")
     code, message = plugin.register_only()

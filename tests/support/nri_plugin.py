@@ -380,11 +380,15 @@ class ScriptedPlugin:
         )
         return code, message
 
-    def update_containers(self, updates: list[bytes]) -> list[str]:
-        """UpdateContainers; the ids of the updates that failed."""
-        code, message, payload = self.call(
-            "UpdateContainers", b"".join(f_bytes(1, u) for u in updates)
-        )
+    def update_containers(
+        self, updates: list[bytes], evict: dict[str, str] | None = None
+    ) -> list[str]:
+        """UpdateContainers (updates 1, evictions 2: container id 1, reason 2); the ids of
+        the updates that failed."""
+        body = b"".join(f_bytes(1, u) for u in updates)
+        for cid, reason in (evict or {}).items():
+            body += f_bytes(2, f_bytes(1, cid) + f_bytes(2, reason))
+        code, message, payload = self.call("UpdateContainers", body)
         if code:
             raise RuntimeError(f"UpdateContainers failed: {code} {message}")
         return [s(parse(u), 1) for u in parse(payload).get(1, [])]
