@@ -27,6 +27,8 @@ from cri.errors import ERROR_KIND_KEY, kind_for, status_for, translate
 from cri.metrics import Metrics
 from runtime.errors import PinnaceError
 
+# Status messages travel in trailing metadata, which gRPC limits to 16 KiB by default.
+_MAX_MESSAGE = 4096
 log = logging.getLogger(__name__)
 
 
@@ -104,6 +106,10 @@ class CallInterceptor(aio.ServerInterceptor):
         else:
             log.exception("%s/%s: unexpected error (a pinnace bug)", service, name)
             message = f"internal error in {name}: {type(exc).__name__}: {exc}"
+        if len(message) > _MAX_MESSAGE:
+            # a message echoing an oversized input would itself break gRPC's metadata limit
+            # (the client then sees RESOURCE_EXHAUSTED instead of our status)
+            message = message[: _MAX_MESSAGE - 40] + f"... ({len(message)} characters)"
         self._count(service, name, code)
         await context.abort(code, message, trailing_metadata=((ERROR_KIND_KEY, kind_for(exc)),))
 

@@ -4,6 +4,7 @@ ListContainers, UpdateContainerResources, ReopenContainerLog, ExecSync."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc import resolve
@@ -119,10 +120,19 @@ async def reopen_container_log(
     return pb.ReopenContainerLogResponse()
 
 
+def require_command(cmd: Sequence[str], what: str, *, may_be_empty: bool = False) -> list[str]:
+    """An exec's argv as the kernel can take it: not empty, no NUL inside an argument."""
+    if not cmd and not may_be_empty:
+        raise InvalidArgument(f"{what}: cmd is empty")
+    for n, arg in enumerate(cmd):
+        if "\0" in arg:
+            raise InvalidArgument(f"{what}: cmd[{n}] contains a NUL character")
+    return list(cmd)
+
+
 async def exec_sync(deps: Deps, request: pb.ExecSyncRequest) -> pb.ExecSyncResponse:
     container = resolve.require_container(deps, request.container_id)
-    if not request.cmd:
-        raise InvalidArgument("ExecSync: cmd is empty")
+    require_command(request.cmd, "ExecSync")
     timeout = float(request.timeout) if request.timeout > 0 else None
     result = await deps.pods.containers.exec_sync(container.id, list(request.cmd), timeout=timeout)
     if result.timed_out:

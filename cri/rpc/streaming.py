@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc import resolve
+from cri.rpc.containers import require_command
 from cri.rpc.deps import Deps
 from cri.streaming.requests import (
     AttachRequest,
@@ -41,7 +42,7 @@ async def exec_(deps: Deps, request: pb.ExecRequest) -> pb.ExecResponse:
     container_id = _running_container_id(deps, request.container_id, "Exec")
     req = ExecRequest(
         container_id=container_id,
-        cmd=tuple(request.cmd),
+        cmd=tuple(require_command(request.cmd, "Exec", may_be_empty=True)),
         tty=request.tty,
         stdin=request.stdin,
         stdout=request.stdout,
