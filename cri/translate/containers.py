@@ -425,9 +425,34 @@ def env_value_bytes(value: str) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
+def _image_mount(msg: pb.Mount, field: str) -> Mount:
+    """An image volume (``Mount.image``): read-only, no host path, a relative sub path."""
+    if not msg.readonly:
+        raise InvalidArgument(f"{field}: an image volume ({msg.image.image}) must be readonly")
+    if msg.host_path:
+        raise InvalidArgument(f"{field}: an image volume has no host_path ({msg.host_path!r})")
+    sub = msg.image_sub_path
+    if sub and (posixpath.isabs(sub) or ".." in sub.split("/")):
+        raise InvalidArgument(
+            f"{field}.image_sub_path {sub!r} must be a relative path inside the image"
+        )
+    try:
+        propagation = _PROPAGATIONS[msg.propagation]
+    except KeyError:
+        raise InvalidArgument(f"{field}.propagation: unknown value {msg.propagation}") from None
+    return Mount(
+        container_path=msg.container_path,
+        host_path="",
+        readonly=True,
+        propagation=propagation,
+        selinux_relabel=msg.selinux_relabel,
+        recursive_read_only=msg.recursive_read_only,
+        image=msg.image.image,
+        image_sub_path=sub,
+    )
+
+
 def _mount(msg: pb.Mount, field: str) -> Mount:
-    if msg.HasField("image") and msg.image.image:
-        raise Unimplemented(f"{field}.image: image volumes are not supported")
     if len(msg.uidMappings) or len(msg.gidMappings):
         raise Unimplemented(
             f"{field}: id-mapped mounts (uidMappings/gidMappings) are not supported"
@@ -440,6 +465,8 @@ def _mount(msg: pb.Mount, field: str) -> Mount:
         raise InvalidArgument(
             f"{field}.container_path {msg.container_path!r} must be an absolute path"
         )
+    if msg.HasField("image") and msg.image.image:
+        return _image_mount(msg, field)
     if not msg.host_path:
         raise InvalidArgument(f"{field}.host_path is empty")
     try:
@@ -457,14 +484,18 @@ def _mount(msg: pb.Mount, field: str) -> Mount:
 
 
 def mount_to_pb(m: Mount) -> pb.Mount:
-    return pb.Mount(
+    out = pb.Mount(
         container_path=m.container_path,
         host_path=m.host_path,
         readonly=m.readonly,
         selinux_relabel=m.selinux_relabel,
         propagation=_PROPAGATIONS_PB[m.propagation],
         recursive_read_only=m.recursive_read_only,
+        image_sub_path=m.image_sub_path,
     )
+    if m.image:
+        out.image.CopyFrom(pb.ImageSpec(image=m.image))
+    return out
 
 
 def _device(msg: pb.Device, field: str) -> Device:

@@ -209,7 +209,9 @@ class Propagation(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """A bind mount from the host (CRI ``Mount``)."""
+    """A bind mount from the host (CRI ``Mount``), or, with ``image`` (an image id or
+    reference), an image volume: that image's filesystem read-only, or its ``image_sub_path``
+    directory, with no ``host_path``."""
 
     container_path: str
     host_path: str
@@ -217,6 +219,8 @@ class Mount:
     propagation: Propagation = Propagation.PRIVATE
     selinux_relabel: bool = False
     recursive_read_only: bool = False
+    image: str = ""
+    image_sub_path: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -45,11 +46,13 @@ from runtime.model.pods import (
     ContainerConfig,
     ContainerState,
     ContainerUser,
+    Mount,
     NamespaceMode,
     Resources,
     Sandbox,
     SandboxState,
 )
+from runtime.pods import image_volumes
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
 from runtime.pods.hooks import NoHooks, PodHooks
@@ -209,11 +212,12 @@ class ContainerController:
             )
             await asyncio.to_thread(self._rootfs.mount, snapshot_mounts, rootfs)
             undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
+            mounts = await self._mount_image_volumes(container_id, config, directory, undo)
             log_path = _log_path(sandbox, config)
             host_adj = rootfs_mod.own_oom_score_adj()
             applied = self._applicable(config, host_adj)
             spec = oci.build_container_spec(
-                container=dataclasses.replace(config, resources=applied),
+                container=dataclasses.replace(config, resources=applied, mounts=mounts),
                 sandbox=sandbox,
                 image=manifests.parse_image_config(image.config_json.encode()),
                 rootfs=rootfs,
@@ -261,6 +265,51 @@ class ContainerController:
             ev.ContainerCreate(container_id=container_id, image=image.id, sandbox_id=sandbox.id),
         )
         return container
+
+    async def _mount_image_volumes(
+        self,
+        container_id: str,
+        config: ContainerConfig,
+        directory: Path,
+        undo: contextlib.AsyncExitStack,
+    ) -> tuple[Mount, ...]:
+        """The container's mounts with each image volume mounted and turned into a bind of
+        its mountpoint (see :mod:`runtime.pods.image_volumes`); undone by ``undo``."""
+        wanted = image_volumes.image_mounts(config.mounts)
+        if not wanted:
+            return config.mounts
+        undo.push_async_callback(
+            asyncio.to_thread,
+            functools.partial(
+                image_volumes.unmount_volumes,
+                self._sn,
+                self._rootfs,
+                container_id=container_id,
+                directory=directory,
+                count=len(config.mounts),
+            ),
+        )
+        mounts = list(config.mounts)
+        for index, mount in wanted:
+            record = self._images.find(mount.image)
+            if record is None:
+                raise NotFound(
+                    f"image volume {mount.image!r} at {mount.container_path}: the image is not "
+                    "present; pull it before creating the container"
+                )
+            mounts[index] = await asyncio.to_thread(
+                functools.partial(
+                    image_volumes.mount_volume,
+                    self._sn,
+                    self._rootfs,
+                    container_id=container_id,
+                    index=index,
+                    chain_id=record.chain_id,
+                    directory=directory,
+                    mount=mount,
+                )
+            )
+        return tuple(mounts)
 
     def _inject_cdi_devices(self, spec: dict[str, Any], config: ContainerConfig) -> None:
         """Blocking: the CDI devices the container asks for (CDI_devices and ``cdi.k8s.io/``
@@ -443,6 +492,17 @@ class ContainerController:
             directory = Path(container.bundle)
             await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
             await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, container.snapshot_key)
+            if image_volumes.image_mounts(container.config.mounts):
+                await asyncio.to_thread(
+                    functools.partial(
+                        image_volumes.unmount_volumes,
+                        self._sn,
+                        self._rootfs,
+                        container_id=container_id,
+                        directory=directory,
+                        count=len(container.config.mounts),
+                    )
+                )
             await asyncio.to_thread(self._dirs.remove, directory)
             await asyncio.to_thread(self._store.containers.remove, container_id)
         sandbox = self._store.sandboxes.get(container.sandbox_id)
@@ -618,6 +678,16 @@ class ContainerController:
 
     async def _remove_leftover(self, directory: Path) -> None:
         await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
+        await asyncio.to_thread(
+            functools.partial(
+                image_volumes.unmount_volumes,
+                self._sn,
+                self._rootfs,
+                container_id=directory.name,
+                directory=directory,
+                count=-1,
+            )
+        )
         await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"container-{directory.name}")
         await asyncio.to_thread(self._dirs.remove, directory)
 

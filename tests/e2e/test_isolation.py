@@ -387,3 +387,80 @@ def test_apparmor_and_selinux_on_a_host_without_them(env: Env, tmp_path: Path) -
         env.run(pod_id, pod, "confined", security)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "container 'confined': AppArmor profile 'my-profile'" in info.value.details()
+
+
+# -- image volumes -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def volume_image(registry: Registry) -> str:
+    """An image of data and programs only (no busybox): /tools/bin/{getpid,hello.sh}."""
+    tar = TarBuilder().directory("/tools").directory("/tools/bin").directory("/data")
+    tar.file("/tools/bin/getpid", syscalls.program("getpid"), mode=0o755)
+    tar.file("/tools/bin/hello.sh", "#!/bin/sh\necho hello from the volume\n", mode=0o755)
+    tar.file("/data/motd", "volume data\n")
+    image = images.ImageBuilder(config=images.ImageConfig(cmd=None)).add_layer(tar.build())
+    push_image(registry.url, "test/isovolume", "v1", image.build())
+    return f"{registry.host}/test/isovolume:v1"
+
+
+def test_image_volumes(env: Env, volume_image: str) -> None:
+    _, image_client = env.daemon.clients()
+    image_id = image_client.PullImage(
+        pb.PullImageRequest(image=pb.ImageSpec(image=volume_image)), timeout=120
+    ).image_ref
+    pod = env.pod_config()
+    pod_id = env.run_pod(pod)
+    # as the kubelet sends them: the image by its id, read-only
+    whole = pb.Mount(container_path="/vol", image=pb.ImageSpec(image=image_id), readonly=True)
+    sub = pb.Mount(
+        container_path="/tools",
+        image=pb.ImageSpec(image=volume_image),
+        image_sub_path="tools/bin",
+        readonly=True,
+    )
+    cid = env.run(pod_id, pod, "uses-volume", _security(RUNTIME_DEFAULT), mounts=(whole, sub))
+
+    assert env.exec(cid, ["cat", "/vol/data/motd"]).stdout == b"volume data\n"
+    # programs in the volume run (no noexec): a static binary and a script
+    assert env.exec(cid, ["/vol/tools/bin/getpid"]).exit_code == 0
+    assert env.exec(cid, ["/tools/hello.sh"]).stdout == b"hello from the volume\n"
+    assert env.exec(cid, ["ls", "/tools"]).stdout.split() == [b"getpid", b"hello.sh"]
+    code, err = _write(env, cid, "/vol/data/new")
+    assert code != 0 and "Read-only file system" in err
+
+    status = env.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert [(m.container_path, m.image.image, m.image_sub_path) for m in status.mounts] == [
+        ("/vol", image_id, ""),
+        ("/tools", volume_image, "tools/bin"),
+    ]
+    # the image's layers outlive its record while a container uses them
+    image_client.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=image_id)))
+    assert env.exec(cid, ["cat", "/vol/data/motd"]).stdout == b"volume data\n"
+    # removing the running container takes its image volumes with it (the env fixture then
+    # checks nothing is left mounted)
+    env.runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    assert env.runtime.ListContainers(pb.ListContainersRequest()).containers == []
+
+
+def test_image_volume_refusals(env: Env, volume_image: str) -> None:
+    _, image_client = env.daemon.clients()
+    image_client.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=volume_image)))
+    pod = env.pod_config()
+    pod_id = env.run_pod(pod)
+    cases = [
+        (pb.Mount(container_path="/v", image=pb.ImageSpec(image=volume_image)), "must be readonly"),
+        (
+            pb.Mount(
+                container_path="/v",
+                image=pb.ImageSpec(image=volume_image),
+                image_sub_path="no/such/dir",
+                readonly=True,
+            ),
+            "image_sub_path 'no/such/dir' is not a directory in the image",
+        ),
+    ]
+    for mount, message in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            env.run(pod_id, pod, "bad-volume", _security(RUNTIME_DEFAULT), mounts=(mount,))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in info.value.details()
+    assert mounts_under([env.daemon.state / "containers"]) == []  # nothing half-made

@@ -271,7 +271,6 @@ def test_bad_mounts(mount: pb.Mount, match: str) -> None:
 @pytest.mark.parametrize(
     "mount",
     [
-        pb.Mount(container_path="/c", image=pb.ImageSpec(image="vol:1")),
         pb.Mount(
             container_path="/c",
             host_path="/a",
@@ -282,6 +281,47 @@ def test_bad_mounts(mount: pb.Mount, match: str) -> None:
 )
 def test_unsupported_mounts_are_unimplemented(mount: pb.Mount) -> None:
     with pytest.raises(Unimplemented, match=r"mounts\[0\]"):
+        containers.container_config(minimal(mounts=[mount]))
+
+
+def test_image_volumes() -> None:
+    msg = pb.Mount(
+        container_path="/c", image=pb.ImageSpec(image="vol:1"), image_sub_path="a/b", readonly=True
+    )
+    cfg = containers.container_config(minimal(mounts=[msg]))
+    (mount,) = cfg.mounts
+    assert (mount.image, mount.image_sub_path, mount.readonly, mount.host_path) == (
+        "vol:1",
+        "a/b",
+        True,
+        "",
+    )
+    assert containers.mount_to_pb(mount) == msg
+
+
+@pytest.mark.parametrize(
+    ("mount", "match"),
+    [
+        (pb.Mount(container_path="/c", image=pb.ImageSpec(image="v:1")), "must be readonly"),
+        (
+            pb.Mount(
+                container_path="/c", image=pb.ImageSpec(image="v:1"), readonly=True, host_path="/h"
+            ),
+            "has no host_path",
+        ),
+        (
+            pb.Mount(
+                container_path="/c",
+                image=pb.ImageSpec(image="v:1"),
+                readonly=True,
+                image_sub_path="../etc",
+            ),
+            "image_sub_path '../etc' must be a relative path",
+        ),
+    ],
+)
+def test_bad_image_volumes(mount: pb.Mount, match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
         containers.container_config(minimal(mounts=[mount]))
 
 
