@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cri.cli.info",  # version, info
     "cri.cli.images",  # image ..., images
     "cri.cli.pods",  # pods, ps, inspect, logs, exec, stop, rm
+    "cri.cli.stream",  # exec -i/-t (streaming), attach, port-forward
     "cri.cli.stats",  # stats, top
     "cri.cli.play",  # play
     "cri.cli.events",  # events

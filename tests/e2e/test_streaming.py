@@ -585,3 +585,60 @@ def test_one_hundred_concurrent_sessions(env: Env, sleeper: str) -> None:
     for t in threads:
         t.join(180)
     assert results == {n: f"session {n}\n".encode() for n in range(100)}
+
+
+def _cli(env: Env, *args: str, stdin: bytes = b"") -> Any:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-m", "cri.cli.main", "--address", str(env.daemon.socket), *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )
+
+
+def test_cli_exec_forwards_piped_stdin_and_the_exit_code(env: Env, sleeper: str) -> None:
+    got = _cli(env, "exec", sleeper, "--", "sh", "-c", "tr a-z A-Z; exit 5", stdin=b"piped\n")
+    assert (got.returncode, got.stdout, got.stderr) == (5, b"PIPED\n", b"")
+    got = _cli(env, "exec", "-i", sleeper, "--", "sh", "-c", "echo err >&2; wc -c", stdin=b"abc")
+    assert (got.returncode, got.stdout.strip(), got.stderr) == (0, b"3", b"err\n")
+
+
+def test_cli_port_forward(env: Env, echo_server: str) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cri.cli.main", "--address", str(env.daemon.socket),
+         "port-forward", env.pod_id, "0:8080"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line.startswith("Forwarding from 127.0.0.1:") and line.strip().endswith("-> 8080")
+        port = int(line.split(":")[1].split()[0])
+        for n in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(f"cli {n}\n".encode())
+                s.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := s.recv(4096):
+                    got += chunk
+                assert got == f"cli {n}\n".encode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
