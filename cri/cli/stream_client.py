@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from cri.streaming.spdy import session as sp
+import cri.streaming.spdy.session as sp
 from cri.streaming.spdy.errors import StreamClosedError
 from runtime.errors import FailedPrecondition, Unavailable
 

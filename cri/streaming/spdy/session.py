@@ -28,7 +28,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cri.streaming.spdy import frames as f
+import cri.streaming.spdy.frames as f
 from cri.streaming.spdy.errors import ProtocolError, StreamClosedError
 from cri.streaming.spdy.headers import Headers
 
