@@ -607,12 +607,13 @@ class ContainerController:
             return None
         return self._sandboxes.cgroups_path(sandbox, container.id)
 
-    def read_cgroup(self, path: str) -> CgroupStats | None:
-        """Blocking: the cgroup's figures, or None where it does not exist (any more)."""
+    def read_cgroup(self, path: str, *, brief: bool = False) -> CgroupStats | None:
+        """Blocking: the cgroup's figures, or None where it does not exist (any more);
+        ``brief``: CPU and memory only (see ``read_stats``)."""
         if self._cgroups is None:
             return None
         try:
-            return read_stats(self._cgroups, path)
+            return read_stats(self._cgroups, path, brief=brief)
         except (OSError, NotFound):
             return None
 

@@ -131,7 +131,8 @@ class PodService:
     def _container_figures(self, container: Container) -> ContainerFigures:
         now = time.time_ns()
         path = self.containers.cgroup_path(container)
-        cgroup = self.containers.read_cgroup(path) if path else None
+        # CPU and memory only: all a ContainerStats carries (the hot path of the stats RPCs)
+        cgroup = self.containers.read_cgroup(path, brief=True) if path else None
         rate = (
             self._cpu.sample(container.id, cgroup.cpu_usage_ns, time.monotonic_ns())
             if cgroup is not None

@@ -8,8 +8,10 @@ import pytest
 
 from runtime.cgroups import (
     CgroupMode,
+    CgroupMounts,
     CpuSampler,
     parse_mountinfo,
+    read_stats,
     relative_cgroup_path,
     stats_from_v1,
     stats_from_v2,
@@ -135,3 +137,32 @@ def test_cpu_sampler() -> None:
     assert sampler.sample("c", 10 + 2_000_000_000, 14_000_000_000) == 2_000_000_000
     sampler.forget("c")
     assert sampler.sample("c", 5, 15_000_000_000) is None
+
+
+def test_brief_reads_leave_out_pids_and_oom_kills(tmp_path: Path) -> None:
+    mounts = CgroupMounts(
+        mode=CgroupMode.HYBRID,
+        v1={c: tmp_path / c for c in ("cpuacct", "memory", "pids")},
+    )
+    for controller, name, text in (
+        ("cpuacct", "cpuacct.usage", "123\n"),
+        ("memory", "memory.usage_in_bytes", "4096\n"),
+        ("memory", "memory.stat", "total_inactive_file 1024\n"),
+        ("memory", "memory.oom_control", "oom_kill 2\n"),
+        ("pids", "pids.current", "5\n"),
+    ):
+        d = tmp_path / controller / "pinnace" / "c1"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(text)
+    full = read_stats(mounts, "/pinnace/c1")
+    brief = read_stats(mounts, "/pinnace/c1", brief=True)
+    assert (full.pids, full.oom_kills) == (5, 2)
+    assert (brief.pids, brief.oom_kills) == (0, 0)
+    assert (
+        (brief.cpu_usage_ns, brief.memory_working_set)
+        == (123, 3072)
+        == (
+            full.cpu_usage_ns,
+            full.memory_working_set,
+        )
+    )
