@@ -23,7 +23,7 @@ from runtime.distribution.reference import parse_reference
 from runtime.errors import InvalidArgument, NotFound
 from runtime.images import archive
 from runtime.images.gc import Collector
-from runtime.images.progress import ProgressSink, discard
+from runtime.images.progress import Phase, Progress, ProgressSink, discard
 from runtime.images.pull import Puller
 from runtime.images.push import push_image
 from runtime.images.store import ImageRecord, ImageStore
@@ -153,6 +153,14 @@ class ImageService:
         progress: ProgressSink = discard,
     ) -> ImageRecord:
         ref = parse_reference(text)
+        if ref.is_digest_ref and not ref.tag:
+            # Content named by digest cannot change, and an image's record is written only
+            # after its snapshots are committed: one recorded under this repo digest is the
+            # answer, without a registry round trip (kubelet re-pulls pinned images).
+            present = self.store.lookup(str(ref), normalized_name=str(ref))
+            if present is not None:
+                progress(Progress(str(ref), Phase.DONE))
+                return present
         async with self._writing():
             client = self._client_factory(credentials, credentials_host)
             try:

@@ -240,6 +240,28 @@ def test_unreachable_registry_is_registry_unavailable(pinnaced) -> None:
     assert f"127.0.0.1:{port}" in info.value.details()
 
 
+def test_a_pull_by_digest_of_a_present_image_needs_no_registry(
+    pinnaced, registry, pushed_busybox, busybox_image
+) -> None:
+    daemon = pinnaced()
+    _, image = daemon.clients()
+    ref = _pull(image, pushed_busybox)
+    by_digest = f"{pushed_busybox.rsplit(':', 1)[0]}@{busybox_image.digest}"
+    # From now on the registry's host name leads to a closed port.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    hosts_toml(
+        daemon.hosts_dir, registry.host, plain_http=True, server=f"http://127.0.0.1:{closed}"
+    )
+    assert _pull(image, by_digest) == ref
+    with pytest.raises(grpc.RpcError) as info:  # a tag must still be resolved by the registry
+        _pull(image, pushed_busybox)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def test_sigkill_mid_pull_then_restart_and_pull_again(pinnaced, registry, tmp_path) -> None:
     big = images.big_image(tmp_path / "big", total_bytes=40 * 1024 * 1024, layers=4)
     push_image(registry.url, "test/big", "v1", big)
