@@ -204,18 +204,26 @@ def test_registration_and_event_order(node: Node) -> None:
 
 
 def test_blocked_hooks_keep_the_object_invisible_but_list_and_status_answer(node: Node) -> None:
-    run_block, create_block = threading.Event(), threading.Event()
+    hooks = ("RunPodSandbox", "CreateContainer", "StopPodSandbox")
+    blocks = {name: threading.Event() for name in hooks}
     plugin = node.plugin(
-        name="blocker",
-        block={"RunPodSandbox": run_block, "CreateContainer": create_block},
-        entered={"RunPodSandbox": threading.Event(), "CreateContainer": threading.Event()},
+        name="blocker", block=blocks, entered={name: threading.Event() for name in hooks}
     ).start()
     pod = node.pod_config()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         running = pool.submit(node.run_pod, pod)
         assert plugin.entered["RunPodSandbox"].wait(30)
         assert pod.metadata.name not in node.pod_names()  # List answers, without the pod
-        run_block.set()
+        early_id = plugin.pod_id(pod.metadata.name)
+        with pytest.raises(grpc.RpcError) as err:
+            node.runtime.PodSandboxStatus(
+                pb.PodSandboxStatusRequest(pod_sandbox_id=early_id), timeout=5
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as err:  # fails at once, does not wait for the pod
+            node.create(early_id, pod, "too-early", ["sleep", "100"])
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        blocks["RunPodSandbox"].set()
         pod_id = running.result(timeout=60)
         assert pod.metadata.name in node.pod_names()
 
@@ -226,10 +234,20 @@ def test_blocked_hooks_keep_the_object_invisible_but_list_and_status_answer(node
             pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=5
         )
         assert status.status.state == pb.SANDBOX_READY
-        create_block.set()
+        blocks["CreateContainer"].set()
         cid = creating.result(timeout=60)
-    assert "held" in node.container_names()
-    assert node.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.id
+        assert "held" in node.container_names()
+        node.start(cid)
+
+        stopping = pool.submit(
+            node.runtime.StopPodSandbox, pb.StopPodSandboxRequest(pod_sandbox_id=pod_id)
+        )
+        assert plugin.entered["StopPodSandbox"].wait(30)
+        # the hook runs after the containers stopped, while they are still listed
+        (listed,) = node.runtime.ListContainers(pb.ListContainersRequest(), timeout=5).containers
+        assert (listed.id, listed.state) == (cid, pb.CONTAINER_EXITED)
+        blocks["StopPodSandbox"].set()
+        stopping.result(timeout=60)
 
 
 def test_a_failing_hook_fails_the_call_and_a_retry_succeeds(node: Node) -> None:

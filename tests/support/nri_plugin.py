@@ -393,6 +393,10 @@ class ScriptedPlugin:
             raise RuntimeError(f"UpdateContainers failed: {code} {message}")
         return [s(parse(u), 1) for u in parse(payload).get(1, [])]
 
+    def pod_id(self, name: str) -> str:
+        """The id of the pod named ``name`` as the runtime told this plugin."""
+        return next(i for i, n in self._pods.items() if n == name)
+
     def events_of(self, pod: str) -> list[str]:
         return [m for m, p, _c in self.log if p == pod]
 
