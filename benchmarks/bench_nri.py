@@ -77,9 +77,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="lifecycles per round and setup")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep-log", type=Path, help="copy the daemon's log here at the end")
     args = parser.parse_args()
+    args.calls_per_lifecycle = 0
     results: dict[int, list[float]] = {0: [], 1: [], 3: []}
-    calls_per_lifecycle = 0
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-nri-") as tmp:
         base = Path(tmp)
         with Registry.plain(parent_dir=base) as registry:
@@ -89,27 +90,42 @@ def main() -> int:
             hosts_toml(hosts, registry.host, plain_http=True)
             (base / "d").mkdir()
             daemon = Pinnaced(base / "d", registry_hosts_dir=hosts)
-            with daemon:
-                runtime, image_api = daemon.clients()
-                image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
-                lifecycle(runtime, image)  # warm up
-                for _ in range(args.rounds):
-                    for count in (0, 1, 3):
-                        plugins = [
-                            ScriptedPlugin(
-                                str(daemon.nri_socket), name=f"noop{i}", index=f"{10 + i}"
-                            ).start()
-                            for i in range(count)
-                        ]
-                        try:
-                            lifecycle(runtime, image)  # the first after a registration
-                            before = len(plugins[0].log) if plugins else 0
-                            results[count] += [lifecycle(runtime, image) for _ in range(args.runs)]
-                            if plugins:
-                                calls_per_lifecycle = (len(plugins[0].log) - before) // args.runs
-                        finally:
-                            for p in plugins:
-                                p.close()
+            try:
+                run_rounds(daemon, image, args, results)
+            finally:
+                if args.keep_log is not None and daemon.log_path.exists():
+                    args.keep_log.write_bytes(daemon.log_path.read_bytes())
+    report(args, results)
+    return 0
+
+
+def run_rounds(
+    daemon: Pinnaced, image: str, args: argparse.Namespace, results: dict[int, list[float]]
+) -> None:
+    with daemon:
+        runtime, image_api = daemon.clients()
+        image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
+        lifecycle(runtime, image)  # warm up
+        for _ in range(args.rounds):
+            for count in (0, 1, 3):
+                plugins = [
+                    ScriptedPlugin(str(daemon.nri_socket), name=f"noop{i}", index=f"{10 + i}")
+                    for i in range(count)
+                ]
+                for p in plugins:
+                    p.start()
+                try:
+                    lifecycle(runtime, image)  # the first after a registration
+                    before = len(plugins[0].log) if plugins else 0
+                    results[count] += [lifecycle(runtime, image) for _ in range(args.runs)]
+                    if plugins:
+                        args.calls_per_lifecycle = (len(plugins[0].log) - before) // args.runs
+                finally:
+                    for p in plugins:
+                        p.close()
+
+
+def report(args: argparse.Namespace, results: dict[int, list[float]]) -> None:
     base_p50 = statistics.median(results[0])
     print(f"pod lifecycle, {args.rounds} rounds x {args.runs} per setup (host network):")
     for count, took in results.items():
@@ -119,8 +135,7 @@ def main() -> int:
             f"  {count} no-op plugin(s): p50 {p50 * 1000:7.1f} ms, mean {mean * 1000:7.1f} ms"
             f"{extra}"
         )
-    print(f"  NRI calls per lifecycle and plugin: {calls_per_lifecycle}")
-    return 0
+    print(f"  NRI calls per lifecycle and plugin: {args.calls_per_lifecycle}")
 
 
 if __name__ == "__main__":

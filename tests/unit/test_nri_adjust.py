@@ -199,3 +199,33 @@ def test_plugin_calls_are_counted_and_timed() -> None:
         "pinnace_nri_plugin_duration_seconds_count", {"operation": "CreateContainer"}
     )
     assert count == 2
+
+
+class RecordingInjector:
+    """A DeviceInjector double: records what it was asked to inject."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def inject(self, spec: dict[str, Any], names: list[str]) -> None:
+        self.asked.append(list(names))
+        spec.setdefault("process", {}).setdefault("env", []).append("CDI=" + ",".join(names))
+
+
+def test_cdi_devices_and_seccomp_from_plugins() -> None:
+    adjustments, s = Adjustments("c1"), spec()
+    first = npb.ContainerAdjustment(CDI_devices=[npb.CDIDevice(name="v.com/gpu=0")])
+    second = npb.ContainerAdjustment(CDI_devices=[npb.CDIDevice(name="v.com/gpu=1")])
+    second.linux.seccomp_policy.default_action = "SCMP_ACT_ALLOW"
+    second.linux.seccomp_policy.syscalls.add(names=["mkdir"], action="SCMP_ACT_ERRNO")
+    adjustments.apply(s, first, "10-a")
+    adjustments.apply(s, second, "20-b")
+    injector = RecordingInjector()
+    adjustments.inject_cdi(s, injector)
+    assert injector.asked == [["v.com/gpu=0", "v.com/gpu=1"]]
+    assert s["linux"]["seccomp"] == {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    with pytest.raises(FailedPrecondition, match="both tried to set cdi device"):
+        adjustments.apply(s, first, "30-c")
