@@ -147,14 +147,44 @@ def signal_to_pb(name: str) -> pb.Signal:
 # --- namespaces and profiles -----------------------------------------------------------------
 
 
+def _check_userns(msg: pb.UserNamespace, field: str) -> None:
+    """The CRI's rules for ``userns_options``: NODE (the host's, what the kubelet sends for
+    ``hostUsers: true``) has no mappings; POD has exactly one uid and one gid mapping, each
+    mapping container id 0; CONTAINER and TARGET are not modes a user namespace can have. A
+    valid POD request is Unimplemented: pinnace does not run pods in user namespaces yet
+    (Status reports ``user_namespaces`` false, so the kubelet does not ask)."""
+    if msg.mode == pb.NODE:
+        if len(msg.uids) or len(msg.gids):
+            raise InvalidArgument(f"{field}: mode NODE takes no uid or gid mappings")
+        return
+    if msg.mode != pb.POD:
+        known = msg.mode in (pb.CONTAINER, pb.TARGET)
+        shown = pb.NamespaceMode.Name(msg.mode) if known else str(msg.mode)
+        raise InvalidArgument(f"{field}.mode: a user namespace is NODE or POD, not {shown}")
+    for kind, mappings in (("uids", msg.uids), ("gids", msg.gids)):
+        if len(mappings) != 1:
+            raise InvalidArgument(
+                f"{field}.{kind}: mode POD needs exactly one mapping, got {len(mappings)}"
+            )
+        (m,) = mappings
+        if m.length == 0 or m.container_id != 0:
+            raise InvalidArgument(
+                f"{field}.{kind}: the mapping must start at container id 0 with a non-zero "
+                f"length (got container_id {m.container_id}, length {m.length})"
+            )
+        if m.host_id + m.length > 1 << 32:
+            raise InvalidArgument(f"{field}.{kind}: the mapping runs past id 2^32-1")
+    raise Unimplemented(
+        f"{field}: pods in their own user namespace (mode POD) are not supported by this "
+        "runtime yet; use hostUsers: true (mode NODE)"
+    )
+
+
 def namespace_options(msg: pb.NamespaceOption, *, field: str) -> NamespaceOptions:
-    """Namespace modes, read literally (zero is POD). A requested pod user namespace is
-    Unimplemented; ``userns_options`` with mode NODE (the host's, what kubelet sends for
-    ``hostUsers``) is accepted."""
-    if msg.HasField("userns_options") and msg.userns_options.mode != pb.NODE:
-        raise Unimplemented(
-            f"{field}.userns_options: user namespaces are not supported; use mode NODE"
-        )
+    """Namespace modes, read literally (zero is POD); ``userns_options`` checked by the CRI's
+    rules (see :func:`_check_userns`)."""
+    if msg.HasField("userns_options"):
+        _check_userns(msg.userns_options, f"{field}.userns_options")
     return NamespaceOptions(
         network=_namespace_mode(msg.network, f"{field}.network"),
         pid=_namespace_mode(msg.pid, f"{field}.pid"),

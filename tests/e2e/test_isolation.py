@@ -464,3 +464,37 @@ def test_image_volume_refusals(env: Env, volume_image: str) -> None:
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert message in info.value.details()
     assert mounts_under([env.daemon.state / "containers"]) == []  # nothing half-made
+
+
+# -- user namespaces: the request rules (running pods in one is not implemented) -----------
+def test_user_namespace_requests(env: Env) -> None:
+    mapping = pb.IDMapping(host_id=100000, container_id=0, length=65536)
+    cases = [
+        (pb.UserNamespace(mode=pb.CONTAINER), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.UserNamespace(mode=pb.POD, uids=[mapping]), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            pb.UserNamespace(
+                mode=pb.POD,
+                uids=[pb.IDMapping(host_id=100000, container_id=1, length=10)],
+                gids=[mapping],
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            pb.UserNamespace(mode=pb.POD, uids=[mapping], gids=[mapping]),
+            grpc.StatusCode.UNIMPLEMENTED,
+        ),
+    ]
+    for userns, code in cases:
+        pod = env.pod_config()
+        pod.linux.security_context.namespace_options.userns_options.CopyFrom(userns)
+        with pytest.raises(grpc.RpcError) as info:
+            env.run_pod(pod)
+        assert info.value.code() == code, userns
+    assert env.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items == []
+    # what the kubelet sends for hostUsers: true
+    pod = env.pod_config()
+    pod.linux.security_context.namespace_options.userns_options.CopyFrom(
+        pb.UserNamespace(mode=pb.NODE)
+    )
+    assert env.run_pod(pod)

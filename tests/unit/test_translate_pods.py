@@ -218,16 +218,37 @@ def test_unknown_namespace_mode_is_invalid() -> None:
         pods.sandbox_config(msg, runtime_handler="")
 
 
+def _userns(**kwargs: Any) -> pb.PodSandboxConfig:
+    userns = pb.UserNamespace(**kwargs)
+    return _security(namespace_options=pb.NamespaceOption(userns_options=userns))
+
+
+MAP = pb.IDMapping(host_id=100000, container_id=0, length=65536)
+OFF_ZERO = pb.IDMapping(host_id=1, container_id=1, length=5)
+TOO_FAR = pb.IDMapping(host_id=4294967000, container_id=0, length=1000)
+
+
 def test_pod_user_namespace_is_unimplemented_but_node_is_fine() -> None:
-    node = _security(
-        namespace_options=pb.NamespaceOption(userns_options=pb.UserNamespace(mode=pb.NODE))
-    )
-    pods.sandbox_config(node, runtime_handler="")
-    pod = _security(
-        namespace_options=pb.NamespaceOption(userns_options=pb.UserNamespace(mode=pb.POD))
-    )
-    with pytest.raises(Unimplemented, match="userns_options"):
-        pods.sandbox_config(pod, runtime_handler="")
+    pods.sandbox_config(_userns(mode=pb.NODE), runtime_handler="")
+    with pytest.raises(Unimplemented, match=r"userns_options: pods in their own user namespace"):
+        pods.sandbox_config(_userns(mode=pb.POD, uids=[MAP], gids=[MAP]), runtime_handler="")
+
+
+@pytest.mark.parametrize(
+    ("userns", "match"),
+    [
+        ({"mode": pb.CONTAINER}, r"userns_options\.mode: a user namespace is NODE or POD, not CON"),
+        ({"mode": pb.TARGET}, "not TARGET"),
+        ({"mode": pb.NODE, "uids": [MAP]}, "mode NODE takes no uid or gid mappings"),
+        ({"mode": pb.POD, "gids": [MAP]}, r"uids: mode POD needs exactly one mapping, got 0"),
+        ({"mode": pb.POD, "uids": [MAP, MAP], "gids": [MAP]}, "exactly one mapping, got 2"),
+        ({"mode": pb.POD, "uids": [MAP], "gids": [OFF_ZERO]}, r"gids: the mapping must start at"),
+        ({"mode": pb.POD, "uids": [TOO_FAR], "gids": [MAP]}, "runs past id"),
+    ],
+)
+def test_bad_user_namespaces_are_invalid(userns: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        pods.sandbox_config(_userns(**userns), runtime_handler="")
 
 
 def test_negative_run_as_user_is_invalid() -> None:

@@ -1,0 +1,125 @@
+"""What isolation costs at container start: CreateContainer + StartContainer of a busybox
+container, plain, with an image volume, with a sub-path image volume, and under the
+RuntimeDefault seccomp allow list, through the CRI of a real pinnaced (runc, conmon) on this
+machine. The variants run in alternating rounds in one host-network pod, so load on the
+machine falls on all of them alike; each container is removed after its start is measured.
+
+    .venv/bin/python -m benchmarks.bench_isolation [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
+from tests.support import images  # noqa: E402
+from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
+from tests.support.layers import TarBuilder  # noqa: E402
+from tests.support.push import push_image  # noqa: E402
+from tests.support.registry import Registry  # noqa: E402
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _volume_image() -> images.Image:
+    tar = TarBuilder().directory("/tools").directory("/tools/bin")
+    for n in range(200):  # a volume of some size: 200 small files
+        tar.file(f"/tools/bin/f{n}", f"file {n}\n")
+    return images.ImageBuilder(config=images.ImageConfig(cmd=None)).add_layer(tar.build()).build()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pinnace-bench-") as tmp:
+        base = Path(tmp)
+        with Registry.plain(parent_dir=base) as registry:
+            push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
+            push_image(registry.url, "bench/volume", "v1", _volume_image())
+            box = f"{registry.host}/bench/busybox:v1"
+            volume = f"{registry.host}/bench/volume:v1"
+            hosts = base / "certs.d"
+            hosts_toml(hosts, registry.host, plain_http=True)
+            (base / "d").mkdir()
+            daemon = Pinnaced(base / "d", registry_hosts_dir=hosts)
+            with daemon:
+                runtime, image_api = daemon.clients()
+                for ref in (box, volume):
+                    image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)))
+                run(runtime, box, volume, args.runs)
+    return 0
+
+
+def run(runtime, box: str, volume: str, runs: int) -> None:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    pod = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="bench"),
+        linux=pb.LinuxPodSandboxConfig(
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER)
+            )
+        ),
+    )
+    pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
+    unconfined = pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
+    default = pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
+    variants = {
+        "plain (unconfined)": ((), unconfined),
+        "image volume": ((pb.Mount(container_path="/v", image=pb.ImageSpec(image=volume),
+                                   readonly=True),), unconfined),
+        "sub-path image volume": ((pb.Mount(container_path="/v", image=pb.ImageSpec(image=volume),
+                                            image_sub_path="tools/bin", readonly=True),),
+                                  unconfined),
+        "RuntimeDefault seccomp": ((), default),
+    }  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    try:
+        for n in range(runs + 1):  # the first round warms up
+            for label, (mounts, seccomp) in variants.items():
+                config = pb.ContainerConfig(
+                    metadata=pb.ContainerMetadata(name=f"c{n}", attempt=len(times[label])),
+                    image=pb.ImageSpec(image=box),
+                    command=["sleep", "3600"],
+                    mounts=list(mounts),
+                    linux=pb.LinuxContainerConfig(
+                        security_context=pb.LinuxContainerSecurityContext(
+                            seccomp=seccomp, namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+                        )
+                    ),
+                )
+                start = time.perf_counter()
+                cid = runtime.CreateContainer(
+                    pb.CreateContainerRequest(
+                        pod_sandbox_id=pod_id, config=config, sandbox_config=pod
+                    )
+                ).container_id
+                runtime.StartContainer(pb.StartContainerRequest(container_id=cid))
+                elapsed = time.perf_counter() - start
+                if n:
+                    times[label].append(elapsed)
+                runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    finally:
+        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    plain = statistics.median(times["plain (unconfined)"])
+    print(f"CreateContainer + StartContainer, {runs} runs each, alternating (ms)")
+    print(f"{'variant':26} {'median':>8} {'p90':>8} {'vs plain':>9}")
+    for label, values in times.items():
+        med = statistics.median(values)
+        print(f"{label:26} {med * 1000:8.1f} {_pct(values, 0.9) * 1000:8.1f} {med / plain:8.2f}x")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
