@@ -49,6 +49,9 @@ class DaemonConfig:
     address: str = "unix:///run/pinnace/pinnace.sock"
     socket_mode: int = 0o660
     log_level: str = "info"
+    # > 0: run the event loop in asyncio debug mode and log every callback that holds the loop
+    # longer than this many milliseconds (the e2e harness runs daemons so and fails on them)
+    slow_callback_ms: int = 0
 
     @property
     def socket_path(self) -> Path:
@@ -79,6 +82,10 @@ class DaemonConfig:
         for name in ("root", "state"):
             if not getattr(self, name).is_absolute():
                 raise InvalidArgument(f"daemon.{name}: {getattr(self, name)} must be absolute")
+        if self.slow_callback_ms < 0:
+            raise InvalidArgument(
+                f"daemon.slow_callback_ms: {self.slow_callback_ms} must be 0 (off) or positive"
+            )
 
 
 @dataclass(frozen=True, slots=True)

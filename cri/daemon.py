@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from cri import config as config_mod
+from cri import loopwatch
 from cri.api.pinnace.events.v1 import events_pb2_grpc
 from cri.api.pinnace.images.v1 import images_pb2_grpc
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
@@ -346,7 +347,7 @@ class Daemon:
                 await self._serve_with_tasks(cfg)
         finally:
             await self.registry.aclose()
-            self.metrics.close()
+            await asyncio.to_thread(self.metrics.close)  # shutdown() waits out a 0.5 s poll
             await asyncio.to_thread(self.db.close)
 
     async def _serve_with_tasks(self, cfg: Config) -> None:
@@ -473,6 +474,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--stream-idle-timeout",
         help="close a streaming connection with no streams after this long (e.g. 4h)",
     )
+    parser.add_argument(
+        "--slow-callback-ms",
+        type=int,
+        help="asyncio debug mode: log callbacks that hold the event loop longer than this",
+    )
     parser.add_argument("--cni-conf-dir", type=Path, help="CNI network configs directory")
     parser.add_argument("--nri-socket", type=Path, help="NRI socket plugins connect to")
     parser.add_argument("--nri-plugin-dir", type=Path, help="pre-installed NRI plugins")
@@ -501,6 +507,7 @@ def build_config(args: argparse.Namespace) -> Config:
         daemon__state=args.state,
         daemon__address=args.address,
         daemon__log_level=args.log_level,
+        daemon__slow_callback_ms=args.slow_callback_ms,
         images__registry_hosts_dir=args.registry_hosts_dir,
         metrics__address=args.metrics_address,
         streaming__address=args.stream_address,
@@ -535,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
+        if cfg.daemon.slow_callback_ms > 0:
+            loopwatch.install(loop, threshold_ms=cfg.daemon.slow_callback_ms)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop)
         await daemon.run()

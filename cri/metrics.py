@@ -120,6 +120,8 @@ class Metrics:
         log.info("metrics served on http://%s/metrics", address)
 
     def close(self) -> None:
+        """Stop serving. Blocking (``shutdown`` waits for the serving thread's next poll, up
+        to half a second): call it from a thread."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

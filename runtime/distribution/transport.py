@@ -5,6 +5,8 @@ distinct TLS configuration, built lazily, off the event loop (loading CA bundles
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,13 @@ import httpx
 
 from runtime.distribution.hosts import RegistryHost
 from runtime.errors import InvalidArgument
+
+# httpcore reaches the event loop through anyio, whose asyncio backend (some 30 modules) is
+# imported on the first request: 50-90 ms of imports holding the loop in the first pull of a
+# daemon's life (seen by the e2e loop watch). Importing it with this module, when the daemon
+# starts and before the loop serves, keeps that off the loop.
+with contextlib.suppress(ImportError):
+    importlib.import_module("anyio._backends._asyncio")
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,28 +214,34 @@ class ContainerController:
             undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
             mounts = await self._mount_image_volumes(container_id, config, directory, undo)
             log_path = _log_path(sandbox, config)
-            host_adj = rootfs_mod.own_oom_score_adj()
-            applied = self._applicable(config, host_adj)
-            spec = oci.build_container_spec(
-                container=dataclasses.replace(config, resources=applied, mounts=mounts),
-                sandbox=sandbox,
-                image=manifests.parse_image_config(image.config_json.encode()),
-                rootfs=rootfs,
-                cgroups_path=self._sandboxes.cgroups_path(sandbox, container_id),
-                sandbox_files=_sandbox_files(sandbox),
-                namespace_paths=sandbox.namespace_paths,
-                host_oom_score_adj=host_adj,
-                cgroup_v2=self._settings.cgroup_v2,
-                image_name=naming.shown_name(
-                    user_specified=config.user_specified_image,
-                    requested=config.image,
-                    repo_tags=image.repo_tags,
-                ),
-                recursive_read_only=self._settings.features(
-                    sandbox.runtime_handler
-                ).recursive_read_only,
-                security_modules=self._settings.security_modules,
-            )
+
+            def build() -> tuple[Resources | None, dict[str, Any]]:
+                # file work (the image's passwd and group in the rootfs, device nodes, a
+                # seccomp profile, /proc/self/oom_score_adj): off the event loop
+                host_adj = rootfs_mod.own_oom_score_adj()
+                applied = self._applicable(config, host_adj)
+                return applied, oci.build_container_spec(
+                    container=dataclasses.replace(config, resources=applied, mounts=mounts),
+                    sandbox=sandbox,
+                    image=manifests.parse_image_config(image.config_json.encode()),
+                    rootfs=rootfs,
+                    cgroups_path=self._sandboxes.cgroups_path(sandbox, container_id),
+                    sandbox_files=_sandbox_files(sandbox),
+                    namespace_paths=sandbox.namespace_paths,
+                    host_oom_score_adj=host_adj,
+                    cgroup_v2=self._settings.cgroup_v2,
+                    image_name=naming.shown_name(
+                        user_specified=config.user_specified_image,
+                        requested=config.image,
+                        repo_tags=image.repo_tags,
+                    ),
+                    recursive_read_only=self._settings.features(
+                        sandbox.runtime_handler
+                    ).recursive_read_only,
+                    security_modules=self._settings.security_modules,
+                )
+
+            applied, spec = await asyncio.to_thread(build)
             await asyncio.to_thread(self._inject_cdi_devices, spec, config)
             container = Container(
                 id=container_id,

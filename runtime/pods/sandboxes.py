@@ -261,16 +261,18 @@ class SandboxController:
         undo.push_async_callback(asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, key)
         await asyncio.to_thread(self._rootfs.mount, snapshot_mounts, rootfs)
         undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
-        spec = oci.build_infra_spec(
-            sandbox=sandbox,
-            image=manifests.parse_image_config(image.config_json.encode()),
-            rootfs=rootfs,
-            cgroups_path=self.cgroups_path(sandbox, sandbox.id),
-            namespace_paths=sandbox.namespace_paths,
-            host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
-            cgroup_v2=self._settings.cgroup_v2,
-            image_name=image.repo_tags[0] if image.repo_tags else image.id,
-            security_modules=self._settings.security_modules,
+        spec = await asyncio.to_thread(  # file work: the image's passwd, oom_score_adj
+            lambda: oci.build_infra_spec(
+                sandbox=sandbox,
+                image=manifests.parse_image_config(image.config_json.encode()),
+                rootfs=rootfs,
+                cgroups_path=self.cgroups_path(sandbox, sandbox.id),
+                namespace_paths=sandbox.namespace_paths,
+                host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
+                cgroup_v2=self._settings.cgroup_v2,
+                image_name=image.repo_tags[0] if image.repo_tags else image.id,
+                security_modules=self._settings.security_modules,
+            )
         )
         await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
         task = TaskSpec(

@@ -127,6 +127,13 @@ def pushed_busybox(registry: Registry, busybox_image: Image) -> str:
 # -- daemons -----------------------------------------------------------------------------
 PinnacedFactory = Callable[..., Pinnaced]
 
+# Every daemon runs its loop in asyncio debug mode, timed by cri/loopwatch.py; a callback that
+# holds the loop longer than this (time its thread waited for a CPU not counted, so a loaded
+# machine does not trip it) fails the test at teardown: blocking work belongs in threads.
+# PINNACE_E2E_SLOW_CALLBACK_MS=0 turns it off; PINNACE_E2E_SLOW_CALLBACK_ENFORCE=0 only logs.
+SLOW_CALLBACK_MS = int(os.environ.get("PINNACE_E2E_SLOW_CALLBACK_MS", "100"))
+_ENFORCE_SLOW_CALLBACKS = os.environ.get("PINNACE_E2E_SLOW_CALLBACK_ENFORCE", "1") != "0"
+
 
 @pytest.fixture
 def pinnaced(
@@ -143,6 +150,7 @@ def pinnaced(
         base.mkdir()
         hosts_dir = kwargs.pop("registry_hosts_dir", None) or base / "certs.d"
         hosts_toml(hosts_dir, registry.host, plain_http=True)
+        kwargs.setdefault("slow_callback_ms", SLOW_CALLBACK_MS)
         daemon = Pinnaced(base, registry_hosts_dir=hosts_dir, **kwargs)
         daemons.append(daemon)
         return daemon.start() if start else daemon
@@ -150,3 +158,9 @@ def pinnaced(
     yield make
     for daemon in daemons:
         daemon.close()
+    slow = [f"pinnaced[{n}] {cb}" for n, d in enumerate(daemons) for cb in d.slow_callbacks()]
+    if slow and _ENFORCE_SLOW_CALLBACKS:
+        pytest.fail(
+            f"callbacks held the event loop longer than {SLOW_CALLBACK_MS} ms:\n" + "\n".join(slow),
+            pytrace=False,
+        )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import select
 import shutil
 import signal
@@ -293,6 +294,26 @@ def clean_leftovers(directories: Sequence[Path], *, timeout: float = 10.0) -> Le
 
 
 # -- the daemon ------------------------------------------------------------------------------
+# cri/loopwatch.py's line: time held (the threshold applies to it), wall time, what it was
+_SLOW_CALLBACK = re.compile(
+    r"WARNING cri\.loopwatch: slow callback: held the loop (\d+) ms \(wall (\d+) ms, "
+    r"(\d+) ms waiting for a CPU\): (.*)"
+)
+
+
+@dataclass(frozen=True)
+class SlowCallback:
+    """One callback that held a daemon's event loop: for how long (less the time its thread
+    waited for a CPU), its wall time, and what it was."""
+
+    held_ms: int
+    wall_ms: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"held {self.held_ms} ms (wall {self.wall_ms} ms): {self.what}"
+
+
 class DaemonError(RuntimeError):
     """pinnaced did not start, or did not stop when asked."""
 
@@ -308,8 +329,12 @@ class Pinnaced:
         extra_args: Sequence[str] = (),
         config_text: str | None = None,
         env: dict[str, str] | None = None,
+        slow_callback_ms: int = 0,
     ) -> None:
         self.tmp_path = tmp_path
+        # > 0: the daemon runs its loop in asyncio debug mode and logs every callback that
+        # holds the loop longer than this; ``slow_callbacks()`` reads them from the log
+        self.slow_callback_ms = slow_callback_ms
         self.root = tmp_path / "root"
         self.short_dir = Path(tempfile.mkdtemp(prefix="pnd-", dir="/tmp"))
         self.state = self.short_dir / "state"
@@ -359,6 +384,8 @@ class Pinnaced:
         ]  # fmt: skip
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
+        if self.slow_callback_ms > 0:
+            args += ["--slow-callback-ms", str(self.slow_callback_ms)]
         return args + list(self.extra_args)
 
     @property
@@ -508,6 +535,18 @@ class Pinnaced:
         self.close()
 
     # -- logs --------------------------------------------------------------------------------
+    def slow_callbacks(self) -> list[SlowCallback]:
+        """Every callback the daemon's loop reported as holding it longer than
+        ``slow_callback_ms`` (the lines :mod:`cri.loopwatch` logs)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [
+            SlowCallback(held_ms=int(m.group(1)), wall_ms=int(m.group(2)), what=m.group(4))
+            for m in _SLOW_CALLBACK.finditer(text)
+        ]
+
     def log_tail(self, lines: int = 100) -> str:
         try:
             with self.log_path.open("rb") as f:
