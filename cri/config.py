@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import units
+from runtime.cgroups.mounts import CgroupDriver
 from runtime.errors import InvalidArgument
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinnace/config.toml")
@@ -157,7 +158,7 @@ class RuntimeConfig:
             "crun": HandlerConfig(binary=Path("/usr/bin/crun")),
         }
     )
-    cgroup_driver: str = "cgroupfs"
+    cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS
     # The cgroup under which pods get theirs when kubelet gives no parent (cgroupfs driver).
     # "": /pinnace for the default root, else /pinnace-<hash of daemon.root>, so two
     # daemons on one host never share (see pod_cgroup_root).
@@ -378,6 +379,11 @@ def _coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
         if not all(isinstance(v, str) and v for v in value):
             raise InvalidArgument(f"{key}: expected a list of path strings")
         return tuple(Path(v) for v in value)
+    if key.endswith("cgroup_driver"):
+        try:
+            return CgroupDriver(value)
+        except ValueError:
+            raise InvalidArgument(f"{key}: {value!r} must be cgroupfs or systemd") from None
     if key.endswith("socket_mode"):
         try:
             mode = int(value, 8) if isinstance(value, str) else int(value)

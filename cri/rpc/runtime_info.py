@@ -10,6 +10,7 @@ from typing import Any
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc.deps import Deps
 from runtime.cdi import CdiRegistry
+from runtime.cgroups import CgroupDriver
 from runtime.network.template import write_rendered
 from runtime.tasks import features
 
@@ -84,7 +85,9 @@ def cdi_info(registry: CdiRegistry) -> dict[str, Any]:
 
 
 def runtime_config(deps: Deps, request: pb.RuntimeConfigRequest) -> pb.RuntimeConfigResponse:
-    driver = pb.SYSTEMD if deps.config.runtime.cgroup_driver == "systemd" else pb.CGROUPFS
+    driver = (
+        pb.SYSTEMD if deps.config.runtime.cgroup_driver == CgroupDriver.SYSTEMD else pb.CGROUPFS
+    )
     return pb.RuntimeConfigResponse(linux=pb.LinuxRuntimeConfiguration(cgroup_driver=driver))
 
 

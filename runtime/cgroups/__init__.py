@@ -5,6 +5,7 @@ readers are blocking and cheap, so async callers wrap them in ``asyncio.to_threa
 """
 
 from runtime.cgroups.mounts import (
+    CgroupDriver,
     CgroupMode,
     CgroupMounts,
     detect,
@@ -24,6 +25,7 @@ from runtime.cgroups.stats import (
 )
 
 __all__ = [
+    "CgroupDriver",
     "CgroupMode",
     "CgroupMounts",
     "CgroupStats",

@@ -30,6 +30,15 @@ _NON_CONTROLLER_OPTS = frozenset(
 )
 
 
+class CgroupDriver(enum.StrEnum):
+    """Who manages the cgroups of pods (kubelet's ``--cgroup-driver`` must agree): pinnace
+    writing cgroupfs paths (``/pinnace/<pod>/<ctr>``) or systemd (``slice:prefix:name`` paths).
+    A ``str`` so that config dumps and comparisons with the configured word keep working."""
+
+    CGROUPFS = "cgroupfs"
+    SYSTEMD = "systemd"
+
+
 class CgroupMode(enum.Enum):
     """How the host's cgroups are laid out (see the module docstring)."""
 

@@ -23,6 +23,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from runtime.model.lifecycle import ContainerState, SandboxState  # their home: the tables
 from runtime.model.network import DnsConfig, PortMapping
 
 __all__ = [
@@ -175,11 +176,6 @@ class SandboxConfig:
     runtime_handler: str = ""
 
 
-class SandboxState(enum.Enum):
-    READY = "ready"
-    NOTREADY = "notready"
-
-
 @dataclass(frozen=True, slots=True)
 class Sandbox:
     """A pod sandbox as the runtime keeps it. ``namespace_paths`` maps ``net``/``ipc``/``uts``
@@ -260,13 +256,6 @@ class ContainerConfig:
     cdi_devices: tuple[str, ...] = ()
     # The name the pod spec gave (the kubelet puts the image id in ``image``).
     user_specified_image: str = ""
-
-
-class ContainerState(enum.Enum):
-    CREATED = "created"
-    RUNNING = "running"
-    EXITED = "exited"
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)

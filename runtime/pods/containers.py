@@ -33,6 +33,7 @@ from runtime.cgroups import CgroupMounts, CgroupStats, read_stats
 from runtime.cgroups.detail import CgroupDetail, read_detail
 from runtime.errors import (
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     PinnaceError,
@@ -41,6 +42,13 @@ from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
 from runtime.images import naming
+from runtime.model.lifecycle import (
+    ContainerAction,
+    SandboxAction,
+    Step,
+    container_step,
+    sandbox_step,
+)
 from runtime.model.pods import (
     Container,
     ContainerConfig,
@@ -50,7 +58,6 @@ from runtime.model.pods import (
     NamespaceMode,
     Resources,
     Sandbox,
-    SandboxState,
 )
 from runtime.pods import image_volumes
 from runtime.pods import rootfs as rootfs_mod
@@ -161,16 +168,21 @@ class ContainerController:
             await asyncio.to_thread(self._store.put_container, updated)
             return updated
 
+    def _publish(self, step: Step[ContainerState], event: ev.Event) -> None:
+        """Publish ``event`` if the lifecycle table's row names its topic (and only then)."""
+        if step.topic is None:
+            return
+        if step.topic != event.topic:
+            raise Internal(f"lifecycle table says {step.topic}, the controller has {event.topic}")
+        self._exchange.publish(ev.K8S_NAMESPACE, event)
+
     # ---- create -------------------------------------------------------------------------
 
     async def create(self, sandbox_id: str, config: ContainerConfig) -> Container:
         sandbox = self._store.sandboxes.get(sandbox_id)
         if sandbox is None:
             raise NotFound(f"pod sandbox {sandbox_id} not found")
-        if sandbox.state != SandboxState.READY:
-            raise FailedPrecondition(
-                f"pod sandbox {sandbox_id} is not ready (it was stopped); create a new one"
-            )
+        sandbox_step(sandbox.state, SandboxAction.CREATE_CONTAINER, id=sandbox_id)
         image = self._images.find(config.image)
         if image is None:
             raise NotFound(
@@ -346,14 +358,11 @@ class ContainerController:
 
     async def start(self, container_id: str) -> Container:
         container = self.get(container_id)
-        if container.state != ContainerState.CREATED:
-            raise FailedPrecondition(
-                f"container {container_id} is {container.state.value}: only a created "
-                "container can be started"
-            )
+        container_step(container.state, ContainerAction.START, id=container_id)
         sandbox = self._store.sandboxes.get(container.sandbox_id)
-        if sandbox is None or sandbox.state != SandboxState.READY:
-            raise FailedPrecondition(f"pod sandbox of container {container_id} is not ready")
+        if sandbox is None:
+            raise FailedPrecondition(f"pod sandbox of container {container_id} is gone")
+        sandbox_step(sandbox.state, SandboxAction.START_CONTAINER, id=sandbox.id)
         directory = Path(container.bundle)
         log_path = Path(container.log_path) if container.log_path else directory / "console.log"
         await asyncio.to_thread(log_path.parent.mkdir, parents=True, exist_ok=True)
@@ -377,32 +386,36 @@ class ContainerController:
                 raise
         except PinnaceError as exc:
             message = str(exc)
-            await self._transition(
-                container_id,
-                lambda c: dataclasses.replace(
+
+            def start_failed(c: Container) -> Container | None:
+                step = _step_if_allowed(c, ContainerAction.START_FAILED)
+                if step is None:
+                    return None
+                return dataclasses.replace(
                     c,
-                    state=ContainerState.EXITED,
+                    state=step.state,
                     started_at=started_at,
                     finished_at=now_ns(),
                     exit_code=EXIT_CODE_START_ERROR,
                     reason="StartError",
                     message=message,
-                ),
-            )
+                )
+
+            await self._transition(container_id, start_failed)
             raise FailedPrecondition(
                 f"failed to start container {container_id}: {message}"
             ) from exc
 
         def running(c: Container) -> Container:
-            if c.state == ContainerState.EXITED:  # the exit was recorded first
+            step = _step_if_allowed(c, ContainerAction.START)
+            if step is None:  # the exit was recorded first: it stays EXITED, with its pid
                 return dataclasses.replace(c, started_at=started_at, pid=info.pid)
-            return dataclasses.replace(
-                c, state=ContainerState.RUNNING, started_at=started_at, pid=info.pid
-            )
+            return dataclasses.replace(c, state=step.state, started_at=started_at, pid=info.pid)
 
         updated = await self._transition(container_id, running)
-        self._exchange.publish(
-            ev.K8S_NAMESPACE, ev.TaskStart(container_id=container_id, pid=info.pid)
+        self._publish(
+            container_step(ContainerState.CREATED, ContainerAction.START),
+            ev.TaskStart(container_id=container_id, pid=info.pid),
         )
         assert updated is not None
         await self._hooks.post_start_container(sandbox, updated)
@@ -421,15 +434,16 @@ class ContainerController:
     async def record_exit(self, exit: TaskExit) -> Container | None:
         """Record ``exit`` once: the second report of one exit (the exit callback and a stop
         both see it) changes nothing and publishes nothing."""
-        first: list[Container] = []
+        first: list[tuple[Container, Step[ContainerState]]] = []
 
         def exited(c: Container) -> Container | None:
-            if c.state == ContainerState.EXITED:
+            step = container_step(c.state, ContainerAction.EXIT, id=c.id)
+            if not step.changes:
                 return None
-            first.append(c)
+            first.append((c, step))
             return dataclasses.replace(
                 c,
-                state=ContainerState.EXITED,
+                state=step.state,
                 finished_at=exit.exited_at,
                 exit_code=exit.exit_code,
                 reason=_exit_reason(exit),
@@ -438,12 +452,13 @@ class ContainerController:
 
         updated = await self._transition(exit.id, exited)
         if first:
+            before, step = first[0]
             exited_at = datetime.fromtimestamp(exit.exited_at / 1e9, tz=UTC)
-            self._exchange.publish(
-                ev.K8S_NAMESPACE,
+            self._publish(
+                step,
                 ev.TaskExit(
                     container_id=exit.id,
-                    pid=first[0].pid,
+                    pid=before.pid,
                     exit_status=exit.exit_code,
                     exited_at=exited_at,
                 ),
@@ -531,12 +546,11 @@ class ContainerController:
 
     # ---- in a running container ---------------------------------------------------------
 
-    def _running(self, container_id: str) -> Container:
+    def _running(
+        self, container_id: str, action: ContainerAction = ContainerAction.EXEC
+    ) -> Container:
         container = self.get(container_id)
-        if container.state != ContainerState.RUNNING:
-            raise FailedPrecondition(
-                f"container {container_id} is {container.state.value}, not running"
-            )
+        container_step(container.state, action, id=container_id)
         return container
 
     async def exec_sync(
@@ -558,7 +572,7 @@ class ContainerController:
 
     async def attach(self, container_id: str) -> AttachedStdio:
         """The running container's main process stdio (conmon's attach socket)."""
-        self._running(container_id)
+        self._running(container_id, ContainerAction.ATTACH)
         return await self._tasks.attach(container_id)
 
     async def resize(self, container_id: str, *, rows: int, cols: int) -> None:
@@ -571,8 +585,7 @@ class ContainerController:
         """Apply new limits. ``run_hooks=False`` for an update an extension itself asked for
         (it is not told about its own change)."""
         container = self.get(container_id)
-        if container.state == ContainerState.EXITED:
-            raise FailedPrecondition(f"container {container_id} has exited")
+        step = container_step(container.state, ContainerAction.UPDATE, id=container_id)
         applied = oci.applicable_resources(
             resources,
             self._settings.host_resources,
@@ -597,14 +610,14 @@ class ContainerController:
         updated = await self._transition(
             container_id, lambda c: dataclasses.replace(c, resources=resources)
         )
-        self._exchange.publish(ev.K8S_NAMESPACE, ev.ContainerUpdate(container_id=container_id))
+        self._publish(step, ev.ContainerUpdate(container_id=container_id))
         assert updated is not None
         if sandbox is not None:
             await self._hooks.post_update_container(sandbox, updated)
         return updated
 
     async def reopen_log(self, container_id: str) -> None:
-        self._running(container_id)
+        self._running(container_id, ContainerAction.REOPEN_LOG)
         await self._tasks.reopen_log(container_id)
 
     def cgroup_path(self, container: Container) -> str | None:
@@ -718,10 +731,10 @@ class ContainerController:
             container_id,
             lambda c: (
                 None
-                if c.state == ContainerState.EXITED
+                if not (step := container_step(c.state, ContainerAction.LOST, id=c.id)).changes
                 else dataclasses.replace(
                     c,
-                    state=ContainerState.EXITED,
+                    state=step.state,
                     finished_at=now_ns(),
                     exit_code=255,
                     reason="Unknown",
@@ -729,6 +742,15 @@ class ContainerController:
                 )
             ),
         )
+
+
+def _step_if_allowed(container: Container, action: ContainerAction) -> Step[ContainerState] | None:
+    """The table's row for ``action`` in the container's state, or None where it has none
+    (a race the caller resolves itself, such as an exit recorded before the start)."""
+    try:
+        return container_step(container.state, action, id=container.id)
+    except FailedPrecondition:
+        return None
 
 
 def _log_path(sandbox: Sandbox, config: ContainerConfig) -> Path | None:

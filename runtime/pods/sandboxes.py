@@ -29,7 +29,7 @@ from typing import Any
 from runtime import mount as mounts
 from runtime import oci
 from runtime.aio import shielded
-from runtime.cgroups import CgroupMounts
+from runtime.cgroups import CgroupDriver, CgroupMounts
 from runtime.cgroups import remove as remove_cgroup
 from runtime.cgroups.limits import apply_limits, pod_limits
 from runtime.errors import (
@@ -42,6 +42,7 @@ from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.images import manifest as manifests
 from runtime.images.store import ImageRecord
+from runtime.model.lifecycle import SandboxAction, sandbox_step
 from runtime.model.pods import NamespaceMode, Resources, Sandbox, SandboxConfig, SandboxState
 from runtime.mount import Mount
 from runtime.oci import lsm
@@ -288,7 +289,7 @@ class SandboxController:
 
     def cgroups_path(self, sandbox: Sandbox, name: str) -> str:
         """Where a task of this pod (its infra or a container ``name``) has its cgroup."""
-        if self._settings.cgroup_driver == "systemd":
+        if self._settings.cgroup_driver == CgroupDriver.SYSTEMD:
             parent = sandbox.config.cgroup_parent or "system.slice"
             return f"{parent}:pinnace:{name}"
         return f"{sandbox.cgroup_parent}/{name}"
@@ -296,7 +297,7 @@ class SandboxController:
     async def _remove_cgroup(self, path: str) -> None:
         """Remove a pod cgroup pinnace made (the default parent), and the shared parent above
         it once that is empty (rmdir of a non-empty cgroup fails harmlessly)."""
-        if self._cgroups is not None and self._settings.cgroup_driver == "cgroupfs":
+        if self._cgroups is not None and self._settings.cgroup_driver == CgroupDriver.CGROUPFS:
             await asyncio.to_thread(_remove_cgroup_quietly, self._cgroups, path)
             parent = self._settings.default_cgroup_parent
             if path.startswith(parent + "/"):
@@ -309,7 +310,7 @@ class SandboxController:
         the cgroupfs driver names it); a parent the kubelet gave is the kubelet's."""
         return (
             not sandbox.config.cgroup_parent
-            and self._settings.cgroup_driver == "cgroupfs"
+            and self._settings.cgroup_driver == CgroupDriver.CGROUPFS
             and self._cgroups is not None
         )
 
@@ -361,12 +362,13 @@ class SandboxController:
                 await self._tasks.stop(sandbox.infra_container_id, timeout=0)
         await nsmod.unpin(directory / "ns")
         await asyncio.to_thread(self._rootfs.unmount, directory / "shm")
+        step = sandbox_step(sandbox.state, SandboxAction.STOP, id=sandbox_id)
         stopped = dataclasses.replace(
-            sandbox, state=SandboxState.NOTREADY, infra_pid=0, ip="", additional_ips=()
+            sandbox, state=step.state, infra_pid=0, ip="", additional_ips=()
         )
         if stopped != sandbox:
             await asyncio.to_thread(self._store.put_sandbox, stopped)
-            if sandbox.state == SandboxState.READY:
+            if step.topic == ev.SandboxStop.topic:
                 self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxStop(sandbox_id=sandbox_id))
         return stopped
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.cgroups.host import HostResources
+from runtime.cgroups.mounts import CgroupDriver
 from runtime.oci.lsm import HostSecurityModules
 from runtime.tasks.features import HandlerFeatures
 
@@ -27,10 +28,9 @@ class PodSettings:
     handlers: tuple[str, ...]
     shm_size: int = 64 * 1024 * 1024
     always_infra: bool = False
-    cgroup_driver: str = "cgroupfs"
+    cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS
     cgroup_v2: bool = False
     default_cgroup_parent: str = "/pinnace"
-    network_timeout: float = 120.0
     stop_timeout_on_remove: float = 0.0
     host_resources: HostResources = field(default_factory=HostResources)
     tolerate_missing_hugetlb_controller: bool = True

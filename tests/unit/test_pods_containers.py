@@ -81,7 +81,7 @@ async def test_create_needs_a_ready_sandbox_and_a_pulled_image(
     with pytest.raises(NotFound):
         await layer.containers.create("no-such-sandbox", layer.container("app"))
     await layer.sandboxes.stop(sandbox.id)
-    with pytest.raises(FailedPrecondition, match="not ready"):
+    with pytest.raises(FailedPrecondition, match="is notready"):
         await layer.containers.create(sandbox.id, layer.container("app"))
     assert _beyond(layer, sandbox) == []
 
@@ -208,7 +208,7 @@ async def test_a_container_of_a_stopped_sandbox_does_not_start(
 ) -> None:
     container = await layer.containers.create(sandbox.id, layer.container("app"))
     await layer.sandboxes.stop(sandbox.id)
-    with pytest.raises(FailedPrecondition, match="not ready"):
+    with pytest.raises(FailedPrecondition, match="is notready"):
         await layer.containers.start(container.id)
     assert layer.containers.get(container.id).state == ContainerState.CREATED
 
