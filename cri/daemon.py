@@ -66,6 +66,7 @@ from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore
 from runtime.sandbox.dial import NamespaceDialer
 from runtime.snapshots.base import DirectorySnapshotter
+from runtime.snapshots.events import PublishingSnapshotter
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.snapshots.native import NativeSnapshotter
 from runtime.snapshots.overlay import OverlaySnapshotter
@@ -194,6 +195,7 @@ class Daemon:
 
     def _build_images(self, snapshotter: Snapshotter) -> ImageService:
         """The image layer; built once the snapshotter is chosen (that probes the kernel)."""
+        base = snapshotter.inner if isinstance(snapshotter, PublishingSnapshotter) else snapshotter
         cfg = self.cfg
         root = cfg.daemon.root
         configured = self._configured
@@ -229,7 +231,8 @@ class Daemon:
             client_factory=client_factory,
             store_dirs=(root / "content", root / "snapshots"),
             pinned_images=(cfg.images.sandbox_image,),
-            fs_id=snapshotter.root if isinstance(snapshotter, DirectorySnapshotter) else None,
+            fs_id=base.root if isinstance(base, DirectorySnapshotter) else None,
+            exchange=self.exchange,
         )
 
     def _build_pods(
@@ -356,6 +359,8 @@ class Daemon:
             self._choose_snapshotter, cfg.daemon.root / "snapshots"
         )
         await asyncio.to_thread(snapshotter.cleanup)
+        # prepares, commits and removes are published on the exchange from here on
+        snapshotter = PublishingSnapshotter(snapshotter, self.exchange)
         images = self._build_images(snapshotter)
         cgroup_mounts = await asyncio.to_thread(cgroups.detect)
         host_resources = await asyncio.to_thread(cgroups_host.detect, cgroup_mounts)

@@ -21,6 +21,8 @@ from runtime.distribution.auth import Credentials
 from runtime.distribution.client import RegistryClient
 from runtime.distribution.reference import parse_reference
 from runtime.errors import InvalidArgument, NotFound
+from runtime.events import types as ev
+from runtime.events.exchange import Exchange
 from runtime.images import archive
 from runtime.images.gc import Collector
 from runtime.images.progress import Phase, Progress, ProgressSink, discard
@@ -75,7 +77,9 @@ class ImageService:
         pinned_images: tuple[str, ...] = (),
         usage_max_age: float = 10.0,
         fs_id: Path | None = None,
+        exchange: Exchange | None = None,
     ) -> None:
+        self._exchange = exchange
         self._content = content
         self._sn = snapshotter
         self.store = images
@@ -163,10 +167,12 @@ class ImageService:
                 return present
         async with self._writing():
             client = self._client_factory(credentials, credentials_host)
+            before = self._names()
             try:
                 record = await self._puller.pull(client, ref, progress)
             finally:
                 await client.aclose()
+            self._announce(before)
         log.info("pulled %s as %s", ref, record.id)
         return record
 
@@ -208,6 +214,7 @@ class ImageService:
         async with self._writing():
             index = await asyncio.to_thread(archive.read_layout, self._content, path)
             records = []
+            before = self._names()
             for entry in archive.entries(index, name=name):
 
                 async def local(desc: Descriptor) -> bytes:
@@ -219,6 +226,7 @@ class ImageService:
                 records.append(
                     await asyncio.to_thread(self._puller.record, docs, tags=tags, digests=[])
                 )
+            self._announce(before)
         return records
 
     # ---- remove and collect ---------------------------------------------------------------
@@ -228,7 +236,9 @@ class ImageService:
         record = self.find(text)
         if record is None:
             return None
+        before = self._names()
         removed = await asyncio.to_thread(self.store.remove, record.id)
+        self._announce(before)
         await self.collect()
         return removed
 
@@ -242,10 +252,37 @@ class ImageService:
         record = self.store.lookup(name, normalized_name=name)
         if record is None or name not in record.names:
             raise NotFound(f"no image is named {name}")
+        before = self._names()
         updated = await asyncio.to_thread(self.store.untag, name)
+        self._announce(before)
         if updated is None:
             raise NotFound(f"no image is named {name}")
         return updated
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def _names(self) -> dict[str, str]:
+        """Every image name (tags and digests) and the image id it names, from memory."""
+        return {n: r.id for r in self.store.list() for n in (*r.repo_tags, *r.repo_digests)}
+
+    def _announce(self, before: dict[str, str]) -> None:
+        """Publish what changed in the image records since ``before`` (they are committed):
+        /images/create for a new name, /images/update for a name that now names other content,
+        /images/delete for a name gone."""
+        if self._exchange is None:
+            return
+        after = self._names()
+        for name in sorted(after.keys() | before.keys()):
+            old, new = before.get(name), after.get(name)
+            if old == new:
+                continue
+            if old is None:
+                event: ev.Event = ev.ImageCreate(name=name)
+            elif new is None:
+                event = ev.ImageDelete(name=name)
+            else:
+                event = ev.ImageUpdate(name=name)
+            self._exchange.publish(ev.K8S_NAMESPACE, event)
 
     async def collect(self, *, startup: bool = False) -> None:
         if self._writers:

@@ -168,6 +168,14 @@ class ContainerController:
             await asyncio.to_thread(self._store.put_container, updated)
             return updated
 
+    async def _delete_task(self, container_id: str, *, pid: int, exit_status: int) -> None:
+        """Delete the container's task and say so (/tasks/delete) once it is gone."""
+        await self._tasks.delete(container_id, force=True)
+        self._exchange.publish(
+            ev.K8S_NAMESPACE,
+            ev.TaskDelete(container_id=container_id, pid=pid, exit_status=exit_status),
+        )
+
     def _publish(self, step: Step[ContainerState], event: ev.Event) -> None:
         """Publish ``event`` if the lifecycle table's row names its topic (and only then)."""
         if step.topic is None:
@@ -379,10 +387,13 @@ class ContainerController:
         started_at = now_ns()
         try:
             info = await self._tasks.create(spec)
+            self._exchange.publish(
+                ev.K8S_NAMESPACE, ev.TaskCreate(container_id=container_id, pid=info.pid)
+            )
             try:
                 await self._tasks.start(container_id)
             except BaseException:
-                await shielded(self._tasks.delete(container_id, force=True))
+                await shielded(self._delete_task(container_id, pid=info.pid, exit_status=0))
                 raise
         except PinnaceError as exc:
             message = str(exc)
@@ -509,7 +520,13 @@ class ContainerController:
         if container.state == ContainerState.RUNNING:
             await self.stop(container_id, timeout=self._settings.stop_timeout_on_remove)
         async with self._lock(container_id):
-            await self._tasks.delete(container_id, force=True)
+            current = self._store.containers.get(container_id) or container
+            if current.pid:  # it became a task (a start that failed deleted its own)
+                await self._delete_task(
+                    container_id, pid=current.pid, exit_status=current.exit_code
+                )
+            else:
+                await self._tasks.delete(container_id, force=True)
             directory = Path(container.bundle)
             await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
             await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, container.snapshot_key)

@@ -147,6 +147,8 @@ class SandboxController:
             await shielded(asyncio.to_thread(self._dirs.remove, directory))
             raise
         undo.pop_all()
+        # the record is written: the sandbox exists (create) and is ready (start)
+        self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxCreate(sandbox_id=sandbox_id))
         self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxStart(sandbox_id=sandbox_id))
         log.info(
             "sandbox %s (%s/%s) ready",
@@ -283,9 +285,17 @@ class SandboxController:
             log_path=directory / "infra.log",
         )
         info = await self._tasks.create(task)
-        undo.push_async_callback(self._tasks.delete, sandbox.id, force=True)
+        self._exchange.publish(
+            ev.K8S_NAMESPACE, ev.TaskCreate(container_id=sandbox.id, pid=info.pid)
+        )
+        undo.push_async_callback(self._delete_infra_task, sandbox.id, info.pid)
         await self._tasks.start(sandbox.id)
         return info.pid
+
+    async def _delete_infra_task(self, task_id: str, pid: int) -> None:
+        """Delete the infra task and say so (/tasks/delete) once it is gone."""
+        await self._tasks.delete(task_id, force=True)
+        self._exchange.publish(ev.K8S_NAMESPACE, ev.TaskDelete(container_id=task_id, pid=pid))
 
     def cgroups_path(self, sandbox: Sandbox, name: str) -> str:
         """Where a task of this pod (its infra or a container ``name``) has its cgroup."""
@@ -380,7 +390,7 @@ class SandboxController:
         sandbox = await self.stop(sandbox_id) or sandbox
         directory = Path(sandbox.state_dir)
         if sandbox.infra_container_id:
-            await self._tasks.delete(sandbox.infra_container_id, force=True)
+            await self._delete_infra_task(sandbox.infra_container_id, 0)
         await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
         await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{sandbox_id}")
         await asyncio.to_thread(self._dirs.remove, directory)

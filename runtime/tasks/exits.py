@@ -4,8 +4,14 @@ conmon writes ``<exit dir>/<id>`` atomically (temp file, then rename) when a tas
 ends, so the watch looks for ``IN_MOVED_TO`` (and ``IN_CLOSE_WRITE`` for writers that do not
 rename). Only ids the hub was told to ``expect`` are read. Each exit is resolved once:
 ``wait`` futures complete, then callbacks and ``exits()`` iterators receive it. A subscriber's
-queue is bounded; one that falls behind loses its oldest facts (and a warning is logged)
-rather than slowing anyone else.
+queue is bounded; one that falls behind is dropped, as on the event exchange, rather than
+slowing anyone else.
+
+Why a hub of its own beside the exchange: these are the task layer's raw facts, below the pod
+layer. The container controller records each exit (sqlite) before the public fact
+(``/tasks/exit``, :class:`runtime.events.types.TaskExit`) is published on the exchange, which
+only ever carries facts already durable; subscribers of the exchange never see an exit the
+records do not show yet.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 from runtime.errors import DeadlineExceeded
+from runtime.events.exchange import SubscriberDropped
 from runtime.tasks.inotify import (
     IN_CLOSE_WRITE,
     IN_MOVED_TO,
@@ -122,19 +129,30 @@ class ExitHub:
         return unsubscribe
 
     async def exits(self) -> AsyncGenerator[TaskExit, None]:
-        """Yield every exit fact published from the first iteration on."""
-        queue: asyncio.Queue[TaskExit] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        """Yield every exit fact published from the first iteration on. The overflow rule is
+        the event exchange's: a subscriber more than ``SUBSCRIBER_QUEUE`` facts behind is
+        dropped (its iteration ends with SubscriberDropped), never slowing anyone else."""
+        # one slot more than the bound, for the marker that ends a dropped subscriber
+        queue: asyncio.Queue[TaskExit | None] = asyncio.Queue(SUBSCRIBER_QUEUE + 1)
+        unsubscribe: Callable[[], None] = lambda: None  # noqa: E731 - replaced below
 
         def put(exit: TaskExit) -> None:
-            if queue.full():
-                queue.get_nowait()
-                log.warning("exit subscriber is slow; dropped an old exit fact")
+            if queue.qsize() >= SUBSCRIBER_QUEUE:
+                log.warning("exit subscriber fell %d facts behind; dropped", SUBSCRIBER_QUEUE)
+                unsubscribe()
+                queue.put_nowait(None)
+                return
             queue.put_nowait(exit)
 
         unsubscribe = self.on_exit(put)
         try:
             while True:
-                yield await queue.get()
+                item = await queue.get()
+                if item is None:
+                    raise SubscriberDropped(
+                        f"exit subscriber dropped: more than {SUBSCRIBER_QUEUE} exits unread"
+                    )
+                yield item
         finally:
             unsubscribe()
 

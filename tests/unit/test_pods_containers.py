@@ -143,8 +143,10 @@ async def test_start_exit_stop_remove(layer: PodLayer, sandbox: Sandbox) -> None
     assert _beyond(layer, sandbox) == []
     assert layer.topics() == [
         "/containers/create",
+        "/tasks/create",
         "/tasks/start",
         "/tasks/exit",
+        "/tasks/delete",
         "/containers/delete",
     ]
 

@@ -30,7 +30,7 @@ async def test_run_makes_a_ready_sandbox_and_says_so(layer: PodLayer) -> None:
     assert (directory / "hostname").read_text() == "web\n"
     assert (directory / "resolv.conf").exists()
     assert sandbox.infra_container_id == ""  # no shared PID namespace: no infra task
-    assert layer.topics() == ["/sandboxes/start"]
+    assert layer.topics() == ["/sandboxes/create", "/sandboxes/start"]
 
 
 async def test_a_shared_pid_namespace_gets_an_infra_task(layer: PodLayer) -> None:
@@ -125,7 +125,7 @@ async def test_remove_leaves_nothing_and_frees_the_name(layer: PodLayer) -> None
     layer.topics()
     await layer.sandboxes.remove(sandbox.id)
     assert layer.leftovers() == []
-    assert layer.topics() == ["/sandboxes/stop", "/sandboxes/delete"]
+    assert layer.topics() == ["/sandboxes/stop", "/tasks/delete", "/sandboxes/delete"]
     await layer.sandboxes.remove(sandbox.id)  # unknown ids are fine
     assert layer.topics() == []
     fresh = await layer.sandboxes.run(config)
