@@ -36,7 +36,7 @@ def _classify(event: ev.Event, deps: Deps) -> tuple[str, int, str] | None:
     if isinstance(event, ev.ContainerCreate):
         return event.container_id, pb.CONTAINER_CREATED_EVENT, event.sandbox_id
     if isinstance(event, ev.TaskStart | ev.TaskExit):
-        container = deps.pods.store.containers.get(event.container_id)
+        container = deps.pods.get_container(event.container_id)
         if container is None:
             return None
         kind = (
@@ -60,7 +60,7 @@ async def get_container_events(
     deps: Deps, request: pb.GetEventsRequest, context: Any
 ) -> AsyncIterator[pb.ContainerEventResponse]:
     async with deps.exchange.subscribe(*_TOPICS) as subscription:
-        known = {s.id: pods.sandbox_status(s) for s in deps.pods.store.sandboxes.all()}
+        known = {s.id: pods.sandbox_status(s) for s in deps.pods.list_sandboxes()}
         # initial metadata tells the client it is subscribed: nothing after this is missed
         await context.send_initial_metadata(())
         async for envelope in subscription:
@@ -73,7 +73,7 @@ async def get_container_events(
                 container_event_type=kind,  # type: ignore[arg-type]
                 created_at=int(envelope.timestamp.timestamp() * 1e9) or time.time_ns(),
             )
-            sandbox = deps.pods.store.sandboxes.get(sandbox_id) if sandbox_id else None
+            sandbox = deps.pods.get_sandbox(sandbox_id) if sandbox_id else None
             if sandbox is not None:
                 known[sandbox_id] = pods.sandbox_status(sandbox)
             status = known.get(sandbox_id)
@@ -83,7 +83,7 @@ async def get_container_events(
                 status.state = pb.SANDBOX_NOTREADY
             response.pod_sandbox_status.CopyFrom(status)
             response.containers_statuses.extend(
-                containers.status_of(deps, c) for c in deps.pods.store.containers_of(sandbox_id)
+                containers.status_of(deps, c) for c in deps.pods.containers_of(sandbox_id)
             )
             if kind == pb.CONTAINER_DELETED_EVENT and subject == sandbox_id:
                 known.pop(sandbox_id, None)

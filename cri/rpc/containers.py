@@ -55,7 +55,7 @@ async def remove_container(
 def status_of(deps: Deps, container: Container) -> pb.ContainerStatus:
     """The CRI status of ``container``, its image named from the image's record (see
     :mod:`runtime.images.naming`); every RPC that reports a container status uses this."""
-    image = deps.images.store.lookup(container.image_id)
+    image = deps.images.lookup(container.image_id)
     return ctr.container_status(
         container,
         repo_tags=image.repo_tags if image is not None else (),
@@ -87,15 +87,15 @@ def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.Conta
 
 
 def list_containers(deps: Deps, request: pb.ListContainersRequest) -> pb.ListContainersResponse:
-    store = deps.pods.store
+    pods = deps.pods
     # The filter may name a sandbox by id prefix, so the sandboxes' version counts too.
-    version = (store.sandboxes.generation, store.containers.generation)
+    version = (pods.sandboxes_generation(), pods.containers_generation())
 
     def build() -> pb.ListContainersResponse:
-        containers = store.containers.all()
+        containers = pods.list_containers()
         if request.HasField("filter"):
             containers = filters.ContainerFilter.from_pb(request.filter).apply(
-                containers, sandbox_ids=[s.id for s in store.sandboxes.all()]
+                containers, sandbox_ids=[s.id for s in pods.list_sandboxes()]
             )
         return pb.ListContainersResponse(containers=[ctr.container_summary(c) for c in containers])
 

@@ -55,7 +55,7 @@ async def pull_image(deps: Deps, request: pb.PullImageRequest) -> pb.PullImageRe
         deps.metrics.image_pulls.labels(status_for(exc).name).inc()
         raise
     deps.metrics.image_pulls.labels("success").inc()
-    deps.metrics.images.set(len(deps.images.store.list()))
+    deps.metrics.images.set(deps.images.count())
     return pb.PullImageResponse(image_ref=record.id)
 
 
@@ -63,7 +63,7 @@ async def remove_image(deps: Deps, request: pb.RemoveImageRequest) -> pb.RemoveI
     # CRI: removing an image that is not there succeeds.
     with contextlib.suppress(LookupError):
         await deps.images.remove(request.image.image)
-    deps.metrics.images.set(len(deps.images.store.list()))
+    deps.metrics.images.set(deps.images.count())
     return pb.RemoveImageResponse()
 
 

@@ -117,7 +117,7 @@ async def import_(deps: Deps, request: ipb.ImportRequest) -> ipb.ImportResponse:
 
 async def untag(deps: Deps, request: ipb.UntagRequest) -> ipb.UntagResponse:
     record = await deps.images.untag(request.name)
-    deps.metrics.images.set(len(deps.images.store.list()))
+    deps.metrics.images.set(deps.images.count())
     return ipb.UntagResponse(id=record.id, names=list(record.names))
 
 

@@ -25,17 +25,17 @@ def resolve_id(text: str, known: Iterable[str], *, what: str) -> str | None:
 
 
 def sandbox_id(deps: Deps, text: str) -> str | None:
-    return resolve_id(text, (s.id for s in deps.pods.store.sandboxes.all()), what="pod sandbox")
+    return resolve_id(text, (s.id for s in deps.pods.list_sandboxes()), what="pod sandbox")
 
 
 def container_id(deps: Deps, text: str) -> str | None:
-    return resolve_id(text, (c.id for c in deps.pods.store.containers.all()), what="container")
+    return resolve_id(text, (c.id for c in deps.pods.list_containers()), what="container")
 
 
 def require_sandbox(deps: Deps, text: str) -> Sandbox:
     """The sandbox ``text`` names; NotFound when there is none."""
     found = sandbox_id(deps, text)
-    sandbox = deps.pods.store.sandboxes.get(found) if found else None
+    sandbox = deps.pods.get_sandbox(found) if found else None
     if sandbox is None:
         raise NotFound(f"pod sandbox {text} not found")
     return sandbox
@@ -44,7 +44,7 @@ def require_sandbox(deps: Deps, text: str) -> Sandbox:
 def require_container(deps: Deps, text: str) -> Container:
     """The container ``text`` names; NotFound when there is none."""
     found = container_id(deps, text)
-    container = deps.pods.store.containers.get(found) if found else None
+    container = deps.pods.get_container(found) if found else None
     if container is None:
         raise NotFound(f"container {text} not found")
     return container

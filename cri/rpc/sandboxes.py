@@ -44,7 +44,7 @@ def pod_sandbox_status(
     deps: Deps, request: pb.PodSandboxStatusRequest
 ) -> pb.PodSandboxStatusResponse:
     sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
-    statuses = [containers.status_of(deps, c) for c in deps.pods.store.containers_of(sandbox.id)]
+    statuses = [containers.status_of(deps, c) for c in deps.pods.containers_of(sandbox.id)]
     info = pods.sandbox_verbose_info(sandbox, extra={}) if request.verbose else {}
     return pb.PodSandboxStatusResponse(
         status=pods.sandbox_status(sandbox),
@@ -55,15 +55,15 @@ def pod_sandbox_status(
 
 
 def list_pod_sandbox(deps: Deps, request: pb.ListPodSandboxRequest) -> pb.ListPodSandboxResponse:
-    store = deps.pods.store
+    pods_ = deps.pods
 
     def build() -> pb.ListPodSandboxResponse:
-        sandboxes = store.sandboxes.all()
+        sandboxes = pods_.list_sandboxes()
         if request.HasField("filter"):
             sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(sandboxes)
         return pb.ListPodSandboxResponse(items=[pods.sandbox_summary(s) for s in sandboxes])
 
-    version = (store.sandboxes.generation,)
+    version = (pods_.sandboxes_generation(),)
     return deps.lists.get("ListPodSandbox", request.filter.SerializeToString(), version, build)
 
 

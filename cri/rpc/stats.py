@@ -41,9 +41,9 @@ async def container_stats(
 async def list_container_stats(
     deps: Deps, request: pb.ListContainerStatsRequest
 ) -> pb.ListContainerStatsResponse:
-    running = [c for c in deps.pods.store.containers.all() if c.state == ContainerState.RUNNING]
+    running = [c for c in deps.pods.list_containers() if c.state == ContainerState.RUNNING]
     containers = filters.ContainerFilter.from_pb(request.filter).apply(
-        running, sandbox_ids=[s.id for s in deps.pods.store.sandboxes.all()]
+        running, sandbox_ids=[s.id for s in deps.pods.list_sandboxes()]
     )
     figures = await deps.pods.container_figures(containers)
     mountpoint = _mountpoint(deps)
@@ -73,7 +73,7 @@ async def pod_sandbox_stats(
 async def list_pod_sandbox_stats(
     deps: Deps, request: pb.ListPodSandboxStatsRequest
 ) -> pb.ListPodSandboxStatsResponse:
-    sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(deps.pods.store.sandboxes.all())
+    sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(deps.pods.list_sandboxes())
     figures = await deps.pods.sandbox_figures(sandboxes)
     mountpoint = _mountpoint(deps)
     return pb.ListPodSandboxStatsResponse(stats=[_sandbox(deps, x, mountpoint) for x in figures])

@@ -124,6 +124,10 @@ class ImageService:
             record = self.store.lookup(text)
         return record
 
+    def count(self) -> int:
+        """How many images the node has (from memory)."""
+        return len(self.store.list())
+
     def lookup(self, image_id: str) -> ImageRecord | None:
         """The image with this id (config digest), if the node still has it."""
         return self.store.lookup(image_id)

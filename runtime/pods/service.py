@@ -97,6 +97,31 @@ class PodService:
         self._tasks = tasks
         self._cpu = CpuSampler()
 
+    # ---- reads (from memory: what list and status RPCs answer from) -------------------------
+
+    def get_sandbox(self, sandbox_id: str) -> Sandbox | None:
+        return self.store.sandboxes.get(sandbox_id)
+
+    def list_sandboxes(self) -> list[Sandbox]:
+        return self.store.sandboxes.all()
+
+    def get_container(self, container_id: str) -> Container | None:
+        return self.store.containers.get(container_id)
+
+    def list_containers(self) -> list[Container]:
+        return self.store.containers.all()
+
+    def containers_of(self, sandbox_id: str) -> list[Container]:
+        return self.store.containers_of(sandbox_id)
+
+    def sandboxes_generation(self) -> int:
+        """Changes when any sandbox record does (views derived from them cache by it)."""
+        return self.store.sandboxes.generation
+
+    def containers_generation(self) -> int:
+        """Changes when any container record does."""
+        return self.store.containers.generation
+
     async def stop_sandbox(self, sandbox_id: str) -> None:
         """Kill the pod's containers and release its resources (the record stays)."""
         async with self.sandboxes.lock(sandbox_id):

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Generic, TypeVar
 
 from runtime.codec import dataclass_from_plain, to_plain
 from runtime.errors import AlreadyExists, PinnaceError
@@ -64,16 +64,19 @@ class NameRegistry:
                 del self._holders[name]
 
 
-class _Records:
+R = TypeVar("R", Sandbox, Container)
+
+
+class _Records(Generic[R]):
     """One table of JSON records of dataclass ``cls``, mirrored in memory."""
 
-    def __init__(self, db: Database, table: str, cls: type, key: Callable[[Any], str]) -> None:
+    def __init__(self, db: Database, table: str, cls: type[R], key: Callable[[R], str]) -> None:
         self._db = db
         self._table = table
-        self._cls = cls
-        self._key = key
+        self._cls: type[R] = cls
+        self._key: Callable[[R], str] = key
         self._lock = threading.Lock()
-        self._items: dict[str, Any] = {}
+        self._items: dict[str, R] = {}
         self._generation = 0
 
     @property
@@ -82,7 +85,7 @@ class _Records:
         derive views from the records cache them by it)."""
         return self._generation
 
-    def load(self) -> list[Any]:
+    def load(self) -> list[R]:
         """Read every record; one that no longer parses (damage, or written by a pinnace
         whose model differs) is dropped from the database with a warning, never fatal."""
         rows = self._db.query(f"SELECT id, record FROM {self._table}")
@@ -101,15 +104,15 @@ class _Records:
             self._generation += 1
         return list(items.values())
 
-    def get(self, id: str) -> Any | None:
+    def get(self, id: str) -> R | None:
         with self._lock:
             return self._items.get(id)
 
-    def all(self) -> list[Any]:
+    def all(self) -> list[R]:
         with self._lock:
             return list(self._items.values())
 
-    def put(self, item: Any, **columns: str) -> None:
+    def put(self, item: R, **columns: str) -> None:
         record = json.dumps(to_plain(item), sort_keys=True)
         names = ["id", "name_key", "record", *columns]
         values = [item.id, self._key(item), record, *columns.values()]
@@ -138,11 +141,13 @@ class PodStore:
 
     def __init__(self, db: Database) -> None:
         self.names = NameRegistry()
-        self.sandboxes = _Records(
+        self.sandboxes: _Records[Sandbox] = _Records(
             db, "sandboxes", Sandbox, lambda s: sandbox_name_key(s.config.metadata)
         )
         self._pods: dict[str, PodMetadata] = {}
-        self.containers = _Records(db, "containers", Container, self._container_key)
+        self.containers: _Records[Container] = _Records(
+            db, "containers", Container, self._container_key
+        )
 
     def _container_key(self, c: Container) -> str:
         sandbox = self.sandboxes.get(c.sandbox_id)

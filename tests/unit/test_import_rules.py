@@ -85,6 +85,35 @@ def test_ocispec_is_at_the_bottom() -> None:
     assert found <= allowed
 
 
+def _store_reaches(path: Path) -> list[str]:
+    """``<anything>.pods.store`` / ``<anything>.images.store`` chains: a handler reaching past
+    the service into its store."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "store"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr in ("pods", "images")
+        ):
+            found.append(f"{path}:{node.lineno} reads .{node.value.attr}.store")
+    return found
+
+
+@pytest.mark.parametrize("package", ["cri/rpc", "cri/translate"])
+def test_handlers_read_through_the_services_not_their_stores(package: str) -> None:
+    paths = _modules(package)
+    assert paths
+    assert [hit for path in paths for hit in _store_reaches(path)] == []
+
+
+def test_the_store_check_sees_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(deps):\n    return deps.pods.store.containers.all()\n")
+    assert _store_reaches(bad) != []
+
+
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import grpc\nfrom cri.api.runtime.v1 import api_pb2\n")
