@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -152,6 +153,29 @@ class IngestManager(Protocol):
 
     def abort(self, ref: str) -> None:
         """Discard the ingest named ``ref``; NotFound if there is none."""
+
+
+class BlobStore(Provider, Ingester, Protocol):
+    """Read blobs and add blobs: what pulls and imports need of a store."""
+
+
+# ---- capabilities beyond the roles: only some stores have them, so callers ask -------------
+
+
+@runtime_checkable
+class BlobFiles(Protocol):
+    """Capability: each committed blob is a file (the local store), which a reader may open
+    itself, unbuffered, instead of through ``open_blob``."""
+
+    def blob_path(self, digest: str) -> Path: ...
+
+
+@runtime_checkable
+class ReplayableWriter(Protocol):
+    """Capability of a writer: a resumed ingest (``offset`` > 0) can hand back the bytes it
+    already holds, so a consumer that needs the whole stream need not download them again."""
+
+    def open_written(self) -> BinaryIO: ...
 
 
 @runtime_checkable

@@ -313,6 +313,10 @@ class LocalWriter:
         writer was resumed or closed), so a resumed pull can re-read the part it already has."""
         return self._directory / "data"
 
+    def open_written(self) -> BinaryIO:
+        """The bytes this ingest holds so far (:class:`ReplayableWriter`)."""
+        return open(self.data_path, "rb")
+
     def _file(self) -> BinaryIO:
         if self._data is None:
             raise FailedPrecondition(f"writer for ingest {self._ref} is closed")

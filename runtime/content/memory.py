@@ -188,6 +188,10 @@ class MemoryWriter:
     def digest(self) -> str:
         return f"{self._hasher.name}:{self._hasher.hexdigest()}"
 
+    def open_written(self) -> BinaryIO:
+        """The bytes this ingest holds so far (:class:`ReplayableWriter`)."""
+        return io.BytesIO(bytes(self._ingest.data))
+
     def commit(
         self, *, expected_digest: str | None = None, expected_size: int | None = None
     ) -> BlobInfo:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.content.local import LocalStore
+from runtime.content.interfaces import BlobStore
 from runtime.distribution.reference import parse_reference
 from runtime.errors import InvalidArgument
 from runtime.ocispec import ANNOTATION_REF_NAME, Descriptor, validate_digest
@@ -45,7 +45,7 @@ def _digest_from_member(member_name: str) -> str | None:
     return None
 
 
-def _ingest(content: LocalStore, digest: str, source: IO[bytes], size: int | None) -> None:
+def _ingest(content: BlobStore, digest: str, source: IO[bytes], size: int | None) -> None:
     if content.exists(digest):
         return
     with content.writer(f"import-{digest}", expected_digest=digest, expected_size=size) as writer:
@@ -57,7 +57,7 @@ def _ingest(content: LocalStore, digest: str, source: IO[bytes], size: int | Non
         writer.commit()
 
 
-def read_layout(content: LocalStore, path: Path) -> dict[str, Any]:
+def read_layout(content: BlobStore, path: Path) -> dict[str, Any]:
     """Copy every blob of the layout at ``path`` into ``content``; return its index.json."""
     if path.is_dir():
         return _read_layout_dir(content, path)
@@ -66,7 +66,7 @@ def read_layout(content: LocalStore, path: Path) -> dict[str, Any]:
     raise InvalidArgument(f"{path} does not exist: give an OCI layout directory or archive")
 
 
-def _read_layout_dir(content: LocalStore, path: Path) -> dict[str, Any]:
+def _read_layout_dir(content: BlobStore, path: Path) -> dict[str, Any]:
     index_path = path / "index.json"
     if not index_path.is_file():
         raise InvalidArgument(f"{path} is not an OCI image layout: it has no index.json")
@@ -81,7 +81,7 @@ def _read_layout_dir(content: LocalStore, path: Path) -> dict[str, Any]:
     return _parse_index(index_path.read_bytes(), str(index_path))
 
 
-def _read_layout_tar(content: LocalStore, path: Path) -> dict[str, Any]:
+def _read_layout_tar(content: BlobStore, path: Path) -> dict[str, Any]:
     index: bytes | None = None
     try:
         with tarfile.open(path, mode="r|*") as archive:

@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from runtime.content.local import LocalStore
+from runtime.content.interfaces import Manager
 from runtime.errors import FailedPrecondition, NotFound
 from runtime.images.store import ImageStore
 from runtime.snapshots.interfaces import Kind, Snapshotter
@@ -31,9 +31,7 @@ class CollectResult:
 class Collector:
     """Deletes blobs and committed snapshots that no image references."""
 
-    def __init__(
-        self, *, content: LocalStore, snapshotter: Snapshotter, images: ImageStore
-    ) -> None:
+    def __init__(self, *, content: Manager, snapshotter: Snapshotter, images: ImageStore) -> None:
         self._content = content
         self._sn = snapshotter
         self._images = images

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from runtime.content.local import LocalStore
+from runtime.content.interfaces import BlobStore
 from runtime.distribution.client import RegistryClient
 from runtime.distribution.reference import Reference
 from runtime.errors import DeadlineExceeded, DigestMismatch, FailedPrecondition
@@ -82,7 +82,7 @@ class Puller:
     def __init__(
         self,
         *,
-        content: LocalStore,
+        content: BlobStore,
         images: ImageStore,
         unpacker: Unpacker,
         platform: Platform,

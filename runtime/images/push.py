@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from runtime.content.local import LocalStore
+from runtime.content.interfaces import Provider
 from runtime.distribution.client import RegistryClient
 from runtime.distribution.reference import Reference
 from runtime.errors import FailedPrecondition
@@ -21,7 +21,7 @@ from runtime.ocispec import Descriptor
 
 async def push_image(
     *,
-    content: LocalStore,
+    content: Provider,
     client: RegistryClient,
     record: ImageRecord,
     target: Reference,

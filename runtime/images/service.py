@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.content.local import LocalStore
+from runtime.content.interfaces import Store
 from runtime.distribution.auth import Credentials
 from runtime.distribution.client import RegistryClient
 from runtime.distribution.reference import parse_reference
@@ -67,7 +67,7 @@ class ImageService:
     def __init__(
         self,
         *,
-        content: LocalStore,
+        content: Store,
         snapshotter: Snapshotter,
         images: ImageStore,
         puller: Puller,

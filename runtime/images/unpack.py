@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from runtime.aio import shielded
-from runtime.content.local import LocalStore, LocalWriter
+from runtime.content.interfaces import BlobFiles, BlobStore, ContentWriter, ReplayableWriter
 from runtime.diff.apply import apply_layer
 from runtime.diff.compression import decompressing_reader, detect
 from runtime.diff.stream import ByteFeed, HashingReader
@@ -60,7 +60,9 @@ class _TeeToIngest:
     """A reader that first replays the bytes an earlier, interrupted ingest already holds,
     then passes on the feed's bytes while appending them to the content writer."""
 
-    def __init__(self, prefix: _LimitedReader | None, feed: ByteFeed, writer: LocalWriter) -> None:
+    def __init__(
+        self, prefix: _LimitedReader | None, feed: ByteFeed, writer: ContentWriter
+    ) -> None:
         self._prefix = prefix
         self._feed = feed
         self._writer = writer
@@ -89,7 +91,7 @@ class Unpacker:
     def __init__(
         self,
         *,
-        content: LocalStore,
+        content: BlobStore,
         snapshotter: Snapshotter,
         max_concurrent: int,
         progress_timeout: float,
@@ -191,7 +193,7 @@ class Unpacker:
             progress(Progress(ref, Phase.UNPACKING, desc.digest, 0, desc.size))
 
             def from_store() -> str:
-                with open(content.blob_path(desc.digest), "rb", buffering=0) as raw:
+                with _open_blob(content, desc.digest) as raw:
                     hashed = HashingReader(decompressing_reader(raw, compression))
                     _apply(hashed, target, overlay=overlay, digest=desc.digest)
                     _drain(hashed)
@@ -206,11 +208,23 @@ class Unpacker:
             expected_digest=desc.digest,
             expected_size=desc.size,
         )
+        if writer.offset and not isinstance(writer, ReplayableWriter):
+            # this store cannot hand back what the interrupted ingest holds: start afresh
+            await asyncio.to_thread(writer.abort)
+            writer = await asyncio.to_thread(
+                content.writer,
+                f"pull-{desc.digest}",
+                expected_digest=desc.digest,
+                expected_size=desc.size,
+            )
         offset = writer.offset
         feed = ByteFeed()
 
         def consume() -> str:
-            prefix = _LimitedReader(open(writer.data_path, "rb"), offset) if offset else None
+            prefix = None
+            if offset:
+                assert isinstance(writer, ReplayableWriter)
+                prefix = _LimitedReader(writer.open_written(), offset)
             tee = _TeeToIngest(prefix, feed, writer)
             hashed = HashingReader(decompressing_reader(tee, compression))
             try:
@@ -289,6 +303,14 @@ class Unpacker:
         raise error
 
 
+def _open_blob(content: BlobStore, digest: str) -> BinaryIO:
+    """A committed blob for reading: the file itself, unbuffered, where the store's blobs are
+    files (:class:`BlobFiles`, the local store), else through ``open_blob``."""
+    if isinstance(content, BlobFiles):
+        return open(content.blob_path(digest), "rb", buffering=0)
+    return content.open_blob(digest)
+
+
 class _LimitedReader:
     """Reads at most ``limit`` bytes of ``inner`` (the part of an ingest already written)."""
 
@@ -334,12 +356,12 @@ def _remove_quietly(snapshotter: Snapshotter, key: str) -> None:
         snapshotter.remove(key)
 
 
-def _abort_quietly(writer: LocalWriter) -> None:
+def _abort_quietly(writer: ContentWriter) -> None:
     with contextlib.suppress(Exception):
         writer.abort()
 
 
-def _close_quietly(writer: LocalWriter) -> None:
+def _close_quietly(writer: ContentWriter) -> None:
     with contextlib.suppress(Exception):
         writer.close()
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.content.interfaces import Store
 from runtime.content.local import LocalStore
+from runtime.content.memory import MemoryStore
 from runtime.errors import DigestMismatch, NotFound
 from runtime.images.manifest import chain_ids
 from runtime.images.progress import discard
@@ -82,7 +84,15 @@ def snapshotter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Snap
     sn.close()
 
 
-def _unpacker(content: LocalStore, sn: Snapshotter) -> Unpacker:
+@pytest.fixture(params=["local", "memory"])
+def content(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """The image layer depends on the content store's roles: it runs on either store."""
+    if request.param == "local":
+        return LocalStore(tmp_path / "content")
+    return MemoryStore()
+
+
+def _unpacker(content: Store, sn: Snapshotter) -> Unpacker:
     return Unpacker(content=content, snapshotter=sn, max_concurrent=3, progress_timeout=30)
 
 
@@ -100,8 +110,9 @@ def _read(sn: Snapshotter, chain_id: str, path: str, where: Path) -> bytes:
         sn.remove(key)
 
 
-def test_layers_unpack_into_one_chain(snapshotter: Snapshotter, tmp_path: Path) -> None:
-    content = LocalStore(tmp_path / "content")
+def test_layers_unpack_into_one_chain(
+    snapshotter: Snapshotter, content: Store, tmp_path: Path
+) -> None:
     layers = [
         _layer({"/etc/one": b"1", "/etc/shared": b"first"}),
         _layer({"/etc/two": b"2", "/etc/shared": b"second"}),
@@ -124,9 +135,8 @@ def test_layers_unpack_into_one_chain(snapshotter: Snapshotter, tmp_path: Path) 
 
 
 def test_interrupted_download_resumes_from_the_ingest(
-    snapshotter: Snapshotter, tmp_path: Path
+    snapshotter: Snapshotter, content: Store, tmp_path: Path
 ) -> None:
-    content = LocalStore(tmp_path / "content")
     blob, diff = _layer({"/data/big": os.urandom(300_000)})
     plan = _plans([(blob, diff)])[0]
     half = len(blob) // 2
@@ -145,9 +155,8 @@ def test_interrupted_download_resumes_from_the_ingest(
 
 
 def test_wrong_bytes_fail_with_the_digest_and_leave_nothing(
-    snapshotter: Snapshotter, tmp_path: Path
+    snapshotter: Snapshotter, content: Store, tmp_path: Path
 ) -> None:
-    content = LocalStore(tmp_path / "content")
     blob, diff = _layer({"/etc/x": b"x" * 1000})
     plan = _plans([(blob, diff)])[0]
     corrupt = bytes(b ^ 0xFF for b in blob)
