@@ -4,7 +4,8 @@ With ``daemon.slow_callback_ms`` (``--slow-callback-ms``) above 0 the daemon run
 asyncio debug mode and every callback the loop runs is timed. A callback that holds the loop
 longer than the threshold is logged at WARNING on this module's logger::
 
-    slow callback: held the loop 153 ms (wall 171 ms, 18 ms waiting for a CPU): <Handle ...>
+    slow callback: held the loop 153 ms (wall 171 ms, 18 ms waiting for a CPU,
+    0 ms spawning): <Task ...>          (one line in the log)
 
 Terms:
 
@@ -16,10 +17,15 @@ waiting for a CPU
     run-queue delay, ``/proc/thread-self/schedstat`` field 2). On a loaded machine another
     process's time slice can land in the middle of a cheap callback; that is not the
     callback's doing.
+spawning
+    Time spent in ``subprocess.Popen._execute_child`` on the loop's thread: asyncio starts
+    child processes (runc, conmon, CNI plugins) from the loop by design, and the parent waits
+    there until the child has exec'd, which on a loaded machine waits for the child to get a
+    CPU. That is the kernel's scheduling, not the callback's work.
 held
-    wall minus waiting for a CPU: the time the callback itself ran or blocked (in a system call,
-    on a lock, on disk). This is what the threshold applies to, so the check catches blocking
-    work on the loop and stays quiet under load.
+    wall minus waiting for a CPU and spawning: the time the callback itself ran or blocked (in
+    a system call, on a lock, on disk). This is what the threshold applies to, so the check
+    catches blocking work on the loop and stays quiet under load.
 
 asyncio's own wall-clock report is switched off (its threshold set out of reach) so each slow
 callback is reported once, in the terms above. The e2e harness (``tests/support/daemon.py``)
@@ -31,6 +37,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -66,9 +74,10 @@ class _RunQueue:
             return 0
 
 
-def held_seconds(wall: float, waited_ns: int) -> float:
-    """The time a callback held the loop: wall time less the thread's run-queue wait."""
-    return max(0.0, wall - waited_ns / 1e9)
+def held_seconds(wall: float, waited_ns: int, spawning: float = 0.0) -> float:
+    """The time a callback held the loop: wall time less the thread's run-queue wait and the
+    time spent starting child processes."""
+    return max(0.0, wall - waited_ns / 1e9 - spawning)
 
 
 def describe(handle: Any) -> str:
@@ -88,30 +97,46 @@ def install(loop: asyncio.AbstractEventLoop, *, threshold_ms: int) -> Callable[[
     loop.set_debug(True)
     loop.slow_callback_duration = _OUT_OF_REACH
     original = asyncio.events.Handle._run
+    original_spawn = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+    loop_thread = threading.get_ident()
+    spawning = [0.0]  # seconds spent starting children on the loop thread, this callback
+
+    def timed_spawn(popen: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != loop_thread:
+            return original_spawn(popen, *args, **kwargs)
+        start = time.monotonic()
+        try:
+            return original_spawn(popen, *args, **kwargs)
+        finally:
+            spawning[0] += time.monotonic() - start
 
     def timed_run(handle: Any) -> None:
         start = time.monotonic()
         waited_before = queue.waited_ns()
+        spawning[0] = 0.0
         try:
             original(handle)
         finally:
             wall = time.monotonic() - start
             if wall >= threshold:
                 waited = queue.waited_ns() - waited_before
-                held = held_seconds(wall, waited)
+                held = held_seconds(wall, waited, spawning[0])
                 if held >= threshold:
                     log.warning(
                         "slow callback: held the loop %.0f ms (wall %.0f ms, %.0f ms waiting "
-                        "for a CPU): %r",
+                        "for a CPU, %.0f ms spawning): %s",
                         held * 1000,
                         wall * 1000,
                         waited / 1e6,
+                        spawning[0] * 1000,
                         describe(handle),
                     )
 
     asyncio.events.Handle._run = timed_run  # type: ignore[method-assign,assignment]
+    subprocess.Popen._execute_child = timed_spawn  # type: ignore[attr-defined]
 
     def uninstall() -> None:
         asyncio.events.Handle._run = original  # type: ignore[method-assign,assignment]
+        subprocess.Popen._execute_child = original_spawn  # type: ignore[attr-defined]
 
     return uninstall

@@ -297,7 +297,7 @@ def clean_leftovers(directories: Sequence[Path], *, timeout: float = 10.0) -> Le
 # cri/loopwatch.py's line: time held (the threshold applies to it), wall time, what it was
 _SLOW_CALLBACK = re.compile(
     r"WARNING cri\.loopwatch: slow callback: held the loop (\d+) ms \(wall (\d+) ms, "
-    r"(\d+) ms waiting for a CPU\): (.*)"
+    r"(\d+) ms waiting for a CPU, (\d+) ms spawning\): (.*)"
 )
 
 
@@ -543,7 +543,7 @@ class Pinnaced:
         except FileNotFoundError:
             return []
         return [
-            SlowCallback(held_ms=int(m.group(1)), wall_ms=int(m.group(2)), what=m.group(4))
+            SlowCallback(held_ms=int(m.group(1)), wall_ms=int(m.group(2)), what=m.group(5))
             for m in _SLOW_CALLBACK.finditer(text)
         ]
 
