@@ -18,9 +18,7 @@ def list_metric_descriptors(
 async def list_pod_sandbox_metrics(
     deps: Deps, request: pb.ListPodSandboxMetricsRequest
 ) -> pb.ListPodSandboxMetricsResponse:
-    figures = await deps.pods.metric_figures(
-        deps.pods.list_sandboxes(), fs_path=deps.images.fs_id
-    )
+    figures = await deps.pods.metric_figures(deps.pods.list_sandboxes(), fs_path=deps.images.fs_id)
     return pb.ListPodSandboxMetricsResponse(
         pod_metrics=[tr.pod_sandbox_metrics(f) for f in figures]
     )
