@@ -22,6 +22,7 @@ def _container(deps: Deps, figures: ContainerFigures, mountpoint: str) -> pb.Con
         writable_inodes=figures.writable.inodes if figures.writable else None,
         writable_timestamp_ns=figures.writable.timestamp_ns if figures.writable else None,
         image_fs_mountpoint=mountpoint,
+        pressures=figures.pressures,
     )
 
 
@@ -59,6 +60,7 @@ def _sandbox(deps: Deps, figures: SandboxFigures, mountpoint: str) -> pb.PodSand
         timestamp_ns=figures.timestamp_ns,
         usage_nano_cores=figures.usage_nano_cores,
         interfaces=figures.interfaces,
+        pressures=figures.pressures,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cri.api.runtime.v1 import api_pb2 as pb
+from runtime.cgroups.detail import Pressure, Pressures
 from runtime.cgroups.stats import CgroupStats
 from runtime.model.pods import Container, Resources, Sandbox
 from runtime.stats.netdev import InterfaceCounters, default_interface
@@ -47,6 +48,31 @@ def _memory(stats: CgroupStats, *, timestamp_ns: int, limits: Resources | None) 
     return memory
 
 
+def _psi(p: Pressure) -> pb.PsiStats:
+    # PSI totals are nanoseconds in the CRI (microseconds in the kernel's files)
+    return pb.PsiStats(
+        Some=pb.PsiData(
+            Total=p.some_ns, Avg10=p.some_avg[0], Avg60=p.some_avg[1], Avg300=p.some_avg[2]
+        ),
+        Full=pb.PsiData(
+            Total=p.full_ns, Avg10=p.full_avg[0], Avg60=p.full_avg[1], Avg300=p.full_avg[2]
+        ),
+    )
+
+
+def _add_pressures(
+    cpu: pb.CpuUsage, memory: pb.MemoryUsage, io: pb.IoUsage, p: Pressures, *, timestamp_ns: int
+) -> None:
+    """Pressure stall information where the kernel has it (the kubelet's KubeletPSI)."""
+    if p.cpu is not None:
+        cpu.psi.CopyFrom(_psi(p.cpu))
+    if p.memory is not None:
+        memory.psi.CopyFrom(_psi(p.memory))
+    if p.io is not None:
+        io.timestamp = timestamp_ns
+        io.psi.CopyFrom(_psi(p.io))
+
+
 def container_stats(
     c: Container,
     stats: CgroupStats | None,
@@ -57,6 +83,7 @@ def container_stats(
     writable_inodes: int | None,
     image_fs_mountpoint: str,
     writable_timestamp_ns: int | None = None,
+    pressures: Pressures | None = None,
 ) -> pb.ContainerStats:
     """ContainerStats for ``c``. ``stats`` None (no cgroup, e.g. a created or exited
     container) leaves cpu and memory unset; the writable layer is always reported with its
@@ -82,6 +109,11 @@ def container_stats(
         limits = c.resources if c.resources is not None else c.config.resources
         out.cpu.CopyFrom(_cpu(stats, timestamp_ns=timestamp_ns, usage_nano_cores=usage_nano_cores))
         out.memory.CopyFrom(_memory(stats, timestamp_ns=timestamp_ns, limits=limits))
+        out.swap.CopyFrom(
+            pb.SwapUsage(timestamp=timestamp_ns, swap_usage_bytes=_u64(stats.swap_usage))
+        )
+        if pressures is not None:
+            _add_pressures(out.cpu, out.memory, out.io, pressures, timestamp_ns=timestamp_ns)
     return out
 
 
@@ -93,6 +125,7 @@ def pod_sandbox_stats(
     timestamp_ns: int,
     usage_nano_cores: int | None,
     interfaces: Sequence[InterfaceCounters] | None = None,
+    pressures: Pressures | None = None,
 ) -> pb.PodSandboxStats:
     """PodSandboxStats for ``sandbox`` from the reading of its cgroup parent (``stats``, None
     when unreadable), its containers' stats and the counters of the interfaces of its network
@@ -121,6 +154,9 @@ def pod_sandbox_stats(
         out.linux.process.CopyFrom(
             pb.ProcessUsage(timestamp=timestamp_ns, process_count=_u64(stats.pids))
         )
+        if pressures is not None:
+            linux = out.linux
+            _add_pressures(linux.cpu, linux.memory, linux.io, pressures, timestamp_ns=timestamp_ns)
     if interfaces is not None:
         out.linux.network.CopyFrom(network_usage(interfaces, timestamp_ns=timestamp_ns))
     return out

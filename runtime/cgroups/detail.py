@@ -56,10 +56,23 @@ class BlockIO:
 
 @dataclass(frozen=True, slots=True)
 class Pressure:
-    """Total stall time in nanoseconds ("some": at least one task stalled; "full": all)."""
+    """Pressure stall information of one resource: total stall time in nanoseconds and the
+    10 s / 60 s / 300 s averages in percent, for "some" (at least one task stalled) and
+    "full" (all tasks stalled)."""
 
     some_ns: int = 0
     full_ns: int = 0
+    some_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    full_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Pressures:
+    """CPU, memory and I/O pressure of a cgroup (None: the kernel or hierarchy has none)."""
+
+    cpu: Pressure | None = None
+    memory: Pressure | None = None
+    io: Pressure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +117,32 @@ def _limit(text: str) -> int:
 
 
 def parse_pressure(text: str) -> Pressure | None:
-    """``some avg10=… total=<usec>`` / ``full …`` lines → stall totals; None when empty."""
+    """``some avg10=… avg60=… avg300=… total=<usec>`` / ``full …`` lines; None when empty."""
     totals: dict[str, int] = {}
+    averages: dict[str, tuple[float, float, float]] = {}
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
-        for item in rest.split():
-            key, _, value = item.partition("=")
-            if key == "total" and value.isdigit():
-                totals[kind] = int(value) * 1000
+        values = dict(item.partition("=")[::2] for item in rest.split())
+        if not values.get("total", "").isdigit():
+            continue
+        totals[kind] = int(values["total"]) * 1000
+        try:
+            averages[kind] = (
+                float(values.get("avg10", 0)),
+                float(values.get("avg60", 0)),
+                float(values.get("avg300", 0)),
+            )
+        except ValueError:
+            averages[kind] = (0.0, 0.0, 0.0)
     if not totals:
         return None
-    return Pressure(some_ns=totals.get("some", 0), full_ns=totals.get("full", 0))
+    zero = (0.0, 0.0, 0.0)
+    return Pressure(
+        some_ns=totals.get("some", 0),
+        full_ns=totals.get("full", 0),
+        some_avg=averages.get("some", zero),
+        full_avg=averages.get("full", zero),
+    )
 
 
 def parse_blkio_v1(service_bytes: str, serviced: str) -> tuple[BlockIO, ...]:
@@ -344,3 +372,17 @@ def read_detail(mounts: CgroupMounts, cgroup_path: str) -> CgroupDetail:
             if text is not None:
                 texts[name] = text
     return detail_from_v1(texts, stats)
+
+
+def read_pressures(mounts: CgroupMounts, cgroup_path: str) -> Pressures:
+    """The PSI files of ``cgroup_path``: in cgroup2 (the unified hierarchy beside v1 on a
+    hybrid host, where runc makes every cgroup too). Blocking; missing files read as None."""
+    if mounts.unified is None:
+        return Pressures()
+    base = mounts.unified / relative_cgroup_path(cgroup_path)
+
+    def one(name: str) -> Pressure | None:
+        text = _read(base / name)
+        return None if text is None else parse_pressure(text)
+
+    return Pressures(cpu=one("cpu.pressure"), memory=one("memory.pressure"), io=one("io.pressure"))

@@ -13,6 +13,8 @@ Terms (the CRI's, which follow cAdvisor):
 - **pids**: tasks in the cgroup (``pids.current``).
 - **oom_kills**: processes the kernel's OOM killer killed in the cgroup (v1
   ``memory.oom_control`` ``oom_kill``; v2 ``memory.events`` ``oom_kill``).
+- **swap_usage**: swap the cgroup's pages occupy (v1 ``memory.stat`` ``total_swap``, present
+  where swap accounting is on; v2 ``memory.swap.current``).
 
 Parsers are pure functions of file text; :func:`read_stats` and :func:`read_oom_kills` are the
 thin, blocking readers (call them through ``asyncio.to_thread``). A figure whose file is
@@ -42,6 +44,7 @@ class CgroupStats:
     major_page_faults: int
     pids: int
     oom_kills: int
+    swap_usage: int = 0
 
 
 def parse_flat_keyed(text: str) -> dict[str, int]:
@@ -83,6 +86,7 @@ def stats_from_v1(files: Mapping[str, str]) -> CgroupStats:
         major_page_faults=mem.get("total_pgmajfault", mem.get("pgmajfault", 0)),
         pids=parse_single_int(files.get("pids.current", "")),
         oom_kills=parse_flat_keyed(files.get("memory.oom_control", "")).get("oom_kill", 0),
+        swap_usage=mem.get("total_swap", mem.get("swap", 0)),
     )
 
 
@@ -100,6 +104,7 @@ def stats_from_v2(files: Mapping[str, str]) -> CgroupStats:
         major_page_faults=mem.get("pgmajfault", 0),
         pids=parse_single_int(files.get("pids.current", "")),
         oom_kills=parse_flat_keyed(files.get("memory.events", "")).get("oom_kill", 0),
+        swap_usage=parse_single_int(files.get("memory.swap.current", "")),
     )
 
 
@@ -110,7 +115,14 @@ _V1_FILES = {
     "memory.oom_control": "memory",
     "pids.current": "pids",
 }
-_V2_FILES = ("cpu.stat", "memory.current", "memory.stat", "memory.events", "pids.current")
+_V2_FILES = (
+    "cpu.stat",
+    "memory.current",
+    "memory.stat",
+    "memory.events",
+    "pids.current",
+    "memory.swap.current",
+)
 
 
 def _read(path: Path | str | None) -> str:
@@ -125,7 +137,14 @@ def _read(path: Path | str | None) -> str:
 
 # what a container's CRI stats need (no pids, no OOM kills): fewer files on the hot path
 _BRIEF = frozenset(
-    {"cpuacct.usage", "memory.usage_in_bytes", "memory.stat", "cpu.stat", "memory.current"}
+    {
+        "cpuacct.usage",
+        "memory.usage_in_bytes",
+        "memory.stat",
+        "cpu.stat",
+        "memory.current",
+        "memory.swap.current",
+    }
 )
 
 

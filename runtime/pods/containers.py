@@ -30,7 +30,7 @@ from runtime import oci
 from runtime.aio import shielded
 from runtime.cdi import CdiRegistry, requested_devices
 from runtime.cgroups import CgroupMounts, CgroupStats, read_stats
-from runtime.cgroups.detail import CgroupDetail, read_detail
+from runtime.cgroups.detail import CgroupDetail, Pressures, read_detail, read_pressures
 from runtime.errors import (
     FailedPrecondition,
     Internal,
@@ -651,6 +651,15 @@ class ContainerController:
         try:
             return read_stats(self._cgroups, path, brief=brief)
         except (OSError, NotFound):
+            return None
+
+    def read_pressures(self, path: str) -> Pressures | None:
+        """Blocking: the cgroup's pressure stall information, None where unknown."""
+        if self._cgroups is None:
+            return None
+        try:
+            return read_pressures(self._cgroups, path)
+        except (OSError, InvalidArgument):
             return None
 
     def read_cgroup_detail(self, path: str) -> CgroupDetail | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.cgroups import CgroupStats, CpuSampler
-from runtime.cgroups.detail import CgroupDetail
+from runtime.cgroups.detail import CgroupDetail, Pressures
 from runtime.model.pods import Container, ContainerState, Sandbox, SandboxState
 from runtime.pods.containers import ContainerController
 from runtime.pods.sandboxes import SandboxController
@@ -30,6 +30,7 @@ class ContainerFigures:
     cgroup: CgroupStats | None
     usage_nano_cores: int | None
     writable: LayerUsage | None
+    pressures: Pressures | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class SandboxFigures:
     usage_nano_cores: int | None
     containers: tuple[ContainerFigures, ...]
     interfaces: tuple[InterfaceCounters, ...] | None = None
+    pressures: Pressures | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ class PodService:
     def _container_figures(self, container: Container) -> ContainerFigures:
         now = time.time_ns()
         path = self.containers.cgroup_path(container)
-        # CPU and memory only: all a ContainerStats carries (the hot path of the stats RPCs)
+        # CPU and memory (and PSI below): what a ContainerStats carries, on the stats RPCs path
         cgroup = self.containers.read_cgroup(path, brief=True) if path else None
         rate = (
             self._cpu.sample(container.id, cgroup.cpu_usage_ns, time.monotonic_ns())
@@ -170,6 +172,7 @@ class PodService:
             usage_nano_cores=rate,
             # measured in the background (runtime.stats.layers): a dict read, never a walk
             writable=self.layers.usage(container.id) if self.layers is not None else None,
+            pressures=self.containers.read_pressures(path) if path and cgroup is not None else None,
         )
 
     async def container_figures(self, containers: list[Container]) -> list[ContainerFigures]:
@@ -194,7 +197,15 @@ class PodService:
                 )
                 out.append(
                     SandboxFigures(
-                        sandbox, now, cgroup, rate, members, interfaces=self._interfaces(sandbox)
+                        sandbox,
+                        now,
+                        cgroup,
+                        rate,
+                        members,
+                        interfaces=self._interfaces(sandbox),
+                        pressures=self.containers.read_pressures(sandbox.cgroup_parent)
+                        if cgroup is not None
+                        else None,
                     )
                 )
             return out

@@ -128,6 +128,13 @@ def test_writable_layer_shows_what_the_container_wrote(stats_env) -> None:
 
     stats = _until(read, lambda s: s.writable_layer.used_bytes.value >= written)
     assert stats.writable_layer.inodes_used.value >= 1
+    # pressure stall information wherever the kernel keeps it for cgroup2 (hybrid hosts too)
+    if (
+        Path("/sys/fs/cgroup/unified/cpu.pressure").exists()
+        or Path("/sys/fs/cgroup/cpu.pressure").exists()
+    ):
+        assert stats.cpu.HasField("psi") and stats.memory.HasField("psi")
+        assert stats.io.HasField("psi")
     assert stats.writable_layer.timestamp > 0
     # the layer names the filesystem ImageFsInfo reports, so the kubelet can match them
     fs = image_service.ImageFsInfo(pb.ImageFsInfoRequest())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.translate.stats import container_stats, pod_sandbox_stats
+from runtime.cgroups.detail import Pressures, parse_pressure
 from runtime.cgroups.stats import CgroupStats
 from runtime.model.pods import (
     Container,
@@ -171,3 +172,25 @@ def test_pod_sandbox_stats_without_reading() -> None:
     assert not s.linux.HasField("memory")
     assert not s.linux.HasField("process")
     assert len(s.linux.containers) == 0
+
+
+def test_pressure_and_swap_are_reported_where_known() -> None:
+    cpu = parse_pressure(
+        "some avg10=1.50 avg60=0.75 avg300=0.25 total=2000\n"
+        "full avg10=0.50 avg60=0.25 avg300=0.10 total=1000\n"
+    )
+    assert cpu is not None
+    s = container_stats(
+        make_container(),
+        READING,
+        timestamp_ns=7,
+        usage_nano_cores=None,
+        writable_bytes=None,
+        writable_inodes=None,
+        image_fs_mountpoint="/m",
+        pressures=Pressures(cpu=cpu),
+    )
+    assert s.cpu.psi.Some.Total == 2_000_000  # nanoseconds
+    assert (s.cpu.psi.Some.Avg10, s.cpu.psi.Full.Avg300) == (1.5, 0.1)
+    assert not s.memory.HasField("psi") and not s.HasField("io")
+    assert s.swap.HasField("swap_usage_bytes") and s.swap.timestamp == 7
