@@ -166,11 +166,12 @@ def _security(
     )
 
 
-def test_runtime_default_refuses_calls_outside_the_allow_list(env: Env) -> None:
+@pytest.mark.parametrize("handler", ["", "crun"], ids=["runc", "crun"])
+def test_runtime_default_refuses_calls_outside_the_allow_list(env: Env, handler: str) -> None:
     # what the kubelet sends: RuntimeDefault for the sandbox (`seccomp: {}`) and the
     # container; a shared PID namespace, so the infra container runs under it too
     pod = env.pod_config(pid=pb.POD, seccomp=pb.SecurityProfile())
-    pod_id = env.run_pod(pod)
+    pod_id = env.run_pod(pod, handler=handler)
     confined = env.run(pod_id, pod, "confined", _security(RUNTIME_DEFAULT, pid=pb.POD))
     free = env.run(pod_id, pod, "free", _security(UNCONFINED, pid=pb.POD))
 
