@@ -106,17 +106,23 @@ class Adaptation:
         await self._launch_preinstalled()
         path = self.settings.socket_path
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(OSError):  # a failure shows when the socket is created
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if await _in_use(path):
                 # Another runtime (containerd, CRI-O, a second pinnaced) serves NRI there;
                 # taking its socket away would cut its plugins off.
                 log.error("NRI socket %s is in use by another process: not listening", path)
                 self._listening = False
                 return
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            self._server = await asyncio.start_unix_server(self._accept, path=str(path))
-            os.chmod(path, 0o600)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                self._server = await asyncio.start_unix_server(self._accept, path=str(path))
+                os.chmod(path, 0o600)
+            except OSError as exc:
+                # NRI is an extension: pinnaced serves the CRI without it rather than not at all
+                log.error("NRI socket %s cannot be created (%s): not listening", path, exc)
+                return
             self._listening = True
             log.info("NRI listening on %s", path)
 
@@ -178,7 +184,12 @@ class Adaptation:
         directory = self.settings.plugin_path
         if directory is None or not directory.is_dir():
             return
-        for entry in sorted(directory.iterdir()):
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError as exc:
+            log.error("NRI plugin directory %s cannot be read: %s", directory, exc)
+            return
+        for entry in entries:
             if not entry.is_file() or not os.access(entry, os.X_OK):
                 continue
             index, _, name = entry.name.partition("-")
@@ -221,6 +232,11 @@ class Adaptation:
                 return (directory / candidate).read_text()
             except FileNotFoundError:
                 continue
+            except (OSError, UnicodeDecodeError) as exc:
+                log.warning(
+                    "NRI plugin %s: config %s unreadable: %s", plugin.full_name, candidate, exc
+                )
+                return ""
         return ""
 
     async def _register(self, plugin: Plugin) -> None:
@@ -631,9 +647,11 @@ class Adaptation:
         )
         others: list[npb.ContainerUpdate] = []
         evictions: list[npb.ContainerEviction] = []
-        for _plugin, rpl in answers:
+        claims = Adjustments(container.id)
+        for plugin, rpl in answers:
             for u in rpl.update:
                 if u.container_id == container.id:
+                    claims.claim_resources(u.linux.resources, plugin.full_name)
                     resources = convert.resources_from(u.linux.resources, resources)
                 else:
                     others.append(u)

@@ -115,6 +115,11 @@ class Adjustments:
         if adj.HasField("linux"):
             self._linux(spec, adj.linux, plugin)
 
+    def claim_resources(self, res: npb.LinuxResources, plugin: str) -> None:
+        """Claim the resources one plugin's update sets (two plugins updating one field of
+        one container conflict as adjustments do)."""
+        self._resources({}, res, plugin)
+
     def inject_cdi(self, spec: dict[str, Any], cdi: DeviceInjector | None) -> None:
         """The CDI devices plugins asked for, applied once all adjustments are in."""
         if not self.cdi_devices:

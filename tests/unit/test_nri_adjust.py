@@ -229,3 +229,12 @@ def test_cdi_devices_and_seccomp_from_plugins() -> None:
     }
     with pytest.raises(FailedPrecondition, match="both tried to set cdi device"):
         adjustments.apply(s, first, "30-c")
+
+
+def test_updates_of_one_field_by_two_plugins_conflict() -> None:
+    claims = Adjustments("c1")
+    res = npb.LinuxResources(cpu=npb.LinuxCPU(shares=npb.OptionalUInt64(value=2)))
+    claims.claim_resources(res, "10-a")
+    claims.claim_resources(npb.LinuxResources(cpu=npb.LinuxCPU(cpus="1")), "20-b")
+    with pytest.raises(FailedPrecondition, match="cpu shares"):
+        claims.claim_resources(res, "20-b")
