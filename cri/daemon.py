@@ -32,6 +32,7 @@ from cri.metrics import Metrics
 from cri.notify import Notifier
 from cri.nri.adaptation import Adaptation, NriSettings
 from cri.nri.view import PodServiceView
+from cri.observe import Observer
 from cri.rpc import events as events_rpc
 from cri.rpc import pinnace_images
 from cri.rpc.deps import Deps
@@ -56,6 +57,7 @@ from runtime.images.service import ImageService, credentials_lookup
 from runtime.images.store import ImageStore
 from runtime.images.unpack import Unpacker
 from runtime.metadata.db import Database
+from runtime.model.pods import ContainerState, SandboxState
 from runtime.network.manager import NetworkManager
 from runtime.oci import lsm
 from runtime.pods.containers import ContainerController
@@ -416,7 +418,12 @@ class Daemon:
         if cfg.metrics.address:
             self.metrics.serve(cfg.metrics.address)
         assert pods.layers is not None
-        async with pods.layers, EventJournal(self.exchange, logging.getLogger("pinnaced.state")):
+        observer = Observer(self.metrics.registry, self.exchange, lambda: state_counts(pods))
+        async with (
+            pods.layers,
+            EventJournal(self.exchange, logging.getLogger("pinnaced.state")),
+            observer,
+        ):
             await self._serve_rpcs(cfg, deps)
 
     async def _serve_rpcs(self, cfg: Config, deps: Deps) -> None:
@@ -445,6 +452,18 @@ class Daemon:
             await server.stop(grace=5)
             with contextlib.suppress(FileNotFoundError):
                 sock.unlink()
+
+
+def state_counts(pods: PodService) -> dict[str, dict[str, int]]:
+    """Pods and containers by state, every state present (for ``pinnace_pods`` and
+    ``pinnace_containers``)."""
+    sandboxes = {s.value: 0 for s in SandboxState}
+    for sandbox in pods.store.sandboxes.all():
+        sandboxes[sandbox.state.value] += 1
+    containers = {s.value: 0 for s in ContainerState}
+    for container in pods.store.containers.all():
+        containers[container.state.value] += 1
+    return {"pods": sandboxes, "containers": containers}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
 from runtime.errors import FailedPrecondition
+from runtime.images.progress import Phase, Progress
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class Metrics:
         )
         self.image_pull_bytes = Counter(
             "pinnace_image_pull_bytes",
-            "Compressed layer bytes downloaded from registries.",
+            "Compressed layer bytes downloaded from registries (pull progress).",
             registry=self.registry,
         )
         self.images = Gauge("pinnace_images", "Images in the image store.", registry=self.registry)
@@ -98,6 +100,20 @@ class Metrics:
         )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def pull_sink(self) -> Callable[[Progress], None]:
+        """A progress sink for one pull: adds each blob's newly downloaded bytes to
+        ``image_pull_bytes``."""
+        seen: dict[str, int] = {}
+
+        def sink(progress: Progress) -> None:
+            if progress.phase is Phase.DOWNLOADING and progress.digest:
+                delta = progress.offset - seen.get(progress.digest, 0)
+                if delta > 0:
+                    self.image_pull_bytes.inc(delta)
+                    seen[progress.digest] = progress.offset
+
+        return sink
 
     def serve(self, address: str) -> None:
         """Serve ``/metrics`` on ``host:port`` in a background thread."""

@@ -50,7 +50,12 @@ async def pull_image(deps: Deps, request: pb.PullImageRequest) -> pb.PullImageRe
     creds = credentials(request.auth) if request.HasField("auth") else None
     server = request.auth.server_address if request.HasField("auth") else ""
     try:
-        record = await deps.images.pull(text, credentials=creds, credentials_host=server or None)
+        record = await deps.images.pull(
+            text,
+            credentials=creds,
+            credentials_host=server or None,
+            progress=deps.metrics.pull_sink(),
+        )
     except Exception as exc:
         deps.metrics.image_pulls.labels(status_for(exc).name).inc()
         raise

@@ -10,6 +10,7 @@ from typing import Any
 
 from cri.api.pinnace.images.v1 import images_pb2 as ipb
 from cri.api.pinnace.images.v1 import images_pb2_grpc
+from cri.errors import status_for
 from cri.rpc.deps import Deps
 from runtime.distribution.auth import Credentials, make_credentials
 from runtime.errors import InvalidArgument
@@ -82,9 +83,21 @@ def pull(deps: Deps, request: ipb.PullRequest) -> AsyncIterator[ipb.Progress]:
         raise InvalidArgument("Pull: image is empty; give a reference like busybox:1.36")
 
     async def work(sink: ProgressSink) -> ipb.Progress:
-        record = await deps.images.pull(
-            request.image, credentials=_credentials(request.credentials), progress=sink
-        )
+        count = deps.metrics.pull_sink()
+
+        def both(progress: Progress) -> None:
+            count(progress)
+            sink(progress)
+
+        try:
+            record = await deps.images.pull(
+                request.image, credentials=_credentials(request.credentials), progress=both
+            )
+        except Exception as exc:
+            deps.metrics.image_pulls.labels(status_for(exc).name).inc()
+            raise
+        deps.metrics.image_pulls.labels("success").inc()
+        deps.metrics.images.set(len(deps.images.store.list()))
         return ipb.Progress(ref=request.image, phase=Phase.DONE.value, image_id=record.id)
 
     return _stream(work)

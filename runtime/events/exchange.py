@@ -83,6 +83,7 @@ class Subscription:
         if self._terminal is not None or not self._matcher(envelope):
             return
         if self._queue.qsize() >= self._capacity:
+            self._exchange.dropped_total += 1
             self._end(dropped=True)
             return
         self._queue.put_nowait(envelope)
@@ -147,6 +148,8 @@ class Exchange:
     def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._subscribers: dict[Subscription, None] = {}  # insertion-ordered set
+        #: subscribers dropped for falling behind, since start (for metrics)
+        self.dropped_total = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
