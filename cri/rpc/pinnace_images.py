@@ -97,7 +97,7 @@ def pull(deps: Deps, request: ipb.PullRequest) -> AsyncIterator[ipb.Progress]:
             deps.metrics.image_pulls.labels(status_for(exc).name).inc()
             raise
         deps.metrics.image_pulls.labels("success").inc()
-        deps.metrics.images.set(len(deps.images.store.list()))
+        deps.metrics.images.set(deps.images.count())
         return ipb.Progress(ref=request.image, phase=Phase.DONE.value, image_id=record.id)
 
     return _stream(work)
