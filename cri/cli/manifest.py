@@ -245,6 +245,7 @@ def plan_pod(
             *([pod_sc.fs_group] if pod_sc.fs_group is not None else []),
         ]
         sandbox_sc.supplemental_groups.extend(supplemental)
+        sandbox_sc.supplemental_groups_policy = _groups_policy(pod_sc)
     sandbox = pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=0),
         hostname="" if spec.host_network else _hostname(spec.hostname or name),
@@ -389,6 +390,12 @@ def _user_fields(target: Any, sc: Any) -> None:
         )
 
 
+def _groups_policy(pod_sc: Any) -> pb.SupplementalGroupsPolicy:
+    """The pod's ``supplementalGroupsPolicy`` (``Merge`` when unset)."""
+    policy = getattr(pod_sc, "supplemental_groups_policy", None)
+    return pb.Strict if policy == "Strict" else pb.Merge
+
+
 def _container_config(
     c: V1Container,
     *,
@@ -425,6 +432,7 @@ def _container_config(
     )
     if pod_sc is not None:
         _user_fields(security, pod_sc)
+        security.supplemental_groups_policy = _groups_policy(pod_sc)
     sc: V1SecurityContext | None = c.security_context
     if sc is not None:
         _user_fields(security, sc)

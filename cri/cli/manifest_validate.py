@@ -178,6 +178,9 @@ def _validate_spec(spec: Any, errs: _Errors) -> None:
             errs.unsupported(f"spec.{key}", detail=_NOT_PLAYABLE)
     if spec.host_users is False:
         errs.unsupported("spec.hostUsers", False, "user namespaces are not supported")
+    policy = getattr(spec.security_context, "supplemental_groups_policy", None)
+    if policy not in (None, "Merge", "Strict"):
+        errs.unsupported("spec.securityContext.supplementalGroupsPolicy", policy)
     if spec.os and spec.os.name != "linux":
         errs.unsupported("spec.os.name", spec.os.name, "pinnace runs linux pods only")
     errs.check("spec.hostname", spec.hostname, spec.hostname and _label_error(spec.hostname))

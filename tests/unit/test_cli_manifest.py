@@ -192,6 +192,12 @@ def test_pod_security_context_and_sysctls() -> None:
     csc = p.containers[0].config.linux.security_context
     assert (csc.run_as_user.value, csc.run_as_group.value) == (1000, 2000)
     assert list(csc.supplemental_groups) == [5, 7]
+    assert ssc.supplemental_groups_policy == csc.supplemental_groups_policy == pb.Merge
+    strict = plan(pod(securityContext={**sc, "supplementalGroupsPolicy": "Strict"}))
+    assert strict.sandbox.linux.security_context.supplemental_groups_policy == pb.Strict
+    assert strict.containers[0].config.linux.security_context.supplemental_groups_policy == (
+        pb.Strict
+    )
 
 
 # -- containers --------------------------------------------------------------------------
