@@ -8,6 +8,8 @@ as small Protocols, so that they can be driven in unit tests with fakes (the fak
   the infra container's) root filesystem, and unmounting it.
 - **bundle directories** (:class:`BundleDirs`): creating and removing the per-sandbox and
   per-container directories under the state dir.
+- **pod namespaces** (:class:`PodNamespaces`): pinning a pod's net/ipc/uts namespaces as
+  files, unpinning them, checking a pin, namespaced sysctls.
 - **images** (:class:`ImageSource`): the image records a pod needs (the container's image, the
   sandbox image, pulled when missing).
 
@@ -17,15 +19,16 @@ implementation never needs to care which thread it runs on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from runtime.images.store import ImageRecord
 from runtime.mount.types import Mount
+from runtime.sandbox.namespaces import NamespaceKind, PinnedNamespaces
 from runtime.tasks.interfaces import TaskService
 
-__all__ = ["BundleDirs", "ImageSource", "RootfsMounts", "TaskService"]
+__all__ = ["BundleDirs", "ImageSource", "PodNamespaces", "RootfsMounts", "TaskService"]
 
 
 class RootfsMounts(Protocol):
@@ -49,6 +52,30 @@ class BundleDirs(Protocol):
 
     def remove(self, path: Path) -> None:
         """Remove ``path`` and everything under it; a missing path is fine."""
+        ...
+
+
+class PodNamespaces(Protocol):
+    """A pod's own namespaces, kept alive as bind-mounted files (``runtime.sandbox``)."""
+
+    async def pin(
+        self, directory: Path, *, kinds: frozenset[NamespaceKind], hostname: str | None
+    ) -> PinnedNamespaces:
+        """New namespaces of ``kinds`` pinned as files in ``directory``."""
+        ...
+
+    async def unpin(self, directory: Path) -> None:
+        """Unpin whatever is pinned in ``directory``; idempotent."""
+        ...
+
+    def is_pinned(self, path: Path) -> bool:
+        """Whether ``path`` still pins a namespace. Blocking."""
+        ...
+
+    async def sysctls(
+        self, namespaces: Mapping[NamespaceKind, Path], values: Mapping[str, str]
+    ) -> None:
+        """Write namespaced sysctls inside the pinned namespaces."""
         ...
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtime import mount as mounts
 from runtime.errors import FailedPrecondition, NotFound
+from runtime.sandbox import namespaces as nsmod
 from runtime.snapshots.interfaces import Snapshotter
 
 
@@ -57,3 +58,23 @@ class HostDirs:
 
     def remove(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class HostNamespaces:
+    """:class:`runtime.pods.interfaces.PodNamespaces` on this host (``runtime.sandbox``)."""
+
+    async def pin(
+        self, directory: Path, *, kinds: frozenset[nsmod.NamespaceKind], hostname: str | None
+    ) -> nsmod.PinnedNamespaces:
+        return await nsmod.pin_namespaces(directory, kinds=kinds, hostname=hostname)
+
+    async def unpin(self, directory: Path) -> None:
+        await nsmod.unpin(directory)
+
+    def is_pinned(self, path: Path) -> bool:
+        return nsmod.is_pinned(path)
+
+    async def sysctls(
+        self, namespaces: Mapping[nsmod.NamespaceKind, Path], values: Mapping[str, str]
+    ) -> None:
+        await nsmod.sysctls(namespaces, values)

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime import mount as mounts
 from runtime import oci
 from runtime.aio import shielded
 from runtime.cgroups import CgroupDriver, CgroupMounts
@@ -50,11 +49,16 @@ from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
 from runtime.pods.files import write_sandbox_files
 from runtime.pods.hooks import NoHooks, PodHooks
-from runtime.pods.interfaces import BundleDirs, ImageSource, RootfsMounts, TaskService
+from runtime.pods.interfaces import (
+    BundleDirs,
+    ImageSource,
+    PodNamespaces,
+    RootfsMounts,
+    TaskService,
+)
 from runtime.pods.network import EventNetwork
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore, sandbox_name_key
-from runtime.sandbox import namespaces as nsmod
 from runtime.sandbox.namespaces import NamespaceKind
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.tasks.interfaces import TaskSpec
@@ -89,6 +93,7 @@ class SandboxController:
         rootfs: RootfsMounts | None = None,
         dirs: BundleDirs | None = None,
         hooks: PodHooks | None = None,
+        namespaces: PodNamespaces | None = None,
     ) -> None:
         self._store = store
         self._hooks: PodHooks = hooks or NoHooks()
@@ -100,6 +105,7 @@ class SandboxController:
         self._cgroups = cgroups
         self._rootfs: RootfsMounts = rootfs or rootfs_mod.HostRootfs()
         self._dirs: BundleDirs = dirs or rootfs_mod.HostDirs()
+        self._ns: PodNamespaces = namespaces or rootfs_mod.HostNamespaces()
         self._network = network
         self._creations: Creations[Sandbox] = Creations(store.names, "pod sandbox")
         self._locks: dict[str, asyncio.Lock] = {}
@@ -181,13 +187,11 @@ class SandboxController:
         paths: dict[str, str] = {}
         if kinds:
             hostname = config.hostname if NamespaceKind.UTS in kinds and config.hostname else None
-            pinned = await nsmod.pin_namespaces(
-                directory / "ns", kinds=frozenset(kinds), hostname=hostname
-            )
-            undo.push_async_callback(nsmod.unpin, directory / "ns")
+            pinned = await self._ns.pin(directory / "ns", kinds=frozenset(kinds), hostname=hostname)
+            undo.push_async_callback(self._ns.unpin, directory / "ns")
             paths = {kind.value: str(path) for kind, path in pinned.paths.items()}
             if config.sysctls:
-                await nsmod.sysctls(pinned.paths, config.sysctls)
+                await self._ns.sysctls(pinned.paths, config.sysctls)
         elif config.sysctls:
             raise InvalidArgument(
                 "sysctls need the pod's own network or IPC namespace; this pod uses the node's"
@@ -243,9 +247,9 @@ class SandboxController:
         return sandbox
 
     def _mount_shm(self, target: Path) -> None:
-        target.mkdir(mode=0o755)
+        self._dirs.make(target)
         options = ("nosuid", "nodev", "noexec", "mode=1777", f"size={self._settings.shm_size}")
-        mounts.mount_all([Mount("tmpfs", "shm", options)], target)
+        self._rootfs.mount([Mount("tmpfs", "shm", options)], target)
 
     async def _sandbox_image(self) -> ImageRecord:
         record = self._images.find(self._settings.sandbox_image)
@@ -370,7 +374,7 @@ class SandboxController:
         if sandbox.infra_container_id:
             with contextlib.suppress(NotFound):
                 await self._tasks.stop(sandbox.infra_container_id, timeout=0)
-        await nsmod.unpin(directory / "ns")
+        await self._ns.unpin(directory / "ns")
         await asyncio.to_thread(self._rootfs.unmount, directory / "shm")
         step = sandbox_step(sandbox.state, SandboxAction.STOP, id=sandbox_id)
         stopped = dataclasses.replace(
@@ -441,7 +445,7 @@ class SandboxController:
                 await self._network.detach_orphan(directory.name, str(netns))
             except PinnaceError as exc:
                 log.warning("network of leftover sandbox %s: %s", directory.name, exc)
-        await nsmod.unpin(directory / "ns")
+        await self._ns.unpin(directory / "ns")
         for sub in ("shm", "rootfs"):
             await asyncio.to_thread(self._rootfs.unmount, directory / sub)
         await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{directory.name}")
@@ -452,11 +456,11 @@ class SandboxController:
     async def _reconcile_one(self, sandbox: Sandbox, live_tasks: dict[str, Any]) -> None:
         if sandbox.state != SandboxState.READY:
             # a stop may have been cut short after the network was detached
-            await nsmod.unpin(Path(sandbox.state_dir) / "ns")
+            await self._ns.unpin(Path(sandbox.state_dir) / "ns")
             await asyncio.to_thread(self._rootfs.unmount, Path(sandbox.state_dir) / "shm")
             return
         pinned = [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
-        pins_ok = await asyncio.to_thread(_all_pinned, pinned)
+        pins_ok = await asyncio.to_thread(lambda: all(self._ns.is_pinned(p) for p in pinned))
         infra = live_tasks.get(sandbox.infra_container_id) if sandbox.infra_container_id else None
         infra_ok = not sandbox.infra_container_id or (
             infra is not None and infra.exit is None and infra.conmon_alive
@@ -472,18 +476,17 @@ class SandboxController:
     async def _mark_notready(self, sandbox: Sandbox, why: str) -> None:
         """Record a sandbox recovery could not bring back as NOTREADY (best effort)."""
         current = self._store.sandboxes.get(sandbox.id)
-        if current is None or current.state == SandboxState.NOTREADY:
+        if current is None:
+            return
+        step = sandbox_step(current.state, SandboxAction.STOP, id=current.id)
+        if not step.changes:
             return
         try:
             await asyncio.to_thread(
-                self._store.put_sandbox, dataclasses.replace(current, state=SandboxState.NOTREADY)
+                self._store.put_sandbox, dataclasses.replace(current, state=step.state)
             )
         except Exception:
             log.exception("could not record sandbox %s as NOTREADY (%s)", sandbox.id, why)
-
-
-def _all_pinned(paths: list[Path]) -> bool:
-    return all(nsmod.is_pinned(p) for p in paths)
 
 
 def _rmdir_quietly(cgroups: CgroupMounts, path: str) -> None:

@@ -16,16 +16,21 @@ namespace is pinned and no tmpfs mounted: what a unit test can run without root.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.events.types import Envelope, Event
 from runtime.images.manifest import chain_ids, compute_digest
 from runtime.images.store import ImageRecord
 from runtime.metadata.db import Database
+from runtime.model.network import IPConfig
 from runtime.model.pods import (
     ContainerConfig,
     NamespaceMode,
@@ -36,15 +41,25 @@ from runtime.model.pods import (
 )
 from runtime.mount.types import Mount
 from runtime.pods.containers import ContainerController
+from runtime.pods.network import EventNetwork
 from runtime.pods.rootfs import HostDirs
 from runtime.pods.sandboxes import SandboxController
 from runtime.pods.service import PodService
 from runtime.pods.settings import PodSettings
 from runtime.pods.store import PodStore
+from runtime.sandbox.namespaces import NamespaceKind, PinnedNamespaces
 from runtime.snapshots.native import NativeSnapshotter
 from tests.support.tasks import FakeTaskService
 
-__all__ = ["FakeDirs", "FakeImages", "FakeRootfs", "PodLayer", "RecordingExchange"]
+__all__ = [
+    "FakeDirs",
+    "FakeImages",
+    "FakeNamespaces",
+    "FakeNetworkManager",
+    "FakeRootfs",
+    "PodLayer",
+    "RecordingExchange",
+]
 
 IMAGE_NAME = "example.test/busybox:1.0"
 SANDBOX_IMAGE = "example.test/pause:1.0"
@@ -80,6 +95,103 @@ class FakeRootfs:
 
     def unmount(self, target: Path) -> None:
         self.mounted.pop(target, None)
+
+
+class FakeNamespaces:
+    """:class:`runtime.pods.interfaces.PodNamespaces` without the kernel: a "pin" is an empty
+    file per namespace kind in the directory, and stays pinned until unpinned (or until a
+    test takes it away with ``break_pin``)."""
+
+    def __init__(self) -> None:
+        self.pinned: set[Path] = set()
+        self.sysctls_written: dict[str, str] = {}
+        self.fail_next: BaseException | None = None
+
+    async def pin(
+        self, directory: Path, *, kinds: frozenset[NamespaceKind], hostname: str | None
+    ) -> PinnedNamespaces:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        return self._pin(directory, kinds)
+
+    def _pin(self, directory: Path, kinds: frozenset[NamespaceKind]) -> PinnedNamespaces:
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for kind in sorted(kinds, key=lambda k: k.value):
+            path = directory / kind.value
+            path.touch()
+            self.pinned.add(path)
+            paths[kind] = path
+        return PinnedNamespaces(directory=directory, paths=paths)
+
+    async def unpin(self, directory: Path) -> None:
+        self._unpin(directory)
+
+    def _unpin(self, directory: Path) -> None:
+        for path in [p for p in self.pinned if p.parent == directory]:
+            self.pinned.discard(path)
+            path.unlink(missing_ok=True)
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+
+    def is_pinned(self, path: Path) -> bool:
+        return path in self.pinned
+
+    def break_pin(self, path: Path) -> None:
+        self.pinned.discard(path)
+
+    async def sysctls(
+        self, namespaces: Mapping[NamespaceKind, Path], values: Mapping[str, str]
+    ) -> None:
+        self.sysctls_written.update(values)
+
+
+class FakeNetworkManager:
+    """The network manager's side of the exchange protocol, without CNI: it answers
+    ``/sandboxes/netns-created`` with ``/network/attached`` (an address from 10.88.0.0/16) or,
+    when ``fail_next_add`` is set, ``/network/failed``; and ``/sandboxes/netns-removing`` with
+    ``/network/detached``. Run it as an async context manager."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._task: asyncio.Task[None] | None = None
+        self.fail_next_add: str | None = None
+        self.attached: set[str] = set()
+        self._next = 2
+
+    async def __aenter__(self) -> FakeNetworkManager:
+        subscription = self._exchange.subscribe('topic~="^/sandboxes/netns-"')
+        self._task = asyncio.ensure_future(self._serve(subscription))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _serve(self, subscription: Any) -> None:
+        async with subscription:
+            async for envelope in subscription:
+                event = envelope.event
+                if isinstance(event, ev.SandboxNetnsCreated):
+                    if self.fail_next_add is not None:
+                        message, self.fail_next_add = self.fail_next_add, None
+                        answer: ev.Event = ev.NetworkFailed(
+                            sandbox_id=event.sandbox_id, message=message, op=ev.NetworkOp.ADD
+                        )
+                    else:
+                        self.attached.add(event.sandbox_id)
+                        address = f"10.88.0.{self._next}/16"
+                        self._next += 1
+                        answer = ev.NetworkAttached(
+                            sandbox_id=event.sandbox_id, ips=(IPConfig(address=address),)
+                        )
+                else:
+                    self.attached.discard(event.sandbox_id)
+                    answer = ev.NetworkDetached(sandbox_id=event.sandbox_id)
+                self._exchange.publish(envelope.namespace, answer)
 
 
 class FakeDirs(HostDirs):
@@ -159,6 +271,7 @@ class PodLayer:
     tasks: FakeTaskService
     images: FakeImages
     rootfs: FakeRootfs
+    namespaces: FakeNamespaces
     dirs: FakeDirs
     snapshotter: NativeSnapshotter
     settings: PodSettings
@@ -182,6 +295,7 @@ class PodLayer:
         tasks = FakeTaskService()
         images = FakeImages()
         rootfs = FakeRootfs()
+        namespaces = FakeNamespaces()
         dirs = FakeDirs()
         snapshotter = NativeSnapshotter(root / "snapshots")
         image = image_record(IMAGE_NAME, layer="busybox")
@@ -209,7 +323,11 @@ class PodLayer:
             rootfs=rootfs,
             dirs=dirs,
         )
-        sandboxes = SandboxController(**common)  # type: ignore[arg-type]
+        sandboxes = SandboxController(
+            **common,  # type: ignore[arg-type]
+            namespaces=namespaces,
+            network=EventNetwork(exchange, timeout=30),
+        )
         containers = ContainerController(sandboxes=sandboxes, **common)  # type: ignore[arg-type]
         tasks.on_exit(containers.on_exit)
         service = PodService(store=store, tasks=tasks, sandboxes=sandboxes, containers=containers)
@@ -221,6 +339,7 @@ class PodLayer:
             tasks=tasks,
             images=images,
             rootfs=rootfs,
+            namespaces=namespaces,
             dirs=dirs,
             snapshotter=snapshotter,
             settings=settings,
@@ -252,6 +371,17 @@ class PodLayer:
         )
 
     @staticmethod
+    def pod(name: str, *, attempt: int = 0) -> SandboxConfig:
+        """A pod with its own network, IPC and UTS namespaces (pinned by the fake) and a
+        network attached through the exchange (answer it with :class:`FakeNetworkManager`)."""
+        return SandboxConfig(
+            metadata=PodMetadata(
+                name=name, uid=f"uid-{name}", namespace="default", attempt=attempt
+            ),
+            hostname=name,
+        )
+
+    @staticmethod
     def container(name: str, *, image: str = IMAGE_NAME, attempt: int = 0) -> ContainerConfig:
         return ContainerConfig(name=name, attempt=attempt, image=image, command=("sleep", "9"))
 
@@ -268,6 +398,7 @@ class PodLayer:
         images = {self.image.chain_id, self.sandbox_image.chain_id}
         found += [f"snapshot {i.key}" for i in self.snapshotter.walk() if i.key not in images]
         found += [f"mount {t}" for t in self.rootfs.mounted]
+        found += [f"pinned {p}" for p in self.namespaces.pinned]
         found += [f"task {t}" for t in self.tasks.live()]
         found += [f"sandbox record {s.id}" for s in self.store.sandboxes.all()]
         found += [f"container record {c.id}" for c in self.store.containers.all()]

@@ -12,7 +12,7 @@ import pytest
 
 from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from runtime.model.pods import NamespaceMode, SandboxState
-from tests.support.pods import PodLayer
+from tests.support.pods import FakeNetworkManager, PodLayer
 
 
 @pytest.fixture
@@ -143,5 +143,48 @@ async def test_reconcile_removes_a_directory_no_record_owns(layer: PodLayer) -> 
 async def test_reconcile_marks_a_sandbox_whose_infra_is_gone_not_ready(layer: PodLayer) -> None:
     sandbox = await layer.sandboxes.run(layer.host_pod("web", pid=NamespaceMode.POD))
     await layer.sandboxes.reconcile({})  # its infra task was not found after a restart
+    record = layer.store.sandboxes.get(sandbox.id)
+    assert record is not None and record.state == SandboxState.NOTREADY
+
+
+# ---- pods with namespaces of their own and a network ---------------------------------------
+
+
+async def test_a_pod_network_is_attached_through_the_exchange(layer: PodLayer) -> None:
+    async with FakeNetworkManager(layer.exchange) as network:
+        sandbox = await layer.sandboxes.run(layer.pod("web"))
+        assert sandbox.ip.startswith("10.88.0.")
+        assert set(sandbox.namespace_paths) == {"net", "ipc", "uts"}
+        assert all(layer.namespaces.is_pinned(Path(p)) for p in sandbox.namespace_paths.values())
+        assert Path(sandbox.state_dir) / "shm" in layer.rootfs.mounted
+        assert network.attached == {sandbox.id}
+        await layer.sandboxes.remove(sandbox.id)
+        assert network.attached == set()
+    assert layer.leftovers() == []
+
+
+async def test_a_network_that_fails_leaves_nothing(layer: PodLayer) -> None:
+    async with FakeNetworkManager(layer.exchange) as network:
+        network.fail_next_add = "plugin bridge: no IP addresses available"
+        with pytest.raises(FailedPrecondition, match="no IP addresses"):
+            await layer.sandboxes.run(layer.pod("web"))
+        assert layer.leftovers() == []
+        assert "/sandboxes/start" not in layer.topics()
+        sandbox = await layer.sandboxes.run(layer.pod("web"))  # kubelet's retry
+        assert sandbox.state == SandboxState.READY
+
+
+async def test_pinning_that_fails_leaves_nothing(layer: PodLayer) -> None:
+    layer.namespaces.fail_next = OSError("unshare: operation not permitted")
+    with pytest.raises(OSError):
+        await layer.sandboxes.run(layer.pod("web"))
+    assert layer.leftovers() == []
+
+
+async def test_reconcile_marks_a_sandbox_that_lost_a_pin_not_ready(layer: PodLayer) -> None:
+    async with FakeNetworkManager(layer.exchange):
+        sandbox = await layer.sandboxes.run(layer.pod("web"))
+        layer.namespaces.break_pin(Path(sandbox.namespace_paths["net"]))
+        await layer.sandboxes.reconcile({})
     record = layer.store.sandboxes.get(sandbox.id)
     assert record is not None and record.state == SandboxState.NOTREADY
