@@ -111,6 +111,7 @@ def run(runtime, box: str, volume: str, runs: int) -> None:
                 if n:
                     times[label].append(elapsed)
                 runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+        execs = exec_latency(runtime, pod_id, pod, box, runs, unconfined, default)
     finally:
         runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     plain = statistics.median(times["plain (unconfined)"])
@@ -119,6 +120,43 @@ def run(runtime, box: str, volume: str, runs: int) -> None:
     for label, values in times.items():
         med = statistics.median(values)
         print(f"{label:26} {med * 1000:8.1f} {_pct(values, 0.9) * 1000:8.1f} {med / plain:8.2f}x")
+    print(f"\nExecSync `true` (an exec probe), {runs} runs each, alternating (ms)")
+    base = statistics.median(execs["unconfined"])
+    for label, values in execs.items():
+        med = statistics.median(values)
+        print(f"{label:26} {med * 1000:8.1f} {_pct(values, 0.9) * 1000:8.1f} {med / base:8.2f}x")
+
+
+def exec_latency(runtime, pod_id, pod, box, runs, unconfined, default) -> dict[str, list[float]]:
+    """ExecSync `true` in a running container, unconfined and under RuntimeDefault (runc
+    applies the container's seccomp filter to every exec)."""
+    ids = {}
+    for label, seccomp in (("unconfined", unconfined), ("RuntimeDefault seccomp", default)):
+        config = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=f"exec-{label.split()[0].lower()}"),
+            image=pb.ImageSpec(image=box),
+            command=["sleep", "3600"],
+            linux=pb.LinuxContainerConfig(
+                security_context=pb.LinuxContainerSecurityContext(
+                    seccomp=seccomp, namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+                )
+            ),
+        )
+        cid = runtime.CreateContainer(
+            pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod)
+        ).container_id
+        runtime.StartContainer(pb.StartContainerRequest(container_id=cid))
+        ids[label] = cid
+    out: dict[str, list[float]] = {label: [] for label in ids}
+    for n in range(runs + 1):
+        for label, cid in ids.items():
+            start = time.perf_counter()
+            runtime.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=10))
+            if n:
+                out[label].append(time.perf_counter() - start)
+    for cid in ids.values():
+        runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    return out
 
 
 if __name__ == "__main__":
