@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # The one definition of "clean": generated code matches proto/, lint, format, types, tests.
-# Usage: scripts/check.sh [pytest args...]
+# Usage: scripts/check.sh [--soak] [pytest args...]
+#   --soak  also the long runs: tests/soak (1,000 pod lifecycles under churn, with leak counts
+#           and List latency) and every crash point of tests/e2e/test_crash_points.py
 set -euo pipefail
+if [ "${1:-}" = "--soak" ]; then
+    shift
+    export PINNACE_SOAK=1
+fi
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 

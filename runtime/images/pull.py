@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from runtime import faults
 from runtime.content.interfaces import BlobStore
 from runtime.distribution.client import RegistryClient
 from runtime.distribution.reference import Reference
@@ -182,9 +183,11 @@ class Puller:
         progress(Progress(str(ref), Phase.RESOLVING))
         docs = await self.resolve_documents(client, ref)
         await self.unpack(docs, RegistrySource(client, ref), progress, str(ref))
+        faults.point("image.pull.unpacked")
         tags = [f"{ref.name}:{ref.tag}"] if ref.tag else []
         digests = [f"{ref.name}@{docs.target.digest}"]
         record = await asyncio.to_thread(self.record, docs, tags=tags, digests=digests)
+        faults.point("image.pull.recorded")
         progress(Progress(str(ref), Phase.DONE))
         return record
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime import oci
+from runtime import faults, oci
 from runtime.aio import shielded
 from runtime.cdi import CdiRegistry, requested_devices
 from runtime.cgroups import CgroupMounts, CgroupStats, read_stats
@@ -70,7 +70,7 @@ from runtime.pods.store import PodStore, container_name_key
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.exec_session import ExecSession
-from runtime.tasks.interfaces import ExecResult, RecoveredTask, TaskExit, TaskSpec
+from runtime.tasks.interfaces import ExecResult, RecoveredTask, TaskExit, TaskSpec, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,7 @@ class ContainerController:
                 asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, snapshot_key
             )
             await asyncio.to_thread(self._rootfs.mount, snapshot_mounts, rootfs)
+            faults.point("container.create.rootfs-mounted")
             undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
             mounts = await self._mount_image_volumes(container_id, config, directory, undo)
             log_path = _log_path(sandbox, config)
@@ -282,6 +283,7 @@ class ContainerController:
             await self._hooks.create_container(sandbox, container, spec)
             await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
             await asyncio.to_thread(self._store.put_container, container)
+            faults.point("container.create.recorded")
         except BaseException:
             await shielded(undo.aclose())
             raise
@@ -386,12 +388,17 @@ class ContainerController:
         await self._hooks.start_container(sandbox, container)
         started_at = now_ns()
         try:
-            info = await self._tasks.create(spec)
-            self._exchange.publish(
-                ev.K8S_NAMESPACE, ev.TaskCreate(container_id=container_id, pid=info.pid)
-            )
+            try:  # a task made by a start cut short by a crash is started, not made again
+                info = self._tasks.info(container_id)
+            except NotFound:
+                info = await self._tasks.create(spec)
+                self._exchange.publish(
+                    ev.K8S_NAMESPACE, ev.TaskCreate(container_id=container_id, pid=info.pid)
+                )
+            faults.point("container.start.task-created")
             try:
                 await self._tasks.start(container_id)
+                faults.point("container.start.task-started")
             except BaseException:
                 await shielded(self._delete_task(container_id, pid=info.pid, exit_status=0))
                 raise
@@ -498,6 +505,7 @@ class ContainerController:
             exit = await self._tasks.stop(container_id, timeout=max(timeout, 0), signal=signal)
         except NotFound:
             return
+        faults.point("container.stop.exited")
         await self.record_exit(exit)
 
     def _stop_signal(self, container: Container) -> int:
@@ -527,6 +535,7 @@ class ContainerController:
                 )
             else:
                 await self._tasks.delete(container_id, force=True)
+            faults.point("container.remove.task-deleted")
             directory = Path(container.bundle)
             await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
             await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, container.snapshot_key)
@@ -542,6 +551,7 @@ class ContainerController:
                     )
                 )
             await asyncio.to_thread(self._dirs.remove, directory)
+            faults.point("container.remove.files-removed")
             await asyncio.to_thread(self._store.containers.remove, container_id)
         sandbox = self._store.sandboxes.get(container.sandbox_id)
         if sandbox is not None:
@@ -746,9 +756,30 @@ class ContainerController:
             return
         if task.exit is not None:
             await self.record_exit(task.exit)
+        elif container.state == ContainerState.CREATED and task.conmon_alive:
+            await self._finish_cut_start(container, task)
         elif not task.conmon_alive:
             await self._tasks.delete(container.id, force=True)
             await self._lost(container.id, "its conmon died while pinnaced was down")
+
+    async def _finish_cut_start(self, container: Container, task: RecoveredTask) -> None:
+        """A StartContainer cut short by a crash left a task behind a CREATED record: if its
+        process runs, the record says so now; if it was never started, it stays, and
+        the retried start runs that task."""
+        if await self._tasks.state(container.id) == TaskState.RUNNING:
+            log.info("container %s was started before pinnaced stopped: RUNNING", container.id)
+            await self._transition(
+                container.id,
+                lambda c: dataclasses.replace(
+                    c,
+                    state=ContainerState.RUNNING,
+                    started_at=task.info.created_at,
+                    pid=task.info.pid,
+                ),
+            )
+            return
+        # created, never started: kept, and the retried StartContainer starts it
+        log.info("container %s has a created task; a start will run it", container.id)
 
     async def _lost(self, container_id: str, why: str) -> None:
         """Record a container whose fate is unknown as EXITED (255, Unknown); a no-op for one

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime import oci
+from runtime import faults, oci
 from runtime.aio import shielded
 from runtime.cgroups import CgroupDriver, CgroupMounts
 from runtime.cgroups import remove as remove_cgroup
@@ -148,6 +148,7 @@ class SandboxController:
             # Before the record is stored: until the plugins agree, the pod is invisible.
             await self._hooks.run_pod_sandbox(sandbox)
             await asyncio.to_thread(self._store.put_sandbox, sandbox)
+            faults.point("sandbox.run.recorded")
         except BaseException:
             await shielded(undo.aclose())
             await shielded(asyncio.to_thread(self._dirs.remove, directory))
@@ -178,6 +179,7 @@ class SandboxController:
         if ns.network == NamespaceMode.TARGET or ns.ipc == NamespaceMode.TARGET:
             raise InvalidArgument("pod namespaces cannot be of mode TARGET (containers only)")
         await asyncio.to_thread(self._dirs.make, directory, exist_ok=False)
+        faults.point("sandbox.run.dir-created")
 
         kinds: set[NamespaceKind] = set()
         if not host_network:
@@ -189,6 +191,7 @@ class SandboxController:
             hostname = config.hostname if NamespaceKind.UTS in kinds and config.hostname else None
             pinned = await self._ns.pin(directory / "ns", kinds=frozenset(kinds), hostname=hostname)
             undo.push_async_callback(self._ns.unpin, directory / "ns")
+            faults.point("sandbox.run.namespaces-pinned")
             paths = {kind.value: str(path) for kind, path in pinned.paths.items()}
             if config.sysctls:
                 await self._ns.sysctls(pinned.paths, config.sysctls)
@@ -241,6 +244,7 @@ class SandboxController:
             # failed half-way releases whatever is left (DEL is idempotent)
             undo.push_async_callback(self._network.detach, sandbox)
             ips = await self._network.attach(sandbox)
+            faults.point("sandbox.run.network-attached")
             sandbox = dataclasses.replace(
                 sandbox, ip=ips[0] if ips else "", additional_ips=tuple(ips[1:])
             )
@@ -371,10 +375,12 @@ class SandboxController:
         if "net" in sandbox.namespace_paths and self._network is not None:
             if sandbox.state == SandboxState.READY:
                 await self._network.detach(sandbox)
+                faults.point("sandbox.stop.network-detached")
         if sandbox.infra_container_id:
             with contextlib.suppress(NotFound):
                 await self._tasks.stop(sandbox.infra_container_id, timeout=0)
         await self._ns.unpin(directory / "ns")
+        faults.point("sandbox.stop.unpinned")
         await asyncio.to_thread(self._rootfs.unmount, directory / "shm")
         step = sandbox_step(sandbox.state, SandboxAction.STOP, id=sandbox_id)
         stopped = dataclasses.replace(
@@ -392,12 +398,14 @@ class SandboxController:
         if sandbox is None:
             return
         sandbox = await self.stop(sandbox_id) or sandbox
+        faults.point("sandbox.remove.stopped")
         directory = Path(sandbox.state_dir)
         if sandbox.infra_container_id:
             await self._delete_infra_task(sandbox.infra_container_id, 0)
         await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
         await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{sandbox_id}")
         await asyncio.to_thread(self._dirs.remove, directory)
+        faults.point("sandbox.remove.files-removed")
         if not sandbox.config.cgroup_parent:
             await self._remove_cgroup(sandbox.cgroup_parent)
         await asyncio.to_thread(self._store.sandboxes.remove, sandbox_id)

@@ -224,6 +224,10 @@ class TaskService(Protocol):
         """The bundle's ``linux.cgroupsPath`` as recorded at create."""
         ...
 
+    def info(self, id: str) -> TaskInfo:
+        """The task's pids and creation time, from memory (NotFound for an unknown id)."""
+        ...
+
     async def recover(self) -> list[RecoveredTask]:
         """Find the tasks of a previous daemon run and watch their exits again."""
         ...

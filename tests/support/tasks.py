@@ -239,6 +239,9 @@ class FakeTaskService:
         """The bundle's ``linux.cgroupsPath`` at create (None when it had no spec)."""
         return self._get(id).cgroups_path
 
+    def info(self, id: str) -> TaskInfo:
+        return self._get(id).info
+
     async def recover(self) -> list[RecoveredTask]:
         await self._enter("recover", "")
         return list(self.recovered)
