@@ -90,6 +90,9 @@ class Adaptation:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._all: set[Plugin] = set()
         self._listening = False
+        # Containers as last described to plugins (from their specs), so an event need not
+        # read and parse config.json again; dropped on update (the spec changed) and removal.
+        self._described: dict[str, npb.Container] = {}
 
     def bind(self, view: PodView) -> None:
         self._view = view
@@ -357,6 +360,7 @@ class Adaptation:
                 if current is None:
                     raise FailedPrecondition(f"container {u.container_id} not found")
                 resources = convert.resources_from(u.linux.resources, current.resources)
+                self._described.pop(u.container_id, None)  # its spec changes
                 await self.view.update_resources(u.container_id, resources)
             except Exception as exc:
                 log.warning(
@@ -522,6 +526,7 @@ class Adaptation:
             evictions.extend(rpl.evict)
         await asyncio.to_thread(adjustments.inject_cdi, spec, self._cdi)
         await self._validate(pod, ctr, adjustments, updates, order)
+        self._described[container.id] = convert.container(container, spec)
         if updates or evictions:
             self._spawn(self._later(updates, evictions, container.id))
 
@@ -575,6 +580,13 @@ class Adaptation:
                     f"{ctr.name}: {rpl.reason}"
                 )
 
+    async def _describe(self, container: Container) -> npb.Container:
+        base = self._described.get(container.id)
+        if base is None:
+            spec = await asyncio.to_thread(self.view.spec, container)
+            base = self._described[container.id] = convert.container(container, spec)
+        return convert.refreshed(base, container)
+
     async def _container_event(
         self,
         event: int,
@@ -587,9 +599,8 @@ class Adaptation:
     ) -> list[tuple[Plugin, Any]]:
         if not self._plugins:
             return []
-        spec = await asyncio.to_thread(self.view.spec, container)
         pod = convert.pod_sandbox(sandbox)
-        ctr = convert.container(container, spec)
+        ctr = await self._describe(container)
         return await self._event(
             event,
             request_type(pod=pod, container=ctr),
@@ -634,9 +645,9 @@ class Adaptation:
     ) -> Resources:
         if not self._plugins:
             return resources
-        spec = await asyncio.to_thread(self.view.spec, container)
         pod = convert.pod_sandbox(sandbox)
-        ctr = convert.container(container, spec)
+        ctr = await self._describe(container)
+        self._described.pop(container.id, None)  # its spec is about to change
         answers = await self._event(
             npb.UPDATE_CONTAINER,
             npb.UpdateContainerRequest(
@@ -684,10 +695,15 @@ class Adaptation:
             self._spawn(self._later(updates, [], container.id))
 
     async def remove_container(self, sandbox: Sandbox, container: Container) -> None:
+        described = self._described.pop(container.id, None)
         if not self._plugins:
             return
         pod = convert.pod_sandbox(sandbox)
-        ctr = convert.container(container, None)
+        ctr = (
+            convert.refreshed(described, container)
+            if described is not None
+            else convert.container(container, None)
+        )
         await self._event(
             npb.REMOVE_CONTAINER,
             npb.RemoveContainerRequest(pod=pod, container=ctr),

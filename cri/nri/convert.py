@@ -122,6 +122,21 @@ def container(c: Container, spec: Mapping[str, Any] | None) -> npb.Container:
     return out
 
 
+def refreshed(base: npb.Container, c: Container) -> npb.Container:
+    """``base`` (a description made from the container's spec) with ``c``'s current state."""
+    out = npb.Container()
+    out.CopyFrom(base)
+    out.state = _STATES[c.state]
+    out.pid = c.pid
+    out.created_at = c.created_at
+    out.started_at = c.started_at
+    out.finished_at = c.finished_at
+    out.exit_code = c.exit_code
+    out.status_reason = c.reason
+    out.status_message = c.message
+    return out
+
+
 _HOOK_FIELDS = {
     "prestart": "prestart",
     "createRuntime": "create_runtime",

@@ -127,6 +127,7 @@ class ContainerController:
     ) -> None:
         self._store = store
         self._hooks: PodHooks = hooks or NoHooks()
+        self._hook_order: dict[str, asyncio.Lock] = {}
         self._cdi = cdi
         self._tasks = tasks
         self._images = images
@@ -385,6 +386,14 @@ class ContainerController:
             stdin_once=container.config.stdin_once,
             tty=container.config.tty,
         )
+        # The start notifications of a container come before its stop notification, even
+        # when it exits before start() has finished (the exit monitor waits for them).
+        async with self._notification_order(container_id):
+            return await self._start_task(container_id, container, sandbox, spec)
+
+    async def _start_task(
+        self, container_id: str, container: Container, sandbox: Sandbox, spec: TaskSpec
+    ) -> Container:
         await self._hooks.start_container(sandbox, container)
         started_at = now_ns()
         try:
@@ -487,10 +496,15 @@ class ContainerController:
         return updated
 
     async def _notify_stopped(self, container: Container | None) -> None:
-        """The stop hook, once per container: after its exit is recorded, however it ended."""
+        """The stop hook, once per container: after its exit is recorded, however it ended,
+        and after the start hooks (a start still telling plugins is waited for)."""
         sandbox = self._store.sandboxes.get(container.sandbox_id) if container else None
         if container is not None and sandbox is not None:
-            await self._hooks.stop_container(sandbox, container)
+            async with self._notification_order(container.id):
+                await self._hooks.stop_container(sandbox, container)
+
+    def _notification_order(self, container_id: str) -> asyncio.Lock:
+        return self._hook_order.setdefault(container_id, asyncio.Lock())
 
     # ---- stop and remove ----------------------------------------------------------------
 
@@ -560,6 +574,7 @@ class ContainerController:
         else:
             self._store.names.release_owner(container_id)
         self._locks.pop(container_id, None)
+        self._hook_order.pop(container_id, None)
         self._exchange.publish(
             ev.K8S_NAMESPACE,
             ev.ContainerDelete(container_id=container_id, sandbox_id=container.sandbox_id),
