@@ -18,16 +18,20 @@ Terms:
 :class:`LayerWalk` and :class:`LayerUsageTable` are plain synchronous code (tested on real
 directories); :class:`WritableLayers` is the component the composition root starts and stops
 as an async context manager: a task that refreshes every ``interval`` seconds, or at once
-when :meth:`WritableLayers.poke`\\ d (a container was created).
+when poked (a stats RPC asked about a container not measured yet). The walks run in a child
+process (``runtime/stats/walker.py``): a walking thread would hold the interpreter lock the
+event loop and the stats RPCs need.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -107,6 +111,10 @@ class LayerUsageTable:
     def get(self, container_id: str) -> LayerUsage | None:
         return self._usage.get(container_id)
 
+    def published(self) -> dict[str, LayerUsage]:
+        """A copy of every completed measurement, by container id."""
+        return dict(self._usage)
+
     def total(self) -> tuple[int, int]:
         """Bytes and inodes of every published measurement together."""
         usages = list(self._usage.values())  # a copy: refresh may replace entries meanwhile
@@ -149,8 +157,49 @@ LayerLocator = Callable[[str], Path | None]
 """Snapshot key → its writable directory, None when it is gone (called on the worker thread)."""
 
 
+class _WalkerProcess:
+    """The child that walks (``runtime/stats/walker.py``), spoken to over its pipes."""
+
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def refresh(self, layers: Mapping[str, str], budget: int) -> dict[str, LayerUsage]:
+        if self._proc is None or self._proc.returncode is not None:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "runtime.stats.walker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=64 * 1024 * 1024,  # one answer line holds every container's figures
+            )
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write((json.dumps({"budget": budget, "layers": dict(layers)}) + "\n").encode())
+        await proc.stdin.drain()
+        line = await proc.stdout.readline()
+        if not line:
+            raise OSError("the writable-layer walker exited")
+        usage = json.loads(line)["usage"]
+        return {cid: LayerUsage(int(b), int(i), int(t)) for cid, (b, i, t) in usage.items()}
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()  # its end of input: it exits
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 class WritableLayers:
-    """The background component that keeps :class:`LayerUsageTable` fresh."""
+    """The background component that keeps the containers' layer usage fresh: a task that
+    refreshes every ``interval`` seconds (or when poked), the walks done by a child process
+    (``in_process=False``, the daemon's way) or a worker thread (tests, tools)."""
 
     def __init__(
         self,
@@ -159,12 +208,15 @@ class WritableLayers:
         locate: LayerLocator,
         interval: float = 10.0,
         file_budget: int = 20_000,
+        in_process: bool = False,
     ) -> None:
         self._source = source
         self._locate = locate
         self._interval = interval
         self._budget = file_budget
         self._table = LayerUsageTable()
+        self._walker = None if in_process else _WalkerProcess()
+        self._published: dict[str, LayerUsage] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,7 +227,7 @@ class WritableLayers:
     def usage(self, container_id: str) -> LayerUsage | None:
         """The last completed measurement of the container's layer (None: not measured yet,
         and a refresh is requested). Safe to call from any thread; never waits."""
-        found = self._table.get(container_id)
+        found = self._published.get(container_id)
         if found is None:
             self.poke()
         return found
@@ -183,7 +235,8 @@ class WritableLayers:
     def total(self) -> tuple[int, int]:
         """Bytes and inodes of all containers' writable layers, as last measured (ImageFsInfo
         adds them instead of walking the layers again). Safe from any thread."""
-        return self._table.total()
+        usages = list(self._published.values())
+        return sum(u.used_bytes for u in usages), sum(u.inodes for u in usages)
 
     def poke(self) -> None:
         """Refresh now rather than at the next interval. Safe to call from any thread."""
@@ -209,23 +262,42 @@ class WritableLayers:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._walker is not None:
+            await self._walker.close()
         self._loop = None
 
-    def _refresh(self, keys: Mapping[str, str]) -> None:
+    def _locate_all(self, keys: Mapping[str, str]) -> dict[str, Path]:
         layers: dict[str, Path] = {}
         for cid, key in keys.items():
             top = self._locate(key)
             if top is not None:
                 layers[cid] = top
-        self._table.refresh(layers, file_budget=self._budget)
+        return layers
+
+    def _refresh_here(self, keys: Mapping[str, str]) -> dict[str, LayerUsage]:
+        self._table.refresh(self._locate_all(keys), file_budget=self._budget)
+        return self._table.published()
+
+    async def _refresh(self, keys: Mapping[str, str]) -> None:
+        if self._walker is None:
+            self._published = await asyncio.to_thread(self._refresh_here, keys)
+            return
+        layers = await asyncio.to_thread(self._locate_all, keys)
+        try:
+            self._published = await self._walker.refresh(
+                {cid: str(p) for cid, p in layers.items()}, self._budget
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            # a walker that died is started again at the next refresh
+            log.warning("writable-layer walker failed: %s", exc)
+            await self._walker.close()
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             self._busy = True
             try:
-                keys = dict(self._source())
-                await asyncio.to_thread(self._refresh, keys)
+                await self._refresh(dict(self._source()))
             except Exception:  # a bad layer must not stop the accounting of the others
                 log.exception("writable-layer refresh failed")
             finally:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 from pathlib import Path
 
 from runtime.stats.layers import LayerUsageTable, LayerWalk, WritableLayers
+from runtime.stats.walker import serve
 
 
 def _tree(top: Path, *, files: int, size: int = 0) -> None:
@@ -87,21 +90,41 @@ def test_a_vanished_directory_measures_as_empty(tmp_path: Path) -> None:
     assert usage is not None and (usage.used_bytes, usage.inodes) == (0, 0)
 
 
-def test_component_measures_in_the_background_and_stops(tmp_path: Path) -> None:
-    _tree(tmp_path / "l", files=4, size=4096)
-
+def _component(tmp_path: Path, *, in_process: bool) -> int:
     async def scenario() -> int:
         layers = WritableLayers(
             source=lambda: {"c1": "key1"},
             locate=lambda key: tmp_path / "l" if key == "key1" else None,
             interval=3600,
             file_budget=1000,
+            in_process=in_process,
         )
         async with layers:
             assert layers.usage("c2") is None  # unknown: asks for a refresh, never waits
-            await asyncio.wait_for(layers.next_refresh(), timeout=10)
+            await asyncio.wait_for(layers.next_refresh(), timeout=30)
             usage = layers.usage("c1")
             assert usage is not None
+            assert layers.total() == (usage.used_bytes, usage.inodes)
             return usage.inodes
 
-    assert asyncio.run(scenario()) == 8  # four files in four directories
+    return asyncio.run(scenario())
+
+
+def test_component_measures_in_its_walker_process_and_stops(tmp_path: Path) -> None:
+    _tree(tmp_path / "l", files=4, size=4096)
+    assert _component(tmp_path, in_process=False) == 8  # four files in four directories
+
+
+def test_component_can_walk_on_a_thread(tmp_path: Path) -> None:
+    _tree(tmp_path / "l", files=4, size=4096)
+    assert _component(tmp_path, in_process=True) == 8
+
+
+def test_walker_protocol_answers_each_request_line(tmp_path: Path) -> None:
+    _tree(tmp_path / "l", files=3, size=100)
+    out = io.StringIO()
+    request = json.dumps({"budget": 1000, "layers": {"c1": str(tmp_path / "l")}})
+    serve([request + "\n", "\n"], out)
+    (line,) = out.getvalue().splitlines()
+    used, inodes, stamp = json.loads(line)["usage"]["c1"]
+    assert inodes == 6 and used > 0 and stamp > 0
