@@ -628,11 +628,12 @@ class ContainerController:
         (it is not told about its own change)."""
         container = self.get(container_id)
         step = container_step(container.state, ContainerAction.UPDATE, id=container_id)
+        host_adj = await asyncio.to_thread(rootfs_mod.own_oom_score_adj)  # a /proc read
         applied = oci.applicable_resources(
             resources,
             self._settings.host_resources,
             tolerate_missing_hugetlb=self._settings.tolerate_missing_hugetlb_controller,
-            host_oom_score_adj=rootfs_mod.own_oom_score_adj(),
+            host_oom_score_adj=host_adj,
         )
         assert applied is not None
         sandbox = self._store.sandboxes.get(container.sandbox_id) if run_hooks else None
