@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +39,20 @@ def cli(socket: Path, *args: str, env: dict[str, str] | None = None) -> None:
     env = dict(env if env is not None else os.environ)
     env["PYTHONPATH"] = str(REPO)  # this checkout's code, whichever checkout the venv installed
     subprocess.run(argv, check=True, env=env)
+
+
+@contextlib.contextmanager
+def _removing_pods(daemon: Pinnaced) -> Iterator[None]:
+    """However the demo ends (Ctrl-C included), remove its pods through the CRI before the
+    daemon stops, so no cgroup, netns or CNI IP reservation is left behind."""
+    try:
+        yield
+    finally:
+        from cri.api.runtime.v1 import api_pb2 as pb
+
+        for sandbox in daemon.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+            daemon.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sandbox.id))
+            daemon.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id))
 
 
 def network_config() -> dict[str, object]:
@@ -81,10 +97,11 @@ def main() -> int:
                     base / "daemon",
                     registry_hosts_dir=hosts,
                     config_text=f'[images]\nsandbox_image = "{registry.host}/demo/pause:1"\n',
+                    own_session=True,  # a Ctrl-C stops the demo, which then cleans up through it
                 )
                 daemon.cni_conf_dir.mkdir(parents=True)
                 (daemon.cni_conf_dir / "10-demo.conflist").write_text(json.dumps(network_config()))
-                with daemon:
+                with daemon, _removing_pods(daemon):
                     sock = daemon.socket
                     cli(sock, "version")
                     cli(sock, "info")
@@ -124,6 +141,20 @@ def main() -> int:
     return 0
 
 
+def run() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\ndemo interrupted: its pod, pinnaced, the registry and its files are removed")
+        return 130
+    except subprocess.CalledProcessError as exc:
+        if exc.returncode == 130:  # a CLI command saw the Ctrl-C first
+            print("\ndemo interrupted: its pod, pinnaced, the registry and its files are removed")
+            return 130
+        print(f"\ndemo failed: {' '.join(map(str, exc.cmd[1:]))} exited {exc.returncode}")
+        return 1
+
+
 if __name__ == "__main__":
     os.umask(0o022)
-    sys.exit(main())
+    sys.exit(run())

@@ -330,8 +330,12 @@ class Pinnaced:
         config_text: str | None = None,
         env: dict[str, str] | None = None,
         slow_callback_ms: int = 0,
+        own_session: bool = False,
     ) -> None:
         self.tmp_path = tmp_path
+        # True: the daemon runs in a session of its own, so a Ctrl-C at the terminal that
+        # started it (SIGINT to the foreground process group) does not reach it
+        self.own_session = own_session
         # > 0: the daemon runs its loop in asyncio debug mode and logs every callback that
         # holds the loop longer than this; ``slow_callbacks()`` reads them from the log
         self.slow_callback_ms = slow_callback_ms
@@ -422,6 +426,7 @@ class Pinnaced:
                 stderr=subprocess.STDOUT,
                 cwd=self.tmp_path,
                 env=env,
+                start_new_session=self.own_session,
             )
         try:
             self._await_ready(timeout)
