@@ -49,6 +49,9 @@ class DaemonConfig:
     state: Path = Path("/run/pinnace")
     address: str = "unix:///run/pinnace/pinnace.sock"
     socket_mode: int = 0o660
+    # The group that owns the socket (a name or a number): with socket_mode 0660 its members
+    # may use the CRI. "": root's group.
+    socket_group: str = ""
     log_level: str = "info"
     # > 0: run the event loop in asyncio debug mode and log every callback that holds the loop
     # longer than this many milliseconds (the e2e harness runs daemons so and fails on them)

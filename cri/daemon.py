@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import grp
 import logging
 import os
 import signal
@@ -433,12 +434,16 @@ class Daemon:
         images_pb2_grpc.add_ImagesServicer_to_server(pinnace_images.servicer(deps), server)
         events_pb2_grpc.add_EventsServicer_to_server(events_rpc.servicer(self.exchange), server)
         sock = cfg.daemon.socket_path
+        # an unknown group fails the start here, before anything listens
+        socket_gid = _group_id(cfg.daemon.socket_group) if cfg.daemon.socket_group else None
         sock.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()  # we hold the root lock: a socket left here is stale
         server.add_insecure_port(f"unix://{sock}")
         await server.start()
         os.chmod(sock, cfg.daemon.socket_mode)
+        if socket_gid is not None:
+            os.chown(sock, -1, socket_gid)
         log.info("pinnaced %s ready on unix://%s", pinnace_version(), sock)
         self.notifier.notify(
             "READY=1", f"STATUS=serving the CRI on unix://{sock}", f"MAINPID={os.getpid()}"
@@ -464,6 +469,18 @@ def state_counts(pods: PodService) -> dict[str, dict[str, int]]:
     for container in pods.store.containers.all():
         containers[container.state.value] += 1
     return {"pods": sandboxes, "containers": containers}
+
+
+def _group_id(group: str) -> int:
+    """The gid of ``daemon.socket_group`` (a name from the group database, or a number)."""
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise InvalidArgument(
+            f"daemon.socket_group: no group {group!r} on this host; create it or name another"
+        ) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
