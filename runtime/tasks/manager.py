@@ -269,6 +269,14 @@ class TaskManager:
         task = self._get(id)
         if self._hub.known(id) is not None:
             raise FailedPrecondition(f"task {id} has exited")
+        rec = task.record
+        if not all_processes and task.supervised and rec.pid > 0 and rec.start_time > 0:
+            # What ``<runtime> kill`` does for the init, without starting the runtime: the
+            # pid is the init's while its start time matches, and conmon (its parent) has
+            # not reaped it while the exit is unknown, so it cannot name a successor.
+            if await asyncio.to_thread(procfs.signal_process, rec.pid, rec.start_time, signal):
+                return
+            raise FailedPrecondition(f"task {id} is not running")
         args = ["kill"]
         if all_processes:
             args.append("--all")

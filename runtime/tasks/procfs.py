@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal as _signal
 
 from runtime.errors import DeadlineExceeded
 
@@ -46,6 +47,24 @@ def open_pidfd(pid: int, recorded_start_time: int) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def signal_process(pid: int, recorded_start_time: int, sig: int) -> bool:
+    """Send ``sig`` to ``pid`` through a pidfd if it is still the recorded process; False when
+    it is gone or the pid now names another process (nothing is sent then). A zombie counts
+    as the process (the signal is a no-op on it). Blocking (tiny)."""
+    if pid <= 0 or recorded_start_time <= 0:
+        return False
+    fd = open_pidfd(pid, recorded_start_time)
+    if fd is None:
+        return False
+    try:
+        _signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 async def wait_pidfd(pidfd: int, timeout: float | None) -> None:  # noqa: ASYNC109
