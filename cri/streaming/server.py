@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -32,7 +33,7 @@ from cri.streaming.spdy_conn import (
     expected_streams,
 )
 from cri.streaming.tokens import RequestKind, TokenCache
-from runtime.errors import PinnaceError
+from runtime.errors import FailedPrecondition, PinnaceError
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.exec_session import ExecSession
 
@@ -79,9 +80,22 @@ class StreamingServer:
 
     async def __aenter__(self) -> StreamingServer:
         ctx = await asyncio.to_thread(self._tls_context) if self._cfg.tls else None
-        self._server = await asyncio.start_server(
-            self._accept, self._cfg.address, self._cfg.port, ssl=ctx, limit=1024 * 1024
-        )
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self._cfg.address, self._cfg.port, ssl=ctx, limit=1024 * 1024
+            )
+        except OSError as exc:  # one clear line for the operator, not a bind traceback
+            taken = exc.errno == errno.EADDRINUSE
+            raise FailedPrecondition(
+                f"streaming {self._cfg.address}:{self._cfg.port}: cannot listen:"
+                f" {exc.strerror or exc}"
+                + (
+                    " (another process has it; choose another with --stream-port or"
+                    " [streaming] port, 0 for any free one)"
+                    if taken
+                    else ""
+                )
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("streaming server on %s", self.base_url)
         return self

@@ -43,14 +43,24 @@ def test_version_flag() -> None:
     assert result.returncode == 0 and result.stdout.startswith("pinnaced "), result
 
 
-def test_a_taken_metrics_port_is_one_clear_line_and_exit_1(
-    tmp_path: Path, registry: Registry
+@pytest.mark.parametrize(
+    ("flags", "prefix", "hint"),
+    [
+        (("--metrics-address", "127.0.0.1:{port}"), "metrics.address 127.0.0.1:{port}",
+         "--metrics-address"),
+        (("--stream-port", "{port}"), "streaming 127.0.0.1:{port}", "--stream-port"),
+    ],
+    ids=["metrics", "streaming"],
+)  # fmt: skip
+def test_a_taken_port_is_one_clear_line_and_exit_1(
+    tmp_path: Path, registry: Registry, flags: tuple[str, str], prefix: str, hint: str
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        daemon = _daemon(tmp_path, registry, "--metrics-address", f"127.0.0.1:{port}")
+        args = [f.format(port=port) for f in flags]
+        daemon = _daemon(tmp_path, registry, *args)
         try:
             with pytest.raises(DaemonError):
                 daemon.start()
@@ -60,8 +70,8 @@ def test_a_taken_metrics_port_is_one_clear_line_and_exit_1(
             daemon.close()
     assert "Traceback" not in log, log
     last = log.rstrip("\n").splitlines()[-1]
-    assert last.startswith(f"pinnaced: metrics.address 127.0.0.1:{port}: cannot listen:"), last
-    assert "--metrics-address" in last
+    assert last.startswith(f"pinnaced: {prefix.format(port=port)}: cannot listen:"), last
+    assert hint in last
 
 
 def test_bare_address_readiness_and_info_log(
