@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +46,23 @@ sys.path.insert(0, str(REPO))
 import grpc  # noqa: E402
 
 from benchmarks import reference  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
+    WORKLOAD_CMD,
+    cmdline,
+    conmon_pids,
+    lifecycle,
+    pids_whose_args,
+    remove_pod,
+    rss_pss_kb,
+    run_pod,
+    timed,
+)
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.daemon import Pinnaced, cri_channel, cri_clients, hosts_toml  # noqa: E402
 from tests.support.iptables import hostport_chains, remove_hostport_chains  # noqa: E402
 from tests.support.push import push_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
-
-WORKLOAD_CMD = ["sleep", "3600"]
 
 # (figure key, label, unit, better when "lower"/"higher", target ratio or None)
 FIGURES: list[tuple[str, str, str, str, float | None]] = [
@@ -88,73 +96,7 @@ class Target:
         self.samples.setdefault(key, []).append(value)
 
 
-# -- CRI requests --------------------------------------------------------------------------------
-def _pod_config(network: str) -> pb.PodSandboxConfig:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    return pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="bench"),
-        hostname="" if network == "host" else name,  # as the kubelet sends them
-        linux=pb.LinuxPodSandboxConfig(
-            security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(
-                    network=pb.NODE if network == "host" else pb.POD, pid=pb.CONTAINER
-                )
-            )
-        ),
-    )
-
-
-def _container_config(image: str) -> pb.ContainerConfig:
-    return pb.ContainerConfig(
-        metadata=pb.ContainerMetadata(name="sleeper"),
-        image=pb.ImageSpec(image=image),
-        command=WORKLOAD_CMD,
-        linux=pb.LinuxContainerConfig(
-            security_context=pb.LinuxContainerSecurityContext(
-                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
-            )
-        ),
-    )
-
-
-def run_pod(stub: Any, image: str, network: str) -> tuple[str, str]:
-    config = _pod_config(network)
-    pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
-    ctr = stub.CreateContainer(
-        pb.CreateContainerRequest(
-            pod_sandbox_id=pod, config=_container_config(image), sandbox_config=config
-        ),
-        timeout=60,
-    ).container_id
-    stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
-    return pod, ctr
-
-
-def remove_pod(stub: Any, pod: str, ctr: str | None = None) -> None:
-    if ctr is not None:
-        stub.StopContainer(pb.StopContainerRequest(container_id=ctr, timeout=0), timeout=60)
-        stub.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr), timeout=60)
-    stub.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
-    stub.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
-
-
-def lifecycle(stub: Any, image: str, network: str) -> float:
-    start = time.perf_counter()
-    pod, ctr = run_pod(stub, image, network)
-    remove_pod(stub, pod, ctr)
-    return time.perf_counter() - start
-
-
 # -- measurements ----------------------------------------------------------------------------------
-def _timed(call: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 def concurrent_pods_per_s(endpoint: str, image: str, clients: int, each: int) -> float:
     errors: list[BaseException] = []
 
@@ -179,24 +121,6 @@ def concurrent_pods_per_s(endpoint: str, image: str, clients: int, each: int) ->
     if errors:
         raise errors[0]
     return clients * each / wall
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def _children() -> dict[int, list[int]]:
@@ -226,19 +150,11 @@ def _subtree(roots: list[int]) -> list[int]:
 def _overhead_kb(target: Target) -> int:
     """RSS of the daemon plus every per-pod helper, excluding the workload processes."""
     helpers = target.helpers() if target.helpers else []
-    total = _rss_kb(target.daemon_pid) if target.daemon_pid else 0
+    total = rss_pss_kb(target.daemon_pid)[0] if target.daemon_pid else 0
     for pid in _subtree(helpers):
-        if _cmdline(pid)[-2:] != WORKLOAD_CMD:
-            total += _rss_kb(pid)
+        if cmdline(pid)[-2:] != WORKLOAD_CMD:
+            total += rss_pss_kb(pid)[0]
     return total
-
-
-def _pids_whose_args(predicate: Callable[[list[str]], bool]) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and predicate(_cmdline(int(entry.name))):
-            out.append(int(entry.name))
-    return out
 
 
 # -- one round of every workload on one target -------------------------------------------------
@@ -257,7 +173,7 @@ def run_round(target: Target, image: str, big: str, args: argparse.Namespace) ->
         pod, ctr = run_pod(rt, image, "host")
         try:
             request = pb.ExecSyncRequest(container_id=ctr, cmd=["echo", "hi"], timeout=10)
-            took = _timed(lambda: rt.ExecSync(request, timeout=30), 30)
+            took = timed(lambda: rt.ExecSync(request, timeout=30), 30)
             target.record("execsync", statistics.median(took) * 1000)
         finally:
             remove_pod(rt, pod, ctr)
@@ -266,8 +182,8 @@ def run_round(target: Target, image: str, big: str, args: argparse.Namespace) ->
         network = "bridge" if target.bridge else "host"
         pods = [run_pod(rt, image, network) for _ in range(args.pods)]
         try:
-            lp = _timed(lambda: rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10), 100)
-            lc = _timed(lambda: rt.ListContainers(pb.ListContainersRequest(), timeout=10), 100)
+            lp = timed(lambda: rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10), 100)
+            lc = timed(lambda: rt.ListContainers(pb.ListContainersRequest(), timeout=10), 100)
             target.record("list_pods", statistics.median(lp) * 1000)
             target.record("list_containers", statistics.median(lc) * 1000)
             if target.daemon_pid:
@@ -282,7 +198,7 @@ def run_round(target: Target, image: str, big: str, args: argparse.Namespace) ->
         img.PullImage(pb.PullImageRequest(image=spec), timeout=600)
         took = time.perf_counter() - start
         target.record("cold_pull", args.pull_mb * 1024 * 1024 / took / 1e6)
-        warm = _timed(lambda: img.PullImage(pb.PullImageRequest(image=spec), timeout=60), 20)
+        warm = timed(lambda: img.PullImage(pb.PullImageRequest(image=spec), timeout=60), 20)
         target.record("warm_pull", statistics.median(warm) * 1000)
         img.RemoveImage(pb.RemoveImageRequest(image=spec), timeout=120)
 
@@ -367,16 +283,13 @@ def _targets(
             _bridge_conflist("bench", bridges[0], "10.213.248.0/24", base / "ipam-pinnace")
         )
         stack.enter_context(daemon)
-        state = str(daemon.state)
         targets = [
             Target(
                 "pinnace",
                 f"unix://{daemon.socket}",
                 *daemon.clients(),
                 daemon_pid=daemon.pid,
-                helpers=lambda: _pids_whose_args(
-                    lambda a: bool(a) and a[0].endswith("conmon") and any(state in x for x in a)
-                ),
+                helpers=lambda: conmon_pids(daemon.state),
             )
         ]
         if args.reference == "containerd":
@@ -395,7 +308,7 @@ def _targets(
                     f"unix://{sock}",
                     *ctd.clients(),
                     daemon_pid=ctd.pid,
-                    helpers=lambda: _pids_whose_args(
+                    helpers=lambda: pids_whose_args(
                         lambda a: bool(a) and "containerd-shim" in a[0] and sock in a
                     ),
                 )

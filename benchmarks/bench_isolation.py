@@ -20,17 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.workload import pct  # noqa: E402
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
 from tests.support.layers import TarBuilder  # noqa: E402
 from tests.support.push import push_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _volume_image() -> images.Image:
@@ -119,12 +115,12 @@ def run(runtime, box: str, volume: str, runs: int) -> None:
     print(f"{'variant':26} {'median':>8} {'p90':>8} {'vs plain':>9}")
     for label, values in times.items():
         med = statistics.median(values)
-        print(f"{label:26} {med * 1000:8.1f} {_pct(values, 0.9) * 1000:8.1f} {med / plain:8.2f}x")
+        print(f"{label:26} {med * 1000:8.1f} {pct(values, 0.9) * 1000:8.1f} {med / plain:8.2f}x")
     print(f"\nExecSync `true` (an exec probe), {runs} runs each, alternating (ms)")
     base = statistics.median(execs["unconfined"])
     for label, values in execs.items():
         med = statistics.median(values)
-        print(f"{label:26} {med * 1000:8.1f} {_pct(values, 0.9) * 1000:8.1f} {med / base:8.2f}x")
+        print(f"{label:26} {med * 1000:8.1f} {pct(values, 0.9) * 1000:8.1f} {med / base:8.2f}x")
 
 
 def exec_latency(runtime, pod_id, pod, box, runs, unconfined, default) -> dict[str, list[float]]:

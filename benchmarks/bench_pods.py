@@ -21,15 +21,21 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402
 
+from benchmarks.workload import (  # noqa: E402
+    conmon_pids,
+    lifecycle,
+    ms,
+    pct,
+    rss_pss_kb,
+    run_pod,
+)
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc  # noqa: E402
 from tests.support import images  # noqa: E402
@@ -39,74 +45,6 @@ from tests.support.push import push_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
 
 BRIDGE = "pnbench0"
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:7.1f}"
-
-
-def _pod_config(network: str) -> pb.PodSandboxConfig:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    return pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="bench"),
-        hostname=name,
-        linux=pb.LinuxPodSandboxConfig(
-            security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(
-                    network=pb.NODE if network == "host" else pb.POD, pid=pb.CONTAINER
-                )
-            )
-        ),
-    )
-
-
-def _container_config(image: str) -> pb.ContainerConfig:
-    return pb.ContainerConfig(
-        metadata=pb.ContainerMetadata(name="sleeper"),
-        image=pb.ImageSpec(image=image),
-        command=["sleep", "3600"],
-        linux=pb.LinuxContainerConfig(
-            security_context=pb.LinuxContainerSecurityContext(
-                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
-            )
-        ),
-    )
-
-
-def lifecycle(stub: Any, image: str, network: str) -> float:
-    start = time.perf_counter()
-    config = _pod_config(network)
-    pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
-    ctr = stub.CreateContainer(
-        pb.CreateContainerRequest(
-            pod_sandbox_id=pod, config=_container_config(image), sandbox_config=config
-        ),
-        timeout=60,
-    ).container_id
-    stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
-    stub.StopContainer(pb.StopContainerRequest(container_id=ctr, timeout=0), timeout=60)
-    stub.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr), timeout=60)
-    stub.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
-    stub.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
-    return time.perf_counter() - start
-
-
-def run_pod(stub: Any, image: str, network: str) -> tuple[str, str]:
-    config = _pod_config(network)
-    pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
-    ctr = stub.CreateContainer(
-        pb.CreateContainerRequest(
-            pod_sandbox_id=pod, config=_container_config(image), sandbox_config=config
-        ),
-        timeout=60,
-    ).container_id
-    stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
-    return pod, ctr
 
 
 def concurrent_lifecycles(socket: Path, image: str, network: str, clients: int, each: int) -> None:
@@ -138,30 +76,8 @@ def concurrent_lifecycles(socket: Path, image: str, network: str, clients: int, 
         raise errors[0]
     print(
         f"  {clients} clients x {each}: {len(durations) / wall:6.1f} pods/s, "
-        f"p50 {_ms(statistics.median(durations))} ms, p90 {_ms(_pct(durations, 0.9))} ms"
+        f"p50 {ms(statistics.median(durations))} ms, p90 {ms(pct(durations, 0.9))} ms"
     )
-
-
-def _rss_pss_kb(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
-
-
-def _conmons(state: Path) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [
-        int(line.split()[0])
-        for line in out.splitlines()
-        if "conmon" in line.split()[1] and str(state) in line
-    ]
 
 
 def main() -> int:
@@ -216,8 +132,8 @@ def main() -> int:
                         took = [lifecycle(runtime, image, network) for _ in range(args.runs)]
                         print(
                             f"lifecycle ({network} network), sequential x {args.runs}: "
-                            f"p50 {_ms(statistics.median(took))} ms, "
-                            f"p90 {_ms(_pct(took, 0.9))} ms"
+                            f"p50 {ms(statistics.median(took))} ms, "
+                            f"p90 {ms(pct(took, 0.9))} ms"
                         )
                         concurrent_lifecycles(
                             daemon.socket, image, network, args.clients, max(2, args.runs // 4)
@@ -232,12 +148,12 @@ def main() -> int:
                         )
                         execs.append(time.perf_counter() - start)
                     print(
-                        f"ExecSync 'true' x {len(execs)}: p50 {_ms(statistics.median(execs))} ms,"
-                        f" p90 {_ms(_pct(execs, 0.9))} ms"
+                        f"ExecSync 'true' x {len(execs)}: p50 {ms(statistics.median(execs))} ms,"
+                        f" p90 {ms(pct(execs, 0.9))} ms"
                     )
                     runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
 
-                    rss_before, _ = _rss_pss_kb(daemon.pid or 0)
+                    rss_before, _ = rss_pss_kb(daemon.pid or 0)
                     pods = [run_pod(runtime, image, "bridge") for _ in range(args.pods)]
                     lists: dict[str, list[float]] = {"ListPodSandbox": [], "ListContainers": []}
                     for _ in range(200):
@@ -251,11 +167,11 @@ def main() -> int:
                         print(
                             f"{name} with {args.pods} running pods x 200: "
                             f"p50 {statistics.median(values) * 1000:.2f} ms, "
-                            f"p90 {_pct(values, 0.9) * 1000:.2f} ms"
+                            f"p90 {pct(values, 0.9) * 1000:.2f} ms"
                         )
-                    rss_after, pss_daemon = _rss_pss_kb(daemon.pid or 0)
-                    conmons = _conmons(daemon.state)
-                    figures = [_rss_pss_kb(pid) for pid in conmons]
+                    rss_after, pss_daemon = rss_pss_kb(daemon.pid or 0)
+                    conmons = conmon_pids(daemon.state)
+                    figures = [rss_pss_kb(pid) for pid in conmons]
                     conmon_rss = sum(r for r, _ in figures)
                     conmon_pss = sum(p for _, p in figures)
                     growth = max(0, rss_after - rss_before)

@@ -19,7 +19,6 @@ calls ListPodSandbox every 20 ms: pods/s, errors, ListPodSandbox p99 during the 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -33,57 +32,21 @@ sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402
 
-from benchmarks.bench_cri import lifecycle, remove_pod, run_pod  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
+    conmon_pids,
+    cpu_seconds,
+    lifecycle,
+    pct,
+    remove_pod,
+    rss_pss_kb,
+    run_pod,
+    timed,
+)
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.daemon import Pinnaced, cri_clients, hosts_toml  # noqa: E402
 from tests.support.push import push_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _timed(call: Any, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _conmon_rss_mb(state: Path) -> float:
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if args and args[0].endswith(b"conmon") and any(str(state).encode() in a for a in args):
-            try:
-                total += _rss_mb(int(entry.name))
-            except OSError:
-                pass
-    return total
 
 
 def relist(rt: Any) -> None:
@@ -97,20 +60,21 @@ def relist(rt: Any) -> None:
 
 def measure_step(daemon: Pinnaced, n: int, baseline_rss: float, idle_s: float) -> None:
     rt = daemon.runtime
-    lp = _timed(lambda: rt.ListPodSandbox(pb.ListPodSandboxRequest(filter={})), 300)
-    lc = _timed(lambda: rt.ListContainers(pb.ListContainersRequest(filter={})), 300)
-    rl = _timed(lambda: relist(rt), 10)
+    lp = timed(lambda: rt.ListPodSandbox(pb.ListPodSandboxRequest(filter={})), 300)
+    lc = timed(lambda: rt.ListContainers(pb.ListContainersRequest(filter={})), 300)
+    rl = timed(lambda: relist(rt), 10)
     pid = daemon.pid or 0
-    before = _cpu_seconds(pid)
+    before = cpu_seconds(pid)
     # Idle means idle: nothing to await, the daemon is watched for a fixed span.
     time.sleep(idle_s)
-    idle = (_cpu_seconds(pid) - before) / idle_s * 100
-    rss = _rss_mb(pid)
-    per_pod = (max(0.0, rss - baseline_rss) + _conmon_rss_mb(daemon.state)) / n
+    idle = (cpu_seconds(pid) - before) / idle_s * 100
+    rss = rss_pss_kb(pid)[0] / 1024
+    conmons = sum(rss_pss_kb(c)[0] for c in conmon_pids(daemon.state)) / 1024
+    per_pod = (max(0.0, rss - baseline_rss) + conmons) / n
     print(
-        f"| {n:4d} | {statistics.median(lp) * 1e3:.2f} / {_pct(lp, 0.99) * 1e3:.2f} "
-        f"| {statistics.median(lc) * 1e3:.2f} / {_pct(lc, 0.99) * 1e3:.2f} "
-        f"| {statistics.median(rl) * 1e3:.1f} / {_pct(rl, 0.99) * 1e3:.1f} "
+        f"| {n:4d} | {statistics.median(lp) * 1e3:.2f} / {pct(lp, 0.99) * 1e3:.2f} "
+        f"| {statistics.median(lc) * 1e3:.2f} / {pct(lc, 0.99) * 1e3:.2f} "
+        f"| {statistics.median(rl) * 1e3:.1f} / {pct(rl, 0.99) * 1e3:.1f} "
         f"| {idle:.2f} | {rss:.1f} | {per_pod:.2f} |",
         flush=True,
     )
@@ -166,7 +130,7 @@ def storm(daemon: Pinnaced, image: str, clients: int, total: int) -> None:
     watcher.join()
     print(
         f"| {clients:3d} | {clients * each} | {clients * each / wall:.1f} | {len(errors)} "
-        f"| {statistics.median(samples) * 1e3:.2f} / {_pct(samples, 0.99) * 1e3:.2f} |",
+        f"| {statistics.median(samples) * 1e3:.2f} / {pct(samples, 0.99) * 1e3:.2f} |",
         flush=True,
     )
     if errors:
@@ -196,7 +160,7 @@ def main() -> int:
             )
             with daemon:
                 daemon.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
-                baseline = _rss_mb(daemon.pid or 0)
+                baseline = rss_pss_kb(daemon.pid or 0)[0] / 1024
                 pods: list[tuple[str, str]] = []
                 print(
                     "| pods | ListPodSandbox p50/p99 ms | ListContainers p50/p99 ms "
