@@ -477,21 +477,26 @@ class ContainerController:
                 message=_exit_message(exit) or c.message,
             )
 
-        updated = await self._transition(exit.id, exited)
+        # A container can exit before start() has recorded it as running (conmon's exit file
+        # may be seen before `runc start` returns): the exit waits for the start to finish, so
+        # /tasks/start is always published before /tasks/exit.
+        async with self._notification_order(exit.id):
+            updated = await self._transition(exit.id, exited)
+            if first:
+                before, step = first[0]
+                exited_at = datetime.fromtimestamp(exit.exited_at / 1e9, tz=UTC)
+                self._publish(
+                    step,
+                    ev.TaskExit(
+                        container_id=exit.id,
+                        pid=before.pid,
+                        exit_status=exit.exit_code,
+                        exited_at=exited_at,
+                    ),
+                )
+                if exit.oom_killed:
+                    self._exchange.publish(ev.K8S_NAMESPACE, ev.TaskOOM(container_id=exit.id))
         if first:
-            before, step = first[0]
-            exited_at = datetime.fromtimestamp(exit.exited_at / 1e9, tz=UTC)
-            self._publish(
-                step,
-                ev.TaskExit(
-                    container_id=exit.id,
-                    pid=before.pid,
-                    exit_status=exit.exit_code,
-                    exited_at=exited_at,
-                ),
-            )
-            if exit.oom_killed:
-                self._exchange.publish(ev.K8S_NAMESPACE, ev.TaskOOM(container_id=exit.id))
             await self._notify_stopped(updated)
         return updated
 
