@@ -33,7 +33,9 @@ class SpdyClientSession:
     """An upgraded connection with a client-side SPDY session."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.session = sp.Session(client=True)
+        self.session = sp.Session(
+            client=True, stream_window=1024 * 1024, session_window=8 * 1024 * 1024
+        )
         self._reader = reader
         self._writer = writer
         self._streams: dict[int, _ClientStream] = {}
@@ -153,6 +155,12 @@ class SpdyClientSession:
                 return
             self._window.clear()
             await self._window.wait()
+
+    async def reset(self, stream: _ClientStream) -> None:
+        """Abandon ``stream`` both ways (RST_STREAM)."""
+        self.session.reset(stream.id)
+        stream.ended.set()
+        await self._flush()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -98,10 +98,15 @@ class SpdyPortForward:
                 if got is not None and sid == got.data_id:
                     await got.queue.put(data)
                 s.acknowledge(sid, len(data))
-            case sp.StreamEnded(sid) | sp.StreamReset(sid, _):
+            case sp.StreamEnded(sid):
                 ended = self.by_stream.get(sid)
                 if ended is not None and sid == ended.data_id:
                     await ended.queue.put(None)
+            case sp.StreamReset(sid, _):
+                # The client gave up on the connection: close it both ways at once.
+                gone = self.by_stream.get(sid)
+                if gone is not None and gone.task is not None:
+                    gone.task.cancel()
 
     async def _forward(self, rid: str, pair: _Pair) -> None:
         try:
@@ -124,6 +129,8 @@ class SpdyPortForward:
             self.pairs.pop(rid, None)
             for sid in (pair.data_id, pair.error_id):
                 self.by_stream.pop(sid, None)
+                if self.conn.session.is_open(sid):
+                    self.conn.session.reset(sid, RstStatus.CANCEL)
 
     async def _end(self, pair: _Pair) -> None:
         for sid in (pair.data_id, pair.error_id):
@@ -164,13 +171,14 @@ async def copy_both(
             if not data:
                 await end()
                 return
-            await send(data)
+            if not await send(data):
+                raise ConnectionResetError("the client's stream is gone")
 
     tasks = [asyncio.create_task(to_pod()), asyncio.create_task(from_pod())]
     try:
         await asyncio.gather(*tasks)
     except (ConnectionError, OSError):
-        pass
+        pass  # either side went away: the other is closed below
     finally:
         for t in tasks:
             t.cancel()
@@ -181,7 +189,9 @@ async def copy_both(
 
 
 class _Send(Protocol):
-    async def __call__(self, data: bytes) -> None: ...
+    async def __call__(self, data: bytes) -> bool:
+        """Send to the client; False when the client's side is gone."""
+        ...
 
 
 class _End(Protocol):
@@ -286,8 +296,9 @@ async def serve_ws_channels(
             await ws.send_channel(2 * i + 1, msg.encode())
             return
 
-        async def send(data: bytes) -> None:
+        async def send(data: bytes) -> bool:
             await ws.send_channel(2 * i, data)
+            return not ws.closed
 
         async def end() -> None:
             return

@@ -25,6 +25,11 @@ from cri.streaming.spdy.headers import Headers, get
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
+# What a flow-controlling peer may send ahead of our acknowledgements. Larger than SPDY's
+# 64 KiB so a window is not the limit on a fast link; memory stays bounded regardless, since
+# we stop reading the socket while a stream's consumer is behind.
+STREAM_WINDOW = 1024 * 1024
+SESSION_WINDOW = 8 * 1024 * 1024
 
 
 class ByteTransport(Protocol):
@@ -68,7 +73,9 @@ class SpdyConnection:
     ``idle_timeout`` closes the connection after that long with no open stream."""
 
     def __init__(self, transport: ByteTransport, *, idle_timeout: float) -> None:
-        self.session = sp.Session(client=False)
+        self.session = sp.Session(
+            client=False, stream_window=STREAM_WINDOW, session_window=SESSION_WINDOW
+        )
         self._t = transport
         self._idle = idle_timeout
         self._window = asyncio.Event()
@@ -112,22 +119,24 @@ class SpdyConnection:
             self.closed.set()
             self._window.set()
 
-    async def send(self, stream_id: int, data: bytes, *, fin: bool = False) -> None:
-        """Send all of ``data``, waiting for window and for the transport to drain."""
+    async def send(self, stream_id: int, data: bytes, *, fin: bool = False) -> bool:
+        """Send all of ``data``, waiting for window and for the transport to drain. False
+        when the stream or the connection closed first (the rest was not sent)."""
         view = memoryview(data)
         pos = 0
         while not self.closed.is_set():
             if not self.session.is_open(stream_id):
-                return
+                return False
             try:
                 pos += self.session.send_data(stream_id, bytes(view[pos:]), fin=fin)
             except StreamClosedError:
-                return
+                return False
             await self.flush()
             if pos >= len(data):
-                return
+                return True
             self._window.clear()
             await self._window.wait()
+        return False
 
     async def close(self) -> None:
         """GOAWAY, flush and close the socket."""

@@ -298,3 +298,27 @@ def test_fuzz_random_and_mutated_bytes_only_raise_protocol_errors(seed: int) -> 
         except ProtocolError:
             assert s.goaway_sent
         s.data_to_send()
+
+
+def test_larger_windows_are_announced_and_used() -> None:
+    s, peer = sp.Session(stream_window=1 << 20, session_window=8 << 20), Peer()
+    assert peer.read(s) == [
+        f.Settings(((0, f.SettingId.INITIAL_WINDOW_SIZE, 1 << 20),)),
+        f.WindowUpdate(0, (8 << 20) - sp.DEFAULT_WINDOW),
+    ]
+    _open(s, peer)
+    s.acknowledge(1, sp.DEFAULT_WINDOW)  # far below half of the larger windows
+    assert peer.read(s) == []
+    with pytest.raises(ValueError):
+        sp.Session(stream_window=1000)
+
+
+def test_data_for_a_reset_stream_goes_back_to_the_session_window() -> None:
+    # A flow-controlling peer keeps sending on a stream we reset until it sees the RST:
+    # those bytes must not be lost from the session window, or every stream stalls.
+    s, peer = sp.Session(), Peer()
+    _open(s, peer)
+    s.reset(1)
+    peer.read(s)
+    assert s.receive_data(peer.bytes(f.DataFrame(1, b"x" * sp.DEFAULT_WINDOW))) == []
+    assert peer.read(s) == [f.WindowUpdate(0, sp.DEFAULT_WINDOW)]  # and no RST flood

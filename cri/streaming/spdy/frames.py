@@ -216,6 +216,7 @@ class FrameParser:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._pos = 0  # bytes of _buf already parsed (compacted away between feeds)
         self._headers = HeaderDecompressor()
         # An open DATA frame: (stream id, bytes still to come, fin flag).
         self._data: tuple[int, int, bool] | None = None
@@ -224,6 +225,9 @@ class FrameParser:
     def feed(self, data: bytes) -> list[Frame]:
         if self._failed:
             raise ProtocolError("the session already failed")
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
         self._buf += data
         out: list[Frame] = []
         try:
@@ -235,22 +239,25 @@ class FrameParser:
         return out
 
     def _step(self, out: list[Frame]) -> bool:
+        buf, pos = self._buf, self._pos
+        avail = len(buf) - pos
         if self._data is not None:
             sid, left, fin = self._data
-            if not self._buf:
+            if not avail:
                 return False
-            take = bytes(self._buf[:left])
-            del self._buf[: len(take)]
-            left -= len(take)
+            n = min(left, avail)
+            take = bytes(buf[pos : pos + n])
+            self._pos += n
+            left -= n
             self._data = None if left == 0 else (sid, left, fin)
             out.append(DataFrame(sid, take, fin and left == 0))
             return True
-        if len(self._buf) < 8:
+        if avail < 8:
             return False
-        first, second = struct.unpack_from(">II", self._buf, 0)
+        first, second = struct.unpack_from(">II", buf, pos)
         flags, length = second >> 24, second & 0xFFFFFF
         if not first & 0x80000000:
-            del self._buf[:8]
+            self._pos += 8
             sid = first & _MASK31
             if sid == 0:
                 raise ProtocolError("DATA frame on stream 0")
@@ -264,10 +271,10 @@ class FrameParser:
             raise ProtocolError(f"SPDY version {version}, not 3")
         if length > MAX_CONTROL:
             raise ProtocolError(f"control frame of {length} bytes (limit {MAX_CONTROL})")
-        if len(self._buf) < 8 + length:
+        if avail < 8 + length:
             return False
-        body = bytes(self._buf[8 : 8 + length])
-        del self._buf[: 8 + length]
+        body = bytes(buf[pos + 8 : pos + 8 + length])
+        self._pos += 8 + length
         frame = self._control(ftype, flags, body)
         if frame is not None:
             out.append(frame)

@@ -35,7 +35,7 @@ from cri.streaming.spdy.headers import Headers
 DEFAULT_WINDOW = 64 * 1024
 MAX_WINDOW = 0x7FFFFFFF
 # Data frames we write are at most this long (Go's readers allocate per frame).
-MAX_DATA_FRAME = 64 * 1024
+MAX_DATA_FRAME = 128 * 1024
 
 
 class StreamState(enum.Enum):
@@ -164,8 +164,24 @@ class _Windows:
 class Session:
     """One SPDY/3.1 session. ``client`` decides our stream id parity (odd for a client)."""
 
-    def __init__(self, *, client: bool = False, max_streams: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        client: bool = False,
+        max_streams: int = 1000,
+        stream_window: int = DEFAULT_WINDOW,
+        session_window: int = DEFAULT_WINDOW,
+    ) -> None:
+        """``stream_window`` and ``session_window`` are what we let the peer send before
+        it waits for our WINDOW_UPDATEs (larger than the protocol's 64 KiB, they are
+        announced at once: a SETTINGS frame and a session WINDOW_UPDATE)."""
+        if not DEFAULT_WINDOW <= stream_window <= MAX_WINDOW:
+            raise ValueError("stream_window must be between 64 KiB and 2^31-1")
+        if not DEFAULT_WINDOW <= session_window <= MAX_WINDOW:
+            raise ValueError("session_window must be between 64 KiB and 2^31-1")
         self._client = client
+        self._stream_window = stream_window
+        self._session_window = session_window
         self._max_streams = max_streams
         self._parser = f.FrameParser()
         self._writer = f.FrameWriter()
@@ -178,6 +194,12 @@ class Session:
         self._win = _Windows()
         self.goaway_received = False
         self.goaway_sent = False
+        self._win.session_recv = session_window
+        if stream_window != DEFAULT_WINDOW:
+            setting = (0, f.SettingId.INITIAL_WINDOW_SIZE, stream_window)
+            self._emit(f.Settings((setting,)))
+        if session_window != DEFAULT_WINDOW:
+            self._emit(f.WindowUpdate(0, session_window - DEFAULT_WINDOW))
 
     # ---- inspection ---------------------------------------------------------------------
 
@@ -216,7 +238,7 @@ class Session:
             raise StreamClosedError("the peer sent GOAWAY: no new streams")
         sid = self._next_id
         self._next_id += 2
-        s = _Stream(sid, send_window=self._win.peer_initial)
+        s = _Stream(sid, send_window=self._win.peer_initial, recv_window=self._stream_window)
         self._streams[sid] = s
         self._emit(f.SynStream(sid, tuple(headers), fin=fin))
         if fin:
@@ -268,19 +290,22 @@ class Session:
         window back once half of it is used (fewer, larger WINDOW_UPDATEs)."""
         if n <= 0:
             return
-        self._win.session_unacked += n
-        if self._win.session_unacked >= DEFAULT_WINDOW // 2:
-            self._emit(f.WindowUpdate(0, self._win.session_unacked))
-            self._win.session_recv += self._win.session_unacked
-            self._win.session_unacked = 0
+        self._release_session(n)
         s = self._streams.get(stream_id)
         if s is None or s.state in (StreamState.REMOTE_CLOSED, StreamState.CLOSED):
             return
         s.unacked += n
-        if s.unacked >= DEFAULT_WINDOW // 2:
+        if s.unacked >= self._stream_window // 2:
             self._emit(f.WindowUpdate(stream_id, s.unacked))
             s.recv_window += s.unacked
             s.unacked = 0
+
+    def _release_session(self, n: int) -> None:
+        self._win.session_unacked += n
+        if self._win.session_unacked >= self._session_window // 2:
+            self._emit(f.WindowUpdate(0, self._win.session_unacked))
+            self._win.session_recv += self._win.session_unacked
+            self._win.session_unacked = 0
 
     def ping(self) -> int:
         """Send a PING of ours; a ``PingAcked`` event follows when it comes back."""
@@ -356,7 +381,7 @@ class Session:
         if self.goaway_sent or len(self._streams) >= self._max_streams:
             self._emit(f.RstStream(sid, f.RstStatus.REFUSED_STREAM))
             return
-        s = _Stream(sid, send_window=self._win.peer_initial)
+        s = _Stream(sid, send_window=self._win.peer_initial, recv_window=self._stream_window)
         self._streams[sid] = s
         self._last_accepted = sid
         if frame.unidirectional:
@@ -369,7 +394,12 @@ class Session:
     def _on_data(self, sid: int, data: bytes, fin: bool, events: list[Event]) -> None:
         s = self._streams.get(sid)
         if s is None:
-            self._emit(f.RstStream(sid, f.RstStatus.INVALID_STREAM))
+            # Data for a stream we reset or never had (it crossed our RST_STREAM): dropped
+            # here, so its bytes go back to the session window at once, or a peer that does
+            # flow control would run out of session window.
+            self._release_session(len(data))
+            if sid > self._last_peer_id and sid % 2 != self._next_id % 2:
+                self._emit(f.RstStream(sid, f.RstStatus.INVALID_STREAM))
             return
         if s.state in (StreamState.REMOTE_CLOSED, StreamState.CLOSED):
             self._streams.pop(sid, None)
