@@ -239,7 +239,8 @@ class StreamingServer:
             kind = RequestKind(parts[0])
         except ValueError:
             return http1.response(404, f"no such streaming endpoint {head.path}")
-        if head.method != "GET" and not (head.method == "POST" and kind != RequestKind.ATTACH):
+        # The kubelet's streaming server routes GET and POST alike (kubectl exec POSTs).
+        if head.method not in ("GET", "POST"):
             return http1.response(400, f"{head.method} is not an upgrade request; use GET")
         spdy = head.has_token("connection", "upgrade") and head.get("upgrade").lower() in (
             "spdy/3.1",
