@@ -96,6 +96,8 @@ class SandboxController:
         namespaces: PodNamespaces | None = None,
     ) -> None:
         self._store = store
+        # RunPodSandbox calls under way: their pods' cgroups will live under the shared parent.
+        self._creating = 0
         self._hooks: PodHooks = hooks or NoHooks()
         self._tasks = tasks
         self._images = images
@@ -143,6 +145,7 @@ class SandboxController:
     async def _create(self, sandbox_id: str, config: SandboxConfig, handler: str) -> Sandbox:
         directory = self._dir(sandbox_id)
         undo = contextlib.AsyncExitStack()
+        self._creating += 1
         try:
             sandbox = await self._build(sandbox_id, config, handler, directory, undo)
             # Before the record is stored: until the plugins agree, the pod is invisible.
@@ -150,9 +153,11 @@ class SandboxController:
             await asyncio.to_thread(self._store.put_sandbox, sandbox)
             faults.point("sandbox.run.recorded")
         except BaseException:
+            self._creating -= 1  # first: the undo's cgroup removal may then tidy the parent
             await shielded(undo.aclose())
             await shielded(asyncio.to_thread(self._dirs.remove, directory))
             raise
+        self._creating -= 1
         undo.pop_all()
         # the record is written: the sandbox exists (create) and is ready (start)
         self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxCreate(sandbox_id=sandbox_id))
@@ -314,11 +319,14 @@ class SandboxController:
 
     async def _remove_cgroup(self, path: str) -> None:
         """Remove a pod cgroup pinnace made (the default parent), and the shared parent above
-        it once that is empty (rmdir of a non-empty cgroup fails harmlessly)."""
+        it once no pod may need it: with another pod recorded or being made, runc could be
+        creating a cgroup under the parent right then, and an rmdir between its mkdirs fails
+        that container's start (seen with 8 concurrent clients)."""
         if self._cgroups is not None and self._settings.cgroup_driver == CgroupDriver.CGROUPFS:
             await asyncio.to_thread(_remove_cgroup_quietly, self._cgroups, path)
             parent = self._settings.default_cgroup_parent
-            if path.startswith(parent + "/"):
+            others = any(s.cgroup_parent != path for s in self._store.sandboxes.all())
+            if path.startswith(parent + "/") and not others and self._creating == 0:
                 await asyncio.to_thread(_rmdir_quietly, self._cgroups, parent)
 
     # ---- in-place resize ------------------------------------------------------------------

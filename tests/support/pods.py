@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.cgroups.mounts import CgroupMounts
 from runtime.events import types as ev
 from runtime.events.exchange import Exchange
 from runtime.events.types import Envelope, Event
@@ -283,9 +284,12 @@ class PodLayer:
     _closed: bool = field(default=False)
 
     @classmethod
-    def build(cls, root: Path, *, db: Database | None = None) -> PodLayer:
+    def build(
+        cls, root: Path, *, db: Database | None = None, cgroups: CgroupMounts | None = None
+    ) -> PodLayer:
         """A pod layer under ``root``; pass the ``db`` (and the same ``root``) of an earlier
-        layer to play a daemon restart (then call ``service.recover()``)."""
+        layer to play a daemon restart (then call ``service.recover()``). ``cgroups`` (e.g.
+        a unified hierarchy in a temporary directory) lets the layer remove pod cgroups."""
         fresh = db is None
         if db is None:
             db = Database(root / "metadata.db")
@@ -319,7 +323,7 @@ class PodLayer:
             snapshotter=snapshotter,
             exchange=exchange,
             settings=settings,
-            cgroups=None,
+            cgroups=cgroups,
             rootfs=rootfs,
             dirs=dirs,
         )

@@ -188,3 +188,27 @@ async def test_reconcile_marks_a_sandbox_that_lost_a_pin_not_ready(layer: PodLay
         await layer.sandboxes.reconcile({})
     record = layer.store.sandboxes.get(sandbox.id)
     assert record is not None and record.state == SandboxState.NOTREADY
+
+
+async def test_the_shared_cgroup_parent_stays_while_another_pod_may_need_it(
+    tmp_path: Path,
+) -> None:
+    # runc makes a pod's cgroup under the parent only when its first container starts; an
+    # rmdir of the parent in between would fail that start.
+    from runtime.cgroups.mounts import CgroupMode, CgroupMounts
+
+    hierarchy = tmp_path / "cgroup"
+    layer = PodLayer.build(
+        tmp_path / "layer", cgroups=CgroupMounts(CgroupMode.UNIFIED, unified=hierarchy)
+    )
+    try:
+        first = await layer.sandboxes.run(layer.host_pod("first"))
+        second = await layer.sandboxes.run(layer.host_pod("second"))
+        parent = hierarchy / layer.settings.default_cgroup_parent.strip("/")
+        (hierarchy / first.cgroup_parent.strip("/")).mkdir(parents=True)  # as runc would
+        await layer.sandboxes.remove(first.id)
+        assert parent.is_dir(), "removed while the second pod may still create its cgroup"
+        await layer.sandboxes.remove(second.id)
+        assert not parent.exists()
+    finally:
+        layer.close()
