@@ -95,6 +95,7 @@ async def exec_sync(
     """Run ``argv`` in task ``task_id``. A runtime failure that started no process (no such
     binary, task not running) raises FailedPrecondition with the runtime's message."""
     loop = asyncio.get_running_loop()
+    removed = False
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     collectors = [_Collector(out_r), _Collector(err_r)]
@@ -132,7 +133,9 @@ async def exec_sync(
             c.drain()
         code = proc.returncode
         assert code is not None
-        started = await asyncio.to_thread(pid_file.exists)
+        # the pid file says a process was started; removing it answers that in one call
+        started = await asyncio.to_thread(_remove_pid_file, pid_file)
+        removed = True
         if not started and not timed_out:
             raise FailedPrecondition(
                 f"{handler.name} exec: {runtime_message(bytes(collectors[1].data))}"
@@ -150,8 +153,8 @@ async def exec_sync(
         for c in collectors:
             loop.remove_reader(c.fd)
             os.close(c.fd)
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(pid_file.unlink)
+        if not removed:
+            await asyncio.to_thread(_remove_pid_file, pid_file)
 
 
 async def _kill_exec(proc: asyncio.subprocess.Process, pid_file: Path) -> None:
@@ -173,6 +176,15 @@ async def _kill_exec(proc: asyncio.subprocess.Process, pid_file: Path) -> None:
             await asyncio.wait_for(proc.wait(), _KILL_GRACE)
         except TimeoutError:
             raise DeadlineExceeded("exec runtime did not exit after kill") from None
+
+
+def _remove_pid_file(path: Path) -> bool:
+    """Remove the runtime's pid file; True when it existed (a process was started)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _read_pid(path: Path) -> int:
