@@ -175,8 +175,9 @@ class TaskManager:
                     cwd=task_dir,
                     timeout=self._create_timeout,
                 )
-                conmon_pid, conmon_start = await asyncio.to_thread(self._read_conmon, task_dir)
-                started = await asyncio.to_thread(procfs.start_time, pid)
+                conmon_pid, conmon_start, started = await asyncio.to_thread(
+                    self._read_pids, task_dir, pid
+                )
             except BaseException:
                 await asyncio.shield(self._undo_create(handler, spec.id, task_dir))
                 raise
@@ -231,6 +232,12 @@ class TaskManager:
             exit_dir=self._exit_dir,
             socket_dir=self._socket_dir,
         )
+
+    @classmethod
+    def _read_pids(cls, task_dir: Path, pid: int) -> tuple[int, int, int | None]:
+        """conmon's pid and start time, then the container's start time (one thread hop)."""
+        conmon_pid, conmon_start = cls._read_conmon(task_dir)
+        return conmon_pid, conmon_start, procfs.start_time(pid)
 
     @staticmethod
     def _read_conmon(task_dir: Path) -> tuple[int, int]:
