@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import grp
@@ -59,6 +60,7 @@ from runtime.images.store import ImageStore
 from runtime.images.unpack import Unpacker
 from runtime.metadata.db import Database
 from runtime.model.pods import ContainerState, SandboxState
+from runtime.mount import idmap
 from runtime.network.manager import NetworkManager
 from runtime.oci import lsm
 from runtime.pods.containers import ContainerController
@@ -311,9 +313,10 @@ class Daemon:
         )
         for name, features in zip(names, found, strict=True):
             log.info(
-                "runtime handler %s: recursive read-only mounts %s",
+                "runtime handler %s: recursive read-only mounts %s, user namespace %s",
                 name,
                 "supported" if features.recursive_read_only else "not supported",
+                "stated" if "user" in features.namespaces else "not stated",
             )
         return dict(zip(names, found, strict=True))
 
@@ -369,6 +372,16 @@ class Daemon:
         host_resources = await asyncio.to_thread(cgroups_host.detect, cgroup_mounts)
         log.info("resource controls this node applies: %s", host_resources)
         handler_features = await self._probe_handlers(cfg)
+        inner = snapshotter.inner
+        if isinstance(inner, OverlaySnapshotter):
+            # pods in their own user namespace: the layers id-mapped where they live
+            idmap_ok, why = await asyncio.to_thread(idmap.supported, cfg.daemon.root / "snapshots")
+            if not idmap_ok:
+                log.info("pods in their own user namespace unavailable: %s", why)
+            handler_features = {
+                name: dataclasses.replace(f, host_idmapped_mounts=idmap_ok)
+                for name, f in handler_features.items()
+            }
         security_modules = await asyncio.to_thread(lsm.detect)
         log.info("security modules enabled on this host: %s", security_modules)
         pods = self._build_pods(

@@ -34,6 +34,7 @@ from runtime.model.pods import (
     ContainerState,
     Device,
     HugepageLimit,
+    IdMapping,
     Mount,
     NamespaceMode,
     NamespaceOptions,
@@ -43,6 +44,7 @@ from runtime.model.pods import (
     SecurityContext,
     SecurityProfile,
     SupplementalGroupsPolicy,
+    UserNamespace,
 )
 
 __all__ = [
@@ -147,20 +149,21 @@ def signal_to_pb(name: str) -> pb.Signal:
 # --- namespaces and profiles -----------------------------------------------------------------
 
 
-def _check_userns(msg: pb.UserNamespace, field: str) -> None:
+def _check_userns(msg: pb.UserNamespace, field: str) -> UserNamespace | None:
     """The CRI's rules for ``userns_options``: NODE (the host's, what the kubelet sends for
-    ``hostUsers: true``) has no mappings; POD has exactly one uid and one gid mapping, each
-    mapping container id 0; CONTAINER and TARGET are not modes a user namespace can have. A
-    valid POD request is Unimplemented: pinnace does not run pods in user namespaces yet
-    (Status reports ``user_namespaces`` false, so the kubelet does not ask)."""
+    ``hostUsers: true``) has no mappings and gives None; POD has exactly one uid and one gid
+    mapping, each mapping container id 0; CONTAINER and TARGET are not modes a user namespace
+    can have. Whether the pod's runtime handler can run it is the sandbox controller's
+    question (Unimplemented there when it cannot)."""
     if msg.mode == pb.NODE:
         if len(msg.uids) or len(msg.gids):
             raise InvalidArgument(f"{field}: mode NODE takes no uid or gid mappings")
-        return
+        return None
     if msg.mode != pb.POD:
         known = msg.mode in (pb.CONTAINER, pb.TARGET)
         shown = pb.NamespaceMode.Name(msg.mode) if known else str(msg.mode)
         raise InvalidArgument(f"{field}.mode: a user namespace is NODE or POD, not {shown}")
+    out: dict[str, IdMapping] = {}
     for kind, mappings in (("uids", msg.uids), ("gids", msg.gids)):
         if len(mappings) != 1:
             raise InvalidArgument(
@@ -174,23 +177,32 @@ def _check_userns(msg: pb.UserNamespace, field: str) -> None:
             )
         if m.host_id + m.length > 1 << 32:
             raise InvalidArgument(f"{field}.{kind}: the mapping runs past id 2^32-1")
-    raise Unimplemented(
-        f"{field}: pods in their own user namespace (mode POD) are not supported by this "
-        "runtime yet; use hostUsers: true (mode NODE)"
-    )
+        out[kind] = IdMapping(container_id=0, host_id=m.host_id, length=m.length)
+    return UserNamespace(uids=(out["uids"],), gids=(out["gids"],))
 
 
 def namespace_options(msg: pb.NamespaceOption, *, field: str) -> NamespaceOptions:
     """Namespace modes, read literally (zero is POD); ``userns_options`` checked by the CRI's
-    rules (see :func:`_check_userns`)."""
+    rules (see :func:`_check_userns`). A user namespace of mode POD needs the pod's own
+    network, IPC and PID namespaces (as Kubernetes' ``hostUsers: false`` does)."""
+    userns = None
     if msg.HasField("userns_options"):
-        _check_userns(msg.userns_options, f"{field}.userns_options")
-    return NamespaceOptions(
+        userns = _check_userns(msg.userns_options, f"{field}.userns_options")
+    ns = NamespaceOptions(
         network=_namespace_mode(msg.network, f"{field}.network"),
         pid=_namespace_mode(msg.pid, f"{field}.pid"),
         ipc=_namespace_mode(msg.ipc, f"{field}.ipc"),
         target_id=msg.target_id,
+        userns=userns,
     )
+    if userns is not None:
+        for name in ("network", "pid", "ipc"):
+            if getattr(ns, name) is NamespaceMode.NODE:
+                raise InvalidArgument(
+                    f"{field}.{name}: a pod in its own user namespace (userns_options mode "
+                    "POD) cannot use the node's namespaces"
+                )
+    return ns
 
 
 def _namespace_mode(value: pb.NamespaceMode, field: str) -> NamespaceMode:
@@ -201,11 +213,26 @@ def _namespace_mode(value: pb.NamespaceMode, field: str) -> NamespaceMode:
 
 
 def namespace_options_to_pb(ns: NamespaceOptions) -> pb.NamespaceOption:
-    return pb.NamespaceOption(
+    msg = pb.NamespaceOption(
         network=_NAMESPACE_MODES_PB[ns.network],
         pid=_NAMESPACE_MODES_PB[ns.pid],
         ipc=_NAMESPACE_MODES_PB[ns.ipc],
         target_id=ns.target_id,
+    )
+    if ns.userns is not None:  # the node's (NODE) is the absent field, as the kubelet sends
+        msg.userns_options.CopyFrom(_userns_to_pb(ns.userns))
+    return msg
+
+
+def _userns_to_pb(userns: UserNamespace) -> pb.UserNamespace:
+    return pb.UserNamespace(
+        mode=pb.POD,
+        uids=[
+            pb.IDMapping(host_id=m.host_id, container_id=0, length=m.length) for m in userns.uids
+        ],
+        gids=[
+            pb.IDMapping(host_id=m.host_id, container_id=0, length=m.length) for m in userns.gids
+        ],
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ContainerState",
     "Device",
     "DnsConfig",
+    "IdMapping",
     "Mount",
     "NamespaceMode",
     "NamespaceOptions",
@@ -45,6 +46,7 @@ __all__ = [
     "SandboxState",
     "SecurityContext",
     "SecurityProfile",
+    "UserNamespace",
 ]
 
 
@@ -58,13 +60,42 @@ class NamespaceMode(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class IdMapping:
+    """One line of a ``uid_map``/``gid_map``: ``length`` ids from ``container_id`` inside
+    are ``host_id`` onwards outside."""
+
+    container_id: int
+    host_id: int
+    length: int
+
+    def line(self) -> str:
+        return f"{self.container_id} {self.host_id} {self.length}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class UserNamespace:
+    """A pod's own user namespace (CRI mode POD): one uid and one gid mapping, each from
+    container id 0 (checked where requests are read)."""
+
+    uids: tuple[IdMapping, ...]
+    gids: tuple[IdMapping, ...]
+
+    @property
+    def root(self) -> tuple[int, int]:
+        """The host uid and gid of the namespace's root."""
+        return self.uids[0].host_id, self.gids[0].host_id
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceOptions:
-    """Network, PID and IPC namespace modes; ``target_id`` names the container for TARGET."""
+    """Network, PID and IPC namespace modes; ``target_id`` names the container for TARGET;
+    ``userns`` the pod's own user namespace (None: the node's, CRI mode NODE)."""
 
     network: NamespaceMode = NamespaceMode.POD
     pid: NamespaceMode = NamespaceMode.CONTAINER
     ipc: NamespaceMode = NamespaceMode.POD
     target_id: str = ""
+    userns: UserNamespace | None = None
 
 
 class ProfileType(enum.Enum):

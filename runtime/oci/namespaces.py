@@ -10,6 +10,10 @@ node namespace
     A kind the pod takes from the node (``NamespaceMode.NODE``): left out of the spec, so
     the container stays in runc's (the host's) namespace. UTS follows the network mode, as
     in Kubernetes (a host-network pod has the node's hostname).
+user namespace
+    A pod in its own (CRI mode POD) has it pinned as ``namespace_paths["user"]``; it is
+    listed first, with the mappings beside it (:func:`user_mappings`), and the pinned
+    network, IPC and UTS namespaces are owned by it.
 new namespace
     Listed without a path: runc creates it. The mount namespace is always new; the cgroup
     namespace is new on cgroup v2 for unprivileged containers (containerd's rule); a pod
@@ -41,6 +45,9 @@ def pod_namespaces(
     target container's, resolved by the caller); a missing path raises FailedPrecondition."""
     modes = sandbox.config.security.namespaces
     out: list[dict[str, Any]] = []
+    if namespace_paths.get("user"):
+        # first: runc joins it before the others, which it then creates owned by it
+        out.append({"type": "user", "path": namespace_paths["user"]})
     if pid is NamespaceMode.CONTAINER:
         out.append({"type": "pid"})
     elif pid in (NamespaceMode.POD, NamespaceMode.TARGET):
@@ -73,3 +80,18 @@ def pod_namespaces(
 def owns_uts(namespaces: list[dict[str, Any]]) -> bool:
     """True when the list creates a new UTS namespace (so the spec may set a hostname)."""
     return any(ns["type"] == "uts" and "path" not in ns for ns in namespaces)
+
+
+def user_mappings(sandbox: Sandbox) -> dict[str, Any]:
+    """``linux.uidMappings``/``gidMappings`` of a pod in its own user namespace (runc wants
+    them beside a joined user namespace's path); empty for a pod in the node's."""
+    userns = sandbox.config.security.namespaces.userns
+    if userns is None:
+        return {}
+
+    def spec(mappings: Any) -> list[dict[str, int]]:
+        return [
+            {"containerID": m.container_id, "hostID": m.host_id, "size": m.length} for m in mappings
+        ]
+
+    return {"uidMappings": spec(userns.uids), "gidMappings": spec(userns.gids)}

@@ -162,6 +162,7 @@ def build_container_spec(
         "cgroupsPath": cgroups_path,
         "resources": linux_resources,
         "namespaces": ns,
+        **namespaces.user_mappings(sandbox),
     }
     if device_entries:
         linux["devices"] = device_entries
@@ -263,6 +264,7 @@ def build_infra_spec(
             "devices": defaults.default_device_rules(),
         },
         "namespaces": ns,
+        **namespaces.user_mappings(sandbox),
         "maskedPaths": list(defaults.MASKED_PATHS),
         "readonlyPaths": list(defaults.READONLY_PATHS),
     }

@@ -231,7 +231,7 @@ class ContainerController:
             undo.push_async_callback(
                 asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, snapshot_key
             )
-            await asyncio.to_thread(self._rootfs.mount, snapshot_mounts, rootfs)
+            await asyncio.to_thread(self._sandboxes.mount_rootfs, sandbox, snapshot_mounts, rootfs)
             faults.point("container.create.rootfs-mounted")
             undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
             mounts = await self._mount_image_volumes(container_id, config, directory, undo)

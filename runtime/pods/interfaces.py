@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runtime.images.store import ImageRecord
+from runtime.model.pods import UserNamespace
 from runtime.mount.types import Mount
 from runtime.sandbox.namespaces import NamespaceKind, PinnedNamespaces
 from runtime.tasks.interfaces import TaskService
@@ -40,6 +41,13 @@ class RootfsMounts(Protocol):
 
     def unmount(self, target: Path) -> None:
         """Unmount whatever is mounted at ``target``; a missing target is fine."""
+        ...
+
+    def mount_idmapped(
+        self, mounts: Sequence[Mount], target: Path, *, userns: Path, root: tuple[int, int]
+    ) -> None:
+        """Mount a snapshot (an overlay) at ``target`` with its lower layers id-mapped
+        through the user namespace pinned at ``userns``; upper and work given to ``root``."""
         ...
 
 
@@ -62,6 +70,18 @@ class PodNamespaces(Protocol):
         self, directory: Path, *, kinds: frozenset[NamespaceKind], hostname: str | None
     ) -> PinnedNamespaces:
         """New namespaces of ``kinds`` pinned as files in ``directory``."""
+        ...
+
+    async def pin_user(
+        self,
+        directory: Path,
+        *,
+        kinds: frozenset[NamespaceKind],
+        hostname: str | None,
+        userns: UserNamespace,
+    ) -> tuple[Path, PinnedNamespaces]:
+        """A new user namespace with ``userns``' mappings and new namespaces of ``kinds``
+        owned by it, all pinned in ``directory``: the user namespace's file and the others."""
         ...
 
     async def unpin(self, directory: Path) -> None:

@@ -4,13 +4,17 @@ controllers share. Blocking: call through ``asyncio.to_thread``."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtime import mount as mounts
 from runtime.errors import FailedPrecondition, NotFound
+from runtime.model.pods import UserNamespace
+from runtime.mount import idmap
 from runtime.sandbox import namespaces as nsmod
+from runtime.sandbox import userns as userns_mod
 from runtime.snapshots.interfaces import Snapshotter
 
 
@@ -18,6 +22,42 @@ def mount_rootfs(snapshot_mounts: Sequence[mounts.Mount], target: Path) -> None:
     """Mount a snapshot's mounts at ``target`` (created if needed)."""
     target.mkdir(parents=True, exist_ok=True)
     mounts.mount_all(snapshot_mounts, target)
+
+
+def mount_rootfs_idmapped(
+    snapshot_mounts: Sequence[mounts.Mount], target: Path, *, userns: Path, root: tuple[int, int]
+) -> None:
+    """Mount a snapshot's overlay at ``target`` (created if needed) with its layers id-mapped
+    through the pod's user namespace (``runtime.mount.idmap``); FailedPrecondition for a
+    snapshot that is not one overlay (an image without layers, the native snapshotter)."""
+    if len(snapshot_mounts) != 1 or snapshot_mounts[0].type != "overlay":
+        raise FailedPrecondition(
+            "a pod in its own user namespace needs the overlay snapshotter and images with "
+            "at least one layer"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    idmap.mount_idmapped_overlay(snapshot_mounts[0], target, userns=userns, root=root)
+
+
+def check_traversable(path: Path) -> None:
+    """FailedPrecondition unless every directory above ``path`` lets others search it: a pod
+    in its own user namespace is "others" to the node, and runc mounts its root file system
+    (and its volumes) from inside that namespace, so it must reach them by path."""
+    for parent in path.parents:
+        if not os.stat(parent).st_mode & 0o001:
+            raise FailedPrecondition(
+                f"{parent} is not searchable by others (mode "
+                f"{oct(os.stat(parent).st_mode & 0o777)}): pods in their own user namespace "
+                "need every directory above the state directory searchable (chmod o+x)"
+            )
+
+
+def give_to(paths: Sequence[Path], root: tuple[int, int]) -> None:
+    """Hand pinnace-made pod files (hostname, hosts, resolv.conf, the /dev/shm tmpfs) to a
+    user namespace's root, so the pod's root owns them as it would on the node."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(path, *root)
 
 
 def unmount_quietly(target: Path) -> None:
@@ -49,6 +89,11 @@ class HostRootfs:
     def unmount(self, target: Path) -> None:
         unmount_quietly(target)
 
+    def mount_idmapped(
+        self, mounts: Sequence[mounts.Mount], target: Path, *, userns: Path, root: tuple[int, int]
+    ) -> None:
+        mount_rootfs_idmapped(mounts, target, userns=userns, root=root)
+
 
 class HostDirs:
     """:class:`runtime.pods.interfaces.BundleDirs` on this host's file system."""
@@ -67,6 +112,18 @@ class HostNamespaces:
         self, directory: Path, *, kinds: frozenset[nsmod.NamespaceKind], hostname: str | None
     ) -> nsmod.PinnedNamespaces:
         return await nsmod.pin_namespaces(directory, kinds=kinds, hostname=hostname)
+
+    async def pin_user(
+        self,
+        directory: Path,
+        *,
+        kinds: frozenset[nsmod.NamespaceKind],
+        hostname: str | None,
+        userns: UserNamespace,
+    ) -> tuple[Path, nsmod.PinnedNamespaces]:
+        return await userns_mod.pin_user_namespaces(
+            directory, kinds=kinds, userns=userns, hostname=hostname
+        )
 
     async def unpin(self, directory: Path) -> None:
         await nsmod.unpin(directory)

@@ -36,6 +36,7 @@ from runtime.errors import (
     InvalidArgument,
     NotFound,
     PinnaceError,
+    Unimplemented,
 )
 from runtime.events import types as ev
 from runtime.events.exchange import Exchange
@@ -128,6 +129,13 @@ class SandboxController:
                 f"runtime handler {handler!r} is not configured; configured handlers: "
                 f"{', '.join(self._settings.handlers)}"
             )
+        if config.security.namespaces.userns is not None and not (
+            self._settings.features(handler).user_namespaces
+        ):
+            raise Unimplemented(
+                f"runtime handler {handler!r} cannot run pods in their own user namespace "
+                "(userns_options mode POD) on this node; use hostUsers: true (mode NODE)"
+            )
         lsm.apparmor_profile(  # refuses a profile the host cannot apply, before any work
             config.security.apparmor,
             host=self._settings.security_modules,
@@ -185,6 +193,8 @@ class SandboxController:
             raise InvalidArgument("pod namespaces cannot be of mode TARGET (containers only)")
         await asyncio.to_thread(self._dirs.make, directory, exist_ok=False)
         faults.point("sandbox.run.dir-created")
+        if ns.userns is not None:
+            await asyncio.to_thread(rootfs_mod.check_traversable, directory / "rootfs")
 
         kinds: set[NamespaceKind] = set()
         if not host_network:
@@ -192,12 +202,23 @@ class SandboxController:
         if not host_ipc:
             kinds.add(NamespaceKind.IPC)
         paths: dict[str, str] = {}
+        userns = ns.userns
         if kinds:
             hostname = config.hostname if NamespaceKind.UTS in kinds and config.hostname else None
-            pinned = await self._ns.pin(directory / "ns", kinds=frozenset(kinds), hostname=hostname)
+            if userns is not None:
+                # network, IPC and UTS owned by the pod's user namespace (translate made sure
+                # none is the node's)
+                user, pinned = await self._ns.pin_user(
+                    directory / "ns", kinds=frozenset(kinds), hostname=hostname, userns=userns
+                )
+                paths["user"] = str(user)
+            else:
+                pinned = await self._ns.pin(
+                    directory / "ns", kinds=frozenset(kinds), hostname=hostname
+                )
             undo.push_async_callback(self._ns.unpin, directory / "ns")
             faults.point("sandbox.run.namespaces-pinned")
-            paths = {kind.value: str(path) for kind, path in pinned.paths.items()}
+            paths.update({kind.value: str(path) for kind, path in pinned.paths.items()})
             if config.sysctls:
                 await self._ns.sysctls(pinned.paths, config.sysctls)
         elif config.sysctls:
@@ -217,6 +238,12 @@ class SandboxController:
             shm = directory / "shm"
             await asyncio.to_thread(self._mount_shm, shm)
             undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, shm)
+        if userns is not None:
+            await asyncio.to_thread(
+                rootfs_mod.give_to,
+                [directory / n for n in ("hostname", "hosts", "resolv.conf", "shm")],
+                userns.root,
+            )
 
         cgroup_parent = (
             config.cgroup_parent or f"{self._settings.default_cgroup_parent}/{sandbox_id}"
@@ -255,6 +282,16 @@ class SandboxController:
             )
         return sandbox
 
+    def mount_rootfs(self, sandbox: Sandbox, snapshot_mounts: Any, target: Path) -> None:
+        """Mount a rootfs of one of ``sandbox``'s containers (or its infra): id-mapped
+        through the pod's user namespace when it has one. Blocking."""
+        userns = sandbox.config.security.namespaces.userns
+        user = sandbox.namespace_paths.get("user")
+        if userns is None or not user:
+            self._rootfs.mount(snapshot_mounts, target)
+            return
+        self._rootfs.mount_idmapped(snapshot_mounts, target, userns=Path(user), root=userns.root)
+
     def _mount_shm(self, target: Path) -> None:
         self._dirs.make(target)
         options = ("nosuid", "nodev", "noexec", "mode=1777", f"size={self._settings.shm_size}")
@@ -275,7 +312,7 @@ class SandboxController:
         key = f"sandbox-{sandbox.id}"
         snapshot_mounts = await asyncio.to_thread(self._sn.prepare, key, image.chain_id)
         undo.push_async_callback(asyncio.to_thread, rootfs_mod.remove_snapshot, self._sn, key)
-        await asyncio.to_thread(self._rootfs.mount, snapshot_mounts, rootfs)
+        await asyncio.to_thread(self.mount_rootfs, sandbox, snapshot_mounts, rootfs)
         undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
         spec = await asyncio.to_thread(  # file work: the image's passwd, oom_score_adj
             lambda: oci.build_infra_spec(

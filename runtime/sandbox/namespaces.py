@@ -152,9 +152,28 @@ def _pin_on_this_thread(
     return paths
 
 
+def loopback_up() -> None:
+    """Bring ``lo`` up in the calling thread's network namespace."""
+    _loopback_up()
+
+
+def validate_hostname(hostname: str) -> bytes:
+    """``hostname`` as the bytes sethostname(2) takes; InvalidArgument if it cannot be one."""
+    return _validate_hostname(hostname)
+
+
+def set_hostname(raw: bytes) -> None:
+    """sethostname(2) in the calling thread's UTS namespace."""
+    _check(_libc.sethostname(raw, len(raw)), "sethostname")
+
+
+# the pinned files: every kind, and ``user`` (a pod's own user namespace, runtime.sandbox.userns)
+_PIN_FILES = (*(kind.value for kind in NamespaceKind), "user")
+
+
 def _unpin_sync(directory: Path) -> None:
-    for kind in NamespaceKind:
-        target = directory / kind.value
+    for name in _PIN_FILES:
+        target = directory / name
         mount.unmount(target, detach=True, missing_ok=True)
         try:
             target.unlink()
@@ -336,9 +355,12 @@ __all__ = [
     "NamespaceKind",
     "PinnedNamespaces",
     "is_pinned",
+    "loopback_up",
     "pin_namespaces",
     "run_in_namespaces",
+    "set_hostname",
     "sysctl_namespace",
     "sysctls",
     "unpin",
+    "validate_hostname",
 ]

@@ -24,9 +24,11 @@ PROBE_TIMEOUT = 10.0
 
 # What pinnace itself honours, beside what the OCI runtime states: the one place to switch a
 # kubelet-visible feature on, in the change that implements it (Status reports these).
-# Pod user namespaces (``userns_options`` mode POD): not implemented; also needs id-mapped
-# mounts from the runtime.
-PINNACE_USER_NAMESPACES = False
+# Pod user namespaces (``userns_options`` mode POD): pinnace makes the user namespace and the
+# id-mapped root file systems itself (runtime/sandbox/userns.py, runtime/mount/idmap.py), so
+# it needs from the runtime only that it joins a user namespace by path, and from the host
+# id-mapped mounts where the layers live (probed at start: ``host_idmapped_mounts``).
+PINNACE_USER_NAMESPACES = True
 # RuntimeFeatures.supplemental_groups_policy (node-wide): ``Strict`` honoured (only the
 # listed groups, not the image's /etc/group memberships; runtime/oci/user.py).
 PINNACE_SUPPLEMENTAL_GROUPS_POLICY = True
@@ -39,6 +41,9 @@ class HandlerFeatures:
     mount_options: frozenset[str] = frozenset()
     namespaces: frozenset[str] = frozenset()
     known: bool = False
+    # not the runtime's: whether this host can id-map the snapshotter's layers (the daemon
+    # probes it once at start and sets it on every handler's features)
+    host_idmapped_mounts: bool = False
 
     @property
     def recursive_read_only(self) -> bool:
@@ -52,9 +57,10 @@ class HandlerFeatures:
 
     @property
     def user_namespaces(self) -> bool:
-        """Pods in their own user namespace: pinnace implements it, and the runtime has the
-        ``user`` namespace and id-mapped mounts."""
-        return PINNACE_USER_NAMESPACES and "user" in self.namespaces and self.idmapped_mounts
+        """Pods in their own user namespace: pinnace implements it, the runtime states the
+        ``user`` namespace (a runtime that states nothing, such as crun 1.8, is not assumed
+        to), and the host can id-map the layers (pinnace id-maps them; the runtime need not)."""
+        return PINNACE_USER_NAMESPACES and "user" in self.namespaces and self.host_idmapped_mounts
 
 
 def parse_features(document: bytes) -> HandlerFeatures:

@@ -39,6 +39,7 @@ from runtime.model.pods import (
     PodMetadata,
     SandboxConfig,
     SecurityContext,
+    UserNamespace,
 )
 from runtime.mount.types import Mount
 from runtime.pods.containers import ContainerController
@@ -85,6 +86,7 @@ class FakeRootfs:
 
     def __init__(self) -> None:
         self.mounted: dict[Path, tuple[Mount, ...]] = {}
+        self.idmapped: dict[Path, tuple[Path, tuple[int, int]]] = {}
         self.fail_next: BaseException | None = None
 
     def mount(self, mounts: Sequence[Mount], target: Path) -> None:
@@ -96,6 +98,12 @@ class FakeRootfs:
 
     def unmount(self, target: Path) -> None:
         self.mounted.pop(target, None)
+
+    def mount_idmapped(
+        self, mounts: Sequence[Mount], target: Path, *, userns: Path, root: tuple[int, int]
+    ) -> None:
+        self.mount(mounts, target)
+        self.idmapped[target] = (userns, root)
 
 
 class FakeNamespaces:
@@ -125,6 +133,20 @@ class FakeNamespaces:
             self.pinned.add(path)
             paths[kind] = path
         return PinnedNamespaces(directory=directory, paths=paths)
+
+    async def pin_user(
+        self,
+        directory: Path,
+        *,
+        kinds: frozenset[NamespaceKind],
+        hostname: str | None,
+        userns: UserNamespace,
+    ) -> tuple[Path, PinnedNamespaces]:
+        pinned = await self.pin(directory, kinds=kinds, hostname=hostname)
+        user = directory / "user"
+        user.touch()
+        self.pinned.add(user)
+        return user, pinned
 
     async def unpin(self, directory: Path) -> None:
         self._unpin(directory)

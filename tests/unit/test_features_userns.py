@@ -1,14 +1,17 @@
-"""User namespaces are reported only where pinnace and the OCI runtime both can."""
+"""User namespaces are reported only where pinnace, the OCI runtime and the host all can."""
 
 from __future__ import annotations
 
 from runtime.tasks import features
 
 
-def test_user_namespaces_need_the_runtime_and_pinnace() -> None:
-    runc_1_2 = features.HandlerFeatures(
-        mount_options=frozenset({"rro", "idmap"}), namespaces=frozenset({"user"}), known=True
+def test_user_namespaces_need_the_runtime_the_host_and_pinnace() -> None:
+    runc = features.HandlerFeatures(
+        namespaces=frozenset({"user", "net"}), known=True, host_idmapped_mounts=True
     )
-    assert runc_1_2.user_namespaces is features.PINNACE_USER_NAMESPACES
-    no_idmap = features.HandlerFeatures(namespaces=frozenset({"user"}), known=True)
-    assert no_idmap.user_namespaces is False
+    assert runc.user_namespaces is features.PINNACE_USER_NAMESPACES is True
+    no_host = features.HandlerFeatures(namespaces=frozenset({"user"}), known=True)
+    assert no_host.user_namespaces is False
+    # a runtime that states nothing (crun 1.8: no `features` command) is not assumed to
+    stated_nothing = features.HandlerFeatures(host_idmapped_mounts=True)
+    assert stated_nothing.user_namespaces is False

@@ -15,6 +15,7 @@ from runtime.model.pods import (
     Capabilities,
     ContainerConfig,
     Device,
+    IdMapping,
     Mount,
     NamespaceMode,
     NamespaceOptions,
@@ -26,6 +27,7 @@ from runtime.model.pods import (
     SandboxState,
     SecurityContext,
     SecurityProfile,
+    UserNamespace,
 )
 from runtime.oci import SandboxFiles, build_container_spec, build_infra_spec
 from runtime.oci.defaults import DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS
@@ -143,6 +145,43 @@ def test_namespaces_join_pinned(rootfs: Path) -> None:
         {"type": "mount"},
         {"type": "network", "path": "/run/ns/net"},
     ]
+
+
+def test_user_namespace_first_with_its_mappings(rootfs: Path) -> None:
+    userns = UserNamespace(
+        uids=(IdMapping(container_id=0, host_id=100000, length=65536),),
+        gids=(IdMapping(container_id=0, host_id=200000, length=1000),),
+    )
+    sb = sandbox()
+    sb = replace(
+        sb,
+        config=replace(
+            sb.config,
+            security=replace(
+                sb.config.security,
+                namespaces=replace(sb.config.security.namespaces, userns=userns),
+            ),
+        ),
+    )
+    paths = {**PINNED, "user": "/run/ns/user"}
+    for linux in (
+        build(rootfs, sb=sb, paths=paths)["linux"],
+        build_infra_spec(
+            sandbox=sb,
+            image=IMAGE,
+            rootfs=rootfs,
+            cgroups_path="/pinnace/sb1/infra",
+            namespace_paths=paths,
+            host_oom_score_adj=0,
+            cgroup_v2=False,
+        )["linux"],
+    ):
+        assert linux["namespaces"][0] == {"type": "user", "path": "/run/ns/user"}
+        assert linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        assert linux["gidMappings"] == [{"containerID": 0, "hostID": 200000, "size": 1000}]
+    plain = build(rootfs)["linux"]
+    assert "uidMappings" not in plain
+    assert all(ns["type"] != "user" for ns in plain["namespaces"])
 
 
 def test_cgroup_namespace_on_v2_unless_privileged(rootfs: Path) -> None:

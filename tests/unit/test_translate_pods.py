@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from cri.api.runtime.v1 import api_pb2 as pb
-from cri.translate import pods
-from runtime.errors import InvalidArgument, Unimplemented
+from cri.translate import containers, pods
+from runtime.errors import InvalidArgument
 from runtime.model.network import DnsConfig, PortMapping, PortProtocol
 from runtime.model.pods import (
+    IdMapping,
     NamespaceMode,
     NamespaceOptions,
     PodMetadata,
@@ -228,10 +229,26 @@ OFF_ZERO = pb.IDMapping(host_id=1, container_id=1, length=5)
 TOO_FAR = pb.IDMapping(host_id=4294967000, container_id=0, length=1000)
 
 
-def test_pod_user_namespace_is_unimplemented_but_node_is_fine() -> None:
-    pods.sandbox_config(_userns(mode=pb.NODE), runtime_handler="")
-    with pytest.raises(Unimplemented, match=r"userns_options: pods in their own user namespace"):
-        pods.sandbox_config(_userns(mode=pb.POD, uids=[MAP], gids=[MAP]), runtime_handler="")
+def test_pod_user_namespace_is_read_and_node_is_none() -> None:
+    node = pods.sandbox_config(_userns(mode=pb.NODE), runtime_handler="")
+    assert node.security.namespaces.userns is None
+    gids = pb.IDMapping(host_id=200000, container_id=0, length=1000)
+    cfg = pods.sandbox_config(_userns(mode=pb.POD, uids=[MAP], gids=[gids]), runtime_handler="")
+    userns = cfg.security.namespaces.userns
+    assert userns is not None
+    assert userns.uids == (IdMapping(container_id=0, host_id=100000, length=65536),)
+    assert userns.gids == (IdMapping(container_id=0, host_id=200000, length=1000),)
+    assert userns.root == (100000, 200000)
+    back = containers.namespace_options_to_pb(cfg.security.namespaces).userns_options
+    assert back == pb.UserNamespace(mode=pb.POD, uids=[MAP], gids=[gids])
+
+
+@pytest.mark.parametrize("kind", ["network", "pid", "ipc"])
+def test_pod_user_namespace_refuses_node_namespaces(kind: str) -> None:
+    userns = pb.UserNamespace(mode=pb.POD, uids=[MAP], gids=[MAP])
+    opts = pb.NamespaceOption(userns_options=userns, **{kind: pb.NODE})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=rf"namespace_options\.{kind}: a pod in its own"):
+        pods.sandbox_config(_security(namespace_options=opts), runtime_handler="")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,212 @@
+"""Pods in their own user namespace (``userns_options`` mode POD, what the kubelet sends for
+``hostUsers: false``), end to end with a real pinnaced, runc and containers: what the kernel
+enforces, checked from inside the container, and nothing left on the node afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cri.api.runtime.v1 import api_pb2 as pb
+from tests.support import images
+from tests.support.daemon import Pinnaced, cgroup_dirs_of, mounts_under
+from tests.support.push import push_image
+from tests.support.registry import Registry
+
+CRUN_WRAPPER = Path(__file__).resolve().parents[2] / "deploy" / "crun-hybrid-cgroups"
+HOST_ID = 100000
+LENGTH = 65536
+MAPPING = pb.IDMapping(host_id=HOST_ID, container_id=0, length=LENGTH)
+
+
+@pytest.fixture(scope="module")
+def userns_images(registry: Registry) -> dict[str, str]:
+    box = images.busybox_image(config=images.ImageConfig(cmd=("/bin/sh",)))
+    pause = images.busybox_image(
+        config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
+    )
+    push_image(registry.url, "test/usernsbox", "v1", box)
+    push_image(registry.url, "test/usernspause", "v1", pause)
+    return {
+        "box": f"{registry.host}/test/usernsbox:v1",
+        "pause": f"{registry.host}/test/usernspause:v1",
+    }
+
+
+@pytest.fixture
+def daemon(pinnaced: Any, userns_images: dict[str, str]) -> Iterator[Pinnaced]:
+    d: Pinnaced = pinnaced(
+        config_text=(
+            f'[images]\nsandbox_image = "{userns_images["pause"]}"\n'
+            '[runtime.handlers.runc]\nbinary = "/usr/sbin/runc"\n'
+            f'[runtime.handlers.crun]\nbinary = "{CRUN_WRAPPER}"\n'
+        ),
+        start=False,
+    )
+    # the harness's state directory is a mkdtemp (0700); the pod's root must reach its
+    # rootfs by path from inside its user namespace
+    d.short_dir.chmod(0o711)
+    d.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    (d.cni_conf_dir / "10-lo.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
+    )
+    d.start()
+    _, image = d.clients()
+    for ref in userns_images.values():
+        image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=120)
+    yield d
+    runtime = d.runtime
+    for pod in runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id))
+    assert mounts_under([d.root, d.state]) == []
+
+
+def _pod_config(tmp_path: Path, *, pid: int = pb.POD) -> pb.PodSandboxConfig:
+    name = f"userns-{uuid.uuid4().hex[:8]}"
+    userns = pb.UserNamespace(mode=pb.POD, uids=[MAPPING], gids=[MAPPING])
+    sc = pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(pid=pid, userns_options=userns)
+    )
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="e2e"),
+        hostname=name,
+        log_directory=str(tmp_path / "logs" / name),
+        linux=pb.LinuxPodSandboxConfig(security_context=sc),
+    )
+
+
+def _container(
+    image: str, pod: pb.PodSandboxConfig, mounts: list[pb.Mount], pid: int = pb.POD
+) -> pb.ContainerConfig:
+    ns = pod.linux.security_context.namespace_options
+    return pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="app"),
+        image=pb.ImageSpec(image=image),
+        command=["sleep", "1000"],
+        log_path="app.log",
+        mounts=mounts,
+        linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(
+                namespace_options=pb.NamespaceOption(pid=pid, userns_options=ns.userns_options)
+            )
+        ),
+    )
+
+
+def _children_of(pid: int) -> list[str]:
+    """The commands of ``pid``'s live children."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            out.append(cmd)
+    return out
+
+
+def test_status_reports_user_namespaces_where_they_work(daemon: Pinnaced) -> None:
+    handlers = {
+        h.name: h.features.user_namespaces
+        for h in daemon.runtime.Status(pb.StatusRequest()).runtime_handlers
+    }
+    # runc states the user namespace in its `features`; Debian's crun 1.8.1 states nothing
+    assert handlers == {"": True, "runc": True, "crun": False}
+
+
+@pytest.mark.parametrize("pid", [pb.POD, pb.CONTAINER], ids=["shared-pid", "own-pid"])
+def test_pod_in_its_own_user_namespace(
+    daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path, pid: int
+) -> None:
+    runtime = daemon.runtime
+    # a host directory the pod's root can reach (pytest's tmp_path is under a 0700 directory)
+    host_dir = daemon.short_dir / "host"
+    host_dir.mkdir(mode=0o755)
+    secret = host_dir / "secret"
+    secret.write_text("host\n")
+    secret.chmod(0o644)
+    assert os.stat(secret).st_uid == 0
+
+    pod = _pod_config(tmp_path, pid=pid)
+    pod_id = runtime.RunPodSandbox(
+        pb.RunPodSandboxRequest(config=pod, runtime_handler="runc"), timeout=120
+    ).pod_sandbox_id
+    mount = pb.Mount(container_path="/host", host_path=str(host_dir), readonly=False)
+    cid = runtime.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod_id,
+            config=_container(userns_images["box"], pod, [mount], pid),
+            sandbox_config=pod,
+        ),
+        timeout=60,
+    ).container_id
+    runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+
+    def sh(script: str) -> pb.ExecSyncResponse:
+        return runtime.ExecSync(
+            pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script], timeout=30), timeout=60
+        )
+
+    maps = sh("cat /proc/self/uid_map /proc/self/gid_map")
+    assert maps.exit_code == 0, maps.stderr
+    assert [ln.split() for ln in maps.stdout.decode().splitlines()] == [
+        ["0", str(HOST_ID), str(LENGTH)]
+    ] * 2
+    # the rootfs (id-mapped layers, upper dir given to the mapped root) is owned by root
+    owners = sh("id -u; stat -c '%u:%g' / /bin/busybox /etc; touch /written && stat -c %u /written")
+    assert owners.exit_code == 0, owners.stderr
+    assert owners.stdout.decode().split() == ["0", "0:0", "0:0", "0:0", "0"]
+    # pinnace's pod files are the pod root's; sysfs and /proc mounted in its namespaces
+    files = sh("stat -c '%u' /etc/hostname /etc/hosts /dev/shm; ls /sys/class/net; hostname")
+    assert files.exit_code == 0, files.stderr
+    assert files.stdout.decode().split() == ["0", "0", "0", "lo", pod.hostname]
+    # root inside is not root outside: a host file reachable through a read-write mount
+    # stays unwritable, and so does the host directory
+    attack = sh("echo pwned >> /host/secret; echo $?; touch /host/new; echo $?")
+    assert attack.stdout.decode().split() == ["1", "1"], attack.stdout
+    assert b"Permission denied" in attack.stderr
+    assert secret.read_text() == "host\n"
+    assert not (host_dir / "new").exists()
+
+    status = runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+    assert status.status.state == pb.SANDBOX_READY
+
+    runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    # nothing left: mounts (id-mapped scratch mounts, rootfs overlays, pins including the
+    # user namespace's), directories, cgroups, helper processes
+    assert mounts_under([daemon.root, daemon.state]) == []
+    assert not (daemon.state / "sandboxes" / pod_id).exists()
+    assert [d for d in cgroup_dirs_of(daemon.cgroup_root) if any(d.rglob(f"*{pod_id}*"))] == []
+    assert daemon.pid is not None
+    assert [c for c in _children_of(daemon.pid) if "unshare" in c or "read _" in c] == []
+    assert runtime.ListContainers(pb.ListContainersRequest()).containers == []
+
+
+def test_user_namespace_refusals(daemon: Pinnaced, tmp_path: Path) -> None:
+    runtime = daemon.runtime
+    host_net = _pod_config(tmp_path)
+    host_net.linux.security_context.namespace_options.network = pb.NODE
+    with pytest.raises(grpc.RpcError) as info:
+        runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=host_net))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cannot use the node's namespaces" in info.value.details()
+    # crun (no `features`) is not assumed to join a user namespace
+    with pytest.raises(grpc.RpcError) as info:
+        runtime.RunPodSandbox(
+            pb.RunPodSandboxRequest(config=_pod_config(tmp_path), runtime_handler="crun")
+        )
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items == []
+    assert mounts_under([daemon.root, daemon.state]) == []
