@@ -119,12 +119,15 @@ class SpdyPortForward:
                     self.conn.session.end_stream(pair.data_id)
                     await self.conn.flush()
                 return
-            await copy_both(
+            reset = await copy_both(
                 sock,
                 pair.queue,
                 lambda data: self.conn.send(pair.data_id, data),
                 lambda: self._end(pair),
             )
+            if reset is not None and self.conn.session.is_open(pair.error_id):
+                message = f"error forwarding port {pair.port}: {reset}"
+                await self.conn.send(pair.error_id, message.encode(), fin=True)
         finally:
             self.pairs.pop(rid, None)
             for sid in (pair.data_id, pair.error_id):
@@ -149,10 +152,11 @@ async def copy_both(
     incoming: asyncio.Queue[bytes | None],
     send: _Send,
     end: _End,
-) -> None:
+) -> str | None:
     """Copy the client's bytes (``incoming``; None is its FIN) into ``sock`` and the
     socket's bytes out through ``send``; ``end`` half-closes the client's side at the
-    socket's EOF. Returns when both directions are done."""
+    socket's EOF. Returns when both directions are done: None, or what broke the pod's
+    connection (a reset) for the caller to report."""
     reader, writer = await asyncio.open_connection(sock=sock, limit=_READ)
 
     async def to_pod() -> None:
@@ -172,13 +176,18 @@ async def copy_both(
                 await end()
                 return
             if not await send(data):
-                raise ConnectionResetError("the client's stream is gone")
+                raise _ClientGone
 
     tasks = [asyncio.create_task(to_pod()), asyncio.create_task(from_pod())]
+    broken: str | None = None
     try:
         await asyncio.gather(*tasks)
-    except (ConnectionError, OSError):
-        pass  # either side went away: the other is closed below
+    except _ClientGone:
+        pass
+    except ConnectionResetError as e:
+        broken = str(e) or "connection reset"
+    except (ConnectionError, OSError) as e:
+        broken = str(e) or type(e).__name__
     finally:
         for t in tasks:
             t.cancel()
@@ -186,6 +195,11 @@ async def copy_both(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         writer.close()
+    return broken
+
+
+class _ClientGone(Exception):
+    """The client's side of a forwarded connection went away: nothing left to report to."""
 
 
 class _Send(Protocol):

@@ -97,9 +97,11 @@ def env(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         pod_id = runtime.RunPodSandbox(
             pb.RunPodSandboxRequest(config=pod_config), timeout=120
         ).pod_sandbox_id
-        yield Env(daemon, runtime, pod_id, pod_config, ref)
-        for s in runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
-            runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
+        env = Env(daemon, runtime, pod_id, pod_config, ref)
+        yield env
+        # env.runtime: a test may have restarted the daemon
+        for s in env.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+            env.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
     finally:
         leftovers = daemon.close()
         assert not leftovers, leftovers
@@ -388,11 +390,13 @@ def test_port_forward_over_spdy(env: Env, echo_server: str) -> None:
 def test_port_forward_concurrent_connections(env: Env, echo_server: str) -> None:
     import threading
 
+    # httpd (on ::1:8081) serves each connection in its own process, so eight at once are
+    # eight real concurrent connections through one SPDY session.
     client = SpdyClient(_pf_url(env), protocols=("portforward.k8s.io",))
-    results: dict[int, bytes] = {}
+    results: dict[int, tuple[bytes, bytes]] = {}
 
     def one(n: int) -> None:
-        results[n] = _forward(client, 8080, n, f"conn {n}\n".encode() * 100)[0]
+        results[n] = _forward(client, 8081, n, f"GET /nothing-{n} HTTP/1.0\r\n\r\n".encode())
 
     try:
         threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
@@ -400,7 +404,10 @@ def test_port_forward_concurrent_connections(env: Env, echo_server: str) -> None
             t.start()
         for t in threads:
             t.join(60)
-        assert results == {n: f"conn {n}\n".encode() * 100 for n in range(8)}
+        assert sorted(results) == list(range(8))
+        for data, err in results.values():
+            assert data.startswith(b"HTTP/1.") and b"404" in data.split(b"\r\n", 1)[0]
+            assert err == b""
     finally:
         client.close()
 
@@ -642,3 +649,20 @@ def test_cli_port_forward(env: Env, echo_server: str) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 130
+
+
+def test_a_daemon_restart_ends_the_sessions_it_left(env: Env, sleeper: str) -> None:
+    # Last in the module: it restarts the shared daemon. A session's exec runs under its own
+    # conmon, so a crash leaves it running; the next start finds and ends it.
+    client = SpdyClient(env.exec_url(sleeper, ["sleep", "6161"]))
+    streams = [client.open_stream({"streamType": t}) for t in ("error", "stdout", "stderr")]
+    assert all(s.replied.wait(30) for s in streams)
+    assert _await_count(env, sleeper, "[s]leep 6161", 1) == 1
+    env.daemon.kill()
+    client.close()
+    assert _exec_dirs(env) != []  # left behind by the crash, process still running
+    env.daemon.restart()
+    env.runtime = env.daemon.runtime
+    assert _await_count(env, sleeper, "[s]leep 6161", 0) == 0
+    assert _exec_dirs(env) == []
+    assert remote_command(env.exec_url(sleeper, ["echo", "after"])).stdout == b"after\n"
