@@ -239,10 +239,11 @@ class ContainerController:
 
             def build() -> tuple[Resources | None, dict[str, Any]]:
                 # file work (the image's passwd and group in the rootfs, device nodes, a
-                # seccomp profile, /proc/self/oom_score_adj): off the event loop
+                # seccomp profile, /proc/self/oom_score_adj, CDI specs): off the event loop,
+                # in one thread hop
                 host_adj = rootfs_mod.own_oom_score_adj()
                 applied = self._applicable(config, host_adj)
-                return applied, oci.build_container_spec(
+                spec = oci.build_container_spec(
                     container=dataclasses.replace(config, resources=applied, mounts=mounts),
                     sandbox=sandbox,
                     image=manifests.parse_image_config(image.config_json.encode()),
@@ -262,9 +263,10 @@ class ContainerController:
                     ).recursive_read_only,
                     security_modules=self._settings.security_modules,
                 )
+                self._inject_cdi_devices(spec, config)
+                return applied, spec
 
             applied, spec = await asyncio.to_thread(build)
-            await asyncio.to_thread(self._inject_cdi_devices, spec, config)
             container = Container(
                 id=container_id,
                 sandbox_id=sandbox.id,
@@ -282,8 +284,13 @@ class ContainerController:
                 apparmor_profile=spec["process"].get("apparmorProfile", ""),
             )
             await self._hooks.create_container(sandbox, container, spec)
-            await asyncio.to_thread(oci.write_spec, directory / "config.json", spec)
-            await asyncio.to_thread(self._store.put_container, container)
+
+            def record() -> None:
+                # the bundle's config.json, then the durable record (one thread hop)
+                oci.write_spec(directory / "config.json", spec)
+                self._store.put_container(container)
+
+            await asyncio.to_thread(record)
             faults.point("container.create.recorded")
         except BaseException:
             await shielded(undo.aclose())
