@@ -3,13 +3,17 @@ container, plain, with an image volume, with a sub-path image volume, and under 
 RuntimeDefault seccomp allow list, through the CRI of a real pinnaced (runc, conmon) on this
 machine. The variants run in alternating rounds in one host-network pod, so load on the
 machine falls on all of them alike; each container is removed after its start is measured.
+Then the pod lifecycle (RunPodSandbox, CreateContainer + StartContainer, StopPodSandbox +
+RemovePodSandbox) of a pod in its own user namespace (``userns_options`` mode POD: the user
+namespace helper, id-mapped layers) next to a plain pod, also in alternating rounds.
 
-    .venv/bin/python -m benchmarks.bench_isolation [--runs 30]
+    .venv/bin/python -m benchmarks.bench_isolation [--runs 30] [--pods-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -39,9 +43,11 @@ def _volume_image() -> images.Image:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--pods-only", action="store_true", help="only the pod lifecycles")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-") as tmp:
         base = Path(tmp)
+        base.chmod(0o711)  # a user-namespaced pod's root reaches its rootfs by path
         with Registry.plain(parent_dir=base) as registry:
             push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
             push_image(registry.url, "bench/volume", "v1", _volume_image())
@@ -51,12 +57,77 @@ def main() -> int:
             hosts_toml(hosts, registry.host, plain_http=True)
             (base / "d").mkdir()
             daemon = Pinnaced(base / "d", registry_hosts_dir=hosts)
+            daemon.short_dir.chmod(0o711)
+            daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+            (daemon.cni_conf_dir / "10-lo.conflist").write_text(
+                json.dumps({"cniVersion": "1.0.0", "name": "lo", "plugins": [{"type": "loopback"}]})
+            )
             with daemon:
                 runtime, image_api = daemon.clients()
                 for ref in (box, volume):
                     image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)))
-                run(runtime, box, volume, args.runs)
+                if not args.pods_only:
+                    run(runtime, box, volume, args.runs)
+                pod_lifecycles(runtime, box, args.runs)
     return 0
+
+
+def pod_lifecycles(runtime, box: str, runs: int) -> None:
+    """A plain pod and a user-namespaced one (own network, IPC, UTS; PID per container),
+    each with one container, alternating; per phase."""
+    mapping = pb.IDMapping(host_id=100000, container_id=0, length=65536)
+    variants = {
+        "plain pod": None,
+        "userns pod (POD)": pb.UserNamespace(mode=pb.POD, uids=[mapping], gids=[mapping]),
+    }
+    phases = ("RunPodSandbox", "Create+StartContainer", "Stop+RemovePodSandbox", "total")
+    times = {k: {p: [] for p in phases} for k in variants}
+    for n in range(runs + 1):  # the first round warms up
+        for label, userns in variants.items():
+            ns = pb.NamespaceOption(pid=pb.CONTAINER)
+            if userns is not None:
+                ns.userns_options.CopyFrom(userns)
+            name = f"bench-{uuid.uuid4().hex[:8]}"
+            pod = pb.PodSandboxConfig(
+                metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="b"),
+                hostname=name,
+                linux=pb.LinuxPodSandboxConfig(
+                    security_context=pb.LinuxSandboxSecurityContext(namespace_options=ns)
+                ),
+            )
+            config = pb.ContainerConfig(
+                metadata=pb.ContainerMetadata(name="c"),
+                image=pb.ImageSpec(image=box),
+                command=["sleep", "3600"],
+                linux=pb.LinuxContainerConfig(
+                    security_context=pb.LinuxContainerSecurityContext(namespace_options=ns)
+                ),
+            )
+            t0 = time.perf_counter()
+            pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
+            t1 = time.perf_counter()
+            cid = runtime.CreateContainer(
+                pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod)
+            ).container_id
+            runtime.StartContainer(pb.StartContainerRequest(container_id=cid))
+            t2 = time.perf_counter()
+            runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+            runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+            t3 = time.perf_counter()
+            if n:
+                for phase, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+                    times[label][phase].append(value)
+    print(f"\nPod lifecycle with one container, {runs} runs each, alternating (ms, median / p90)")
+    print(f"{'variant':20}" + "".join(f" {p:>24}" for p in phases))
+    for label, by_phase in times.items():
+        cells = "".join(
+            f" {statistics.median(v) * 1000:12.1f} / {pct(v, 0.9) * 1000:8.1f}"
+            for v in by_phase.values()
+        )
+        print(f"{label:20}{cells}")
+    plain = statistics.median(times["plain pod"]["total"])
+    userns_total = statistics.median(times["userns pod (POD)"]["total"])
+    print(f"userns / plain (total, median): {userns_total / plain:.2f}x")
 
 
 def run(runtime, box: str, volume: str, runs: int) -> None:

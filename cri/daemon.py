@@ -63,6 +63,7 @@ from runtime.model.pods import ContainerState, SandboxState
 from runtime.mount import idmap
 from runtime.network.manager import NetworkManager
 from runtime.oci import lsm
+from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.containers import ContainerController
 from runtime.pods.network import EventNetwork
 from runtime.pods.sandboxes import SandboxController
@@ -376,6 +377,14 @@ class Daemon:
         if isinstance(inner, OverlaySnapshotter):
             # pods in their own user namespace: the layers id-mapped where they live
             idmap_ok, why = await asyncio.to_thread(idmap.supported, cfg.daemon.root / "snapshots")
+            if idmap_ok:
+                # runc mounts the rootfs from inside the pod's user namespace, by path
+                try:
+                    await asyncio.to_thread(
+                        rootfs_mod.check_traversable, cfg.daemon.state / "sandboxes" / "x"
+                    )
+                except FailedPrecondition as exc:
+                    idmap_ok, why = False, str(exc)
             if not idmap_ok:
                 log.info("pods in their own user namespace unavailable: %s", why)
             handler_features = {

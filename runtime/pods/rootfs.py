@@ -44,11 +44,15 @@ def check_traversable(path: Path) -> None:
     in its own user namespace is "others" to the node, and runc mounts its root file system
     (and its volumes) from inside that namespace, so it must reach them by path."""
     for parent in path.parents:
-        if not os.stat(parent).st_mode & 0o001:
+        try:
+            mode = os.stat(parent).st_mode
+        except FileNotFoundError:
+            continue  # made later by pinnace, searchable (0755)
+        if not mode & 0o001:
             raise FailedPrecondition(
-                f"{parent} is not searchable by others (mode "
-                f"{oct(os.stat(parent).st_mode & 0o777)}): pods in their own user namespace "
-                "need every directory above the state directory searchable (chmod o+x)"
+                f"{parent} is not searchable by others (mode {oct(mode & 0o777)}): pods in "
+                "their own user namespace need every directory above the state directory "
+                "searchable (chmod o+x)"
             )
 
 

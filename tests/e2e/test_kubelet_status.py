@@ -22,6 +22,9 @@ def test_status_features_and_runtime_config_tell_the_truth(pinnaced: Any) -> Non
         "runc": True,
         "crun": False,
     }
+    # user namespaces: runc states the user namespace, but the harness's state directory is a
+    # mkdtemp (0700), which a pod's root could not reach its rootfs through, so no handler can
+    # (tests/e2e/test_userns.py opens it up and sees runc's true)
     assert not any(f.user_namespaces for f in by_name.values())
     assert status.features.supplemental_groups_policy is features.PINNACE_SUPPLEMENTAL_GROUPS_POLICY
     assert runtime.RuntimeConfig(pb.RuntimeConfigRequest()).linux.cgroup_driver == pb.CGROUPFS

@@ -208,5 +208,45 @@ def test_user_namespace_refusals(daemon: Pinnaced, tmp_path: Path) -> None:
             pb.RunPodSandboxRequest(config=_pod_config(tmp_path), runtime_handler="crun")
         )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # a failure after the namespaces are pinned (a sysctl the kernel does not know) undoes
+    # them, the user namespace's pin included, and leaves no helper behind
+    bad_sysctl = _pod_config(tmp_path)
+    bad_sysctl.linux.sysctls["net.ipv4.no_such_sysctl"] = "1"
+    with pytest.raises(grpc.RpcError) as info:
+        runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=bad_sysctl))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items == []
+    assert mounts_under([daemon.root, daemon.state]) == []
+    assert list((daemon.state / "sandboxes").iterdir()) == []
+    assert daemon.pid is not None
+    assert [c for c in _children_of(daemon.pid) if "unshare" in c or "read _" in c] == []
+
+
+def test_user_namespaced_pod_survives_a_daemon_restart(
+    daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path
+) -> None:
+    pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+    pod_id = daemon.runtime.RunPodSandbox(
+        pb.RunPodSandboxRequest(config=pod), timeout=120
+    ).pod_sandbox_id
+    cid = daemon.runtime.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod_id,
+            config=_container(userns_images["box"], pod, [], pb.CONTAINER),
+            sandbox_config=pod,
+        ),
+        timeout=60,
+    ).container_id
+    daemon.runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+    daemon.restart()
+    runtime = daemon.runtime
+    # recovery found every pin (the user namespace's too) alive: the pod is still ready
+    status = runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+    assert status.status.state == pb.SANDBOX_READY
+    maps = runtime.ExecSync(
+        pb.ExecSyncRequest(container_id=cid, cmd=["cat", "/proc/self/uid_map"], timeout=30),
+        timeout=60,
+    )
+    assert maps.stdout.decode().split() == ["0", str(HOST_ID), str(LENGTH)]
+    runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert mounts_under([daemon.root, daemon.state]) == []
