@@ -153,6 +153,17 @@ def test_exec_over_spdy_stdout_stderr_exit_code(env: Env, sleeper: str) -> None:
     assert ok.status == {"metadata": {}, "status": "Success"}
 
 
+@pytest.mark.parametrize("protocol", ["v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"])
+def test_exec_over_older_spdy_protocols(env: Env, sleeper: str, protocol: str) -> None:
+    failed = remote_command(
+        env.exec_url(sleeper, ["sh", "-c", "echo o; exit 9"]), protocols=(protocol,)
+    )
+    assert failed.protocol == protocol and failed.stdout == b"o\n"
+    assert b"non-zero exit code" in failed.error and b"exit code 9" in failed.error
+    ok = remote_command(env.exec_url(sleeper, ["true"]), protocols=(protocol,))
+    assert ok.error == b""  # before v4 success says nothing
+
+
 def test_exec_stdin_reaches_eof(env: Env, sleeper: str) -> None:
     url = env.exec_url(sleeper, ["sh", "-c", "cat; echo done"], stdin=True)
     data = b"hello\n" * 20000  # more than one window and several conmon packets
