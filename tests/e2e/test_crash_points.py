@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
@@ -23,7 +24,7 @@ from cri.api.runtime.v1 import api_pb2 as pb
 from runtime import faults
 from tests.e2e.test_pods import PodEnv
 from tests.e2e.test_pods import pod_images as pod_images  # a fixture this module uses
-from tests.support.daemon import mounts_under, processes_mentioning
+from tests.support.daemon import Pinnaced, mounts_under, processes_mentioning
 
 
 @dataclass
@@ -250,11 +251,21 @@ def test_sigkill_at_each_step_then_restart(armed: PodEnv, request) -> None:  # t
     for sub in ("sandboxes", "containers", "tasks"):
         directory = daemon.state / sub
         assert not directory.is_dir() or list(directory.iterdir()) == [], sub
+    # The restarted daemon and the writable-layer walker it runs are not leftovers.
     lingering = {
         pid: cmd
         for pid, cmd in processes_mentioning([str(daemon.root), str(daemon.state)]).items()
-        if pid != daemon.pid and "cri.daemon" not in cmd
+        if pid != daemon.pid and "cri.daemon" not in cmd and not _walker_of(daemon, pid, cmd)
     }
     assert lingering == {}
     again = env.run_pod(case.pod)
     env.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=again))
+
+
+def _walker_of(daemon: Pinnaced, pid: int, cmd: str) -> bool:
+    """Whether ``pid`` is the running daemon's own writable-layer walker child."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return "runtime.stats.walker" in cmd and int(stat.rsplit(")", 1)[1].split()[1]) == daemon.pid
