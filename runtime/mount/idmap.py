@@ -42,6 +42,7 @@ _AT_FDCWD = -100
 _AT_EMPTY_PATH = 0x1000
 _AT_RECURSIVE = 0x8000
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOUNT_ATTR_RDONLY = 0x00000001
 _MOUNT_ATTR_IDMAP = 0x00100000
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -63,8 +64,10 @@ def _fail(what: str) -> OSError:
 
 
 def idmapped_clone(source: Path, target: Path, userns: Path) -> None:
-    """Attach at ``target`` (an existing directory) an id-mapped clone of the mount tree at
-    ``source``, mapped through the user namespace whose nsfs file is ``userns``."""
+    """Attach at ``target`` (an existing directory) a read-only id-mapped clone of the mount
+    tree at ``source``, mapped through the user namespace whose nsfs file is ``userns``.
+    Read-only: a lower layer needs no more, and should a crash leave a clone attached, a
+    later ``rmtree`` of its directory cannot reach through it into the image's layer."""
     tree = _libc.syscall(
         _SYS_OPEN_TREE,
         ctypes.c_int(_AT_FDCWD),
@@ -76,7 +79,7 @@ def idmapped_clone(source: Path, target: Path, userns: Path) -> None:
     try:
         ns_fd = os.open(userns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            attr = _MountAttr(attr_set=_MOUNT_ATTR_IDMAP, userns_fd=ns_fd)
+            attr = _MountAttr(attr_set=_MOUNT_ATTR_IDMAP | _MOUNT_ATTR_RDONLY, userns_fd=ns_fd)
             if (
                 _libc.syscall(
                     _SYS_MOUNT_SETATTR,
