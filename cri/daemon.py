@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 from typing import IO
@@ -145,6 +145,8 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.notifier = Notifier("")  # main() hands it systemd's socket, if any
+        # main() hands it the loop watch's off switch when --slow-callback-ms is set
+        self.stop_loop_watch: Callable[[], None] = lambda: None
         root = cfg.daemon.root
         self.lock = RootLock(root)
         self.metrics = Metrics()
@@ -474,6 +476,9 @@ class Daemon:
             await self._stop.wait()
         finally:
             log.info("shutting down")
+            # The loop watch judges serving; gRPC's server shutdown and the components'
+            # teardown do their (bounded) work on the loop by design.
+            self.stop_loop_watch()
             self.notifier.notify("STOPPING=1")
             self.exchange.close()  # ends Subscribe streams instead of waiting out the grace
             await server.stop(grace=5)
@@ -621,7 +626,9 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         _watch_children_with_pidfds(loop)
         if cfg.daemon.slow_callback_ms > 0:
-            loopwatch.install(loop, threshold_ms=cfg.daemon.slow_callback_ms)
+            daemon.stop_loop_watch = loopwatch.install(
+                loop, threshold_ms=cfg.daemon.slow_callback_ms
+            )
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop)
         await daemon.run()
