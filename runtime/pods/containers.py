@@ -70,7 +70,7 @@ from runtime.pods.store import PodStore, container_name_key
 from runtime.snapshots.interfaces import Snapshotter
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.exec_session import ExecSession
-from runtime.tasks.interfaces import ExecResult, RecoveredTask, TaskExit, TaskSpec, TaskState
+from runtime.tasks.interfaces import ExecResult, ExitFact, RecoveredTask, TaskSpec, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _spec_user(spec: Mapping[str, Any]) -> ContainerUser:
     )
 
 
-def _exit_reason(exit: TaskExit) -> str:
+def _exit_reason(exit: ExitFact) -> str:
     if exit.supervisor_lost:
         return REASON_SUPERVISOR_DIED
     if exit.oom_killed:
@@ -97,7 +97,7 @@ def _exit_reason(exit: TaskExit) -> str:
     return "Completed" if exit.exit_code == 0 else "Error"
 
 
-def _exit_message(exit: TaskExit) -> str:
+def _exit_message(exit: ExitFact) -> str:
     if exit.supervisor_lost:
         return (
             "the container's supervisor (conmon) died while it ran; pinnaced killed the "
@@ -457,7 +457,7 @@ class ContainerController:
 
     # ---- exits --------------------------------------------------------------------------
 
-    def on_exit(self, exit: TaskExit) -> None:
+    def on_exit(self, exit: ExitFact) -> None:
         """The task manager's exit callback: record the exit (in a task of its own)."""
         if self._store.containers.get(exit.id) is None:
             return  # an infra task, or a container being removed
@@ -465,7 +465,7 @@ class ContainerController:
         self._exit_tasks.add(task)
         task.add_done_callback(self._exit_tasks.discard)
 
-    async def record_exit(self, exit: TaskExit) -> Container | None:
+    async def record_exit(self, exit: ExitFact) -> Container | None:
         """Record ``exit`` once: the second report of one exit (the exit callback and a stop
         both see it) changes nothing and publishes nothing."""
         first: list[tuple[Container, Step[ContainerState]]] = []

@@ -6,9 +6,9 @@ Start at :mod:`runtime.tasks.interfaces` (terms, lifecycle, the TaskService prot
 
 from runtime.tasks.interfaces import (
     ExecResult,
+    ExitFact,
     RecoveredTask,
     RuntimeHandler,
-    TaskExit,
     TaskInfo,
     TaskService,
     TaskSpec,
@@ -18,9 +18,9 @@ from runtime.tasks.manager import TaskManager
 
 __all__ = [
     "ExecResult",
+    "ExitFact",
     "RecoveredTask",
     "RuntimeHandler",
-    "TaskExit",
     "TaskInfo",
     "TaskManager",
     "TaskService",

@@ -31,7 +31,7 @@ from runtime.tasks.inotify import (
     DirectoryWatch,
     InotifyEvent,
 )
-from runtime.tasks.interfaces import ExitCallback, TaskExit
+from runtime.tasks.interfaces import ExitCallback, ExitFact
 from runtime.tasks.statefile import read_exit_code
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ SUBSCRIBER_QUEUE = 1024
 
 
 class ExitHub:
-    """Turns exit files of expected tasks into :class:`TaskExit` facts.
+    """Turns exit files of expected tasks into :class:`ExitFact` facts.
 
     ``oom_probe(id)`` is a blocking function telling whether the task's cgroup saw an OOM
     kill; it runs on a thread right after the exit file is read. ``lost_probe(id)`` tells
@@ -56,7 +56,7 @@ class ExitHub:
         self._oom_probe = oom_probe
         self._lost_probe = lost_probe
         self._watch: DirectoryWatch | None = None
-        self._futures: dict[str, asyncio.Future[TaskExit]] = {}
+        self._futures: dict[str, asyncio.Future[ExitFact]] = {}
         self._loading: set[str] = set()
         self._recheck: set[str] = set()
         self._callbacks: list[ExitCallback] = []
@@ -85,7 +85,7 @@ class ExitHub:
             self._futures[task_id] = asyncio.get_running_loop().create_future()
         self._schedule(task_id)
 
-    def preload(self, exit: TaskExit) -> None:
+    def preload(self, exit: ExitFact) -> None:
         """Record an exit already known (found at recovery) without publishing it."""
         fut = self._futures.get(exit.id)
         if fut is None or fut.done():
@@ -99,7 +99,7 @@ class ExitHub:
         if fut is not None and not fut.done():
             fut.cancel()
 
-    def known(self, task_id: str) -> TaskExit | None:
+    def known(self, task_id: str) -> ExitFact | None:
         """The exit fact of ``task_id`` if it has been resolved."""
         fut = self._futures.get(task_id)
         if fut is not None and fut.done() and not fut.cancelled():
@@ -110,7 +110,7 @@ class ExitHub:
         """True while ``task_id`` is being watched or its exit is known."""
         return task_id in self._futures
 
-    async def wait(self, task_id: str, timeout: float | None) -> TaskExit:  # noqa: ASYNC109
+    async def wait(self, task_id: str, timeout: float | None) -> ExitFact:  # noqa: ASYNC109
         """Await the exit of an expected task; DeadlineExceeded after ``timeout`` seconds."""
         fut = self._futures[task_id]
         try:
@@ -128,15 +128,15 @@ class ExitHub:
 
         return unsubscribe
 
-    async def exits(self) -> AsyncGenerator[TaskExit, None]:
+    async def exits(self) -> AsyncGenerator[ExitFact, None]:
         """Yield every exit fact published from the first iteration on. The overflow rule is
         the event exchange's: a subscriber more than ``SUBSCRIBER_QUEUE`` facts behind is
         dropped (its iteration ends with SubscriberDropped), never slowing anyone else."""
         # one slot more than the bound, for the marker that ends a dropped subscriber
-        queue: asyncio.Queue[TaskExit | None] = asyncio.Queue(SUBSCRIBER_QUEUE + 1)
+        queue: asyncio.Queue[ExitFact | None] = asyncio.Queue(SUBSCRIBER_QUEUE + 1)
         unsubscribe: Callable[[], None] = lambda: None  # noqa: E731 - replaced below
 
-        def put(exit: TaskExit) -> None:
+        def put(exit: ExitFact) -> None:
             if queue.qsize() >= SUBSCRIBER_QUEUE:
                 log.warning("exit subscriber fell %d facts behind; dropped", SUBSCRIBER_QUEUE)
                 unsubscribe()
@@ -194,7 +194,7 @@ class ExitHub:
             except Exception:
                 log.exception("exit callback failed")
 
-    def _read(self, task_id: str) -> TaskExit | None:
+    def _read(self, task_id: str) -> ExitFact | None:
         got = read_exit_code(self._exit_dir / task_id)
         if got is None:
             return None
@@ -204,7 +204,7 @@ class ExitHub:
         except Exception:
             log.debug("oom probe of %s failed", task_id, exc_info=True)
             oom = False
-        return TaskExit(
+        return ExitFact(
             id=task_id,
             exit_code=code,
             exited_at=mtime,

@@ -12,7 +12,7 @@ Terms:
 - **conmon**: the per-task supervisor process. It daemonizes, so a task outlives the daemon;
   it holds the container's stdio, writes the CRI log file and, when the container's process
   ends, the exit file ``<exit dir>/<id>`` holding the exit code.
-- **exit fact**: a :class:`TaskExit`, published once per task when its exit file appears.
+- **exit fact**: a :class:`ExitFact`, published once per task when its exit file appears.
 - **CRI log format**: conmon writes ``<RFC3339Nano time> <stdout|stderr> <P|F> <text>`` lines,
   ``P`` for a partial line (split by conmon's buffer), ``F`` for a full one.
 
@@ -99,7 +99,7 @@ class TaskState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class TaskExit:
+class ExitFact:
     """The exit fact: the process's exit code (128+N when killed by signal N), when it was
     recorded (the exit file's mtime, ns since epoch) and whether the cgroup's OOM kill counter
     was non-zero at that moment. ``supervisor_lost`` is True when the task's conmon died
@@ -135,11 +135,11 @@ class RecoveredTask:
     runtime: str
     bundle: Path
     log_path: Path
-    exit: TaskExit | None
+    exit: ExitFact | None
     conmon_alive: bool
 
 
-ExitCallback = Callable[[TaskExit], Any]
+ExitCallback = Callable[[ExitFact], Any]
 
 
 class TaskService(Protocol):
@@ -160,7 +160,7 @@ class TaskService(Protocol):
         """Send ``signal`` to the task's init (or every process of it)."""
         ...
 
-    async def stop(self, id: str, *, timeout: float, signal: int = ...) -> TaskExit:  # noqa: ASYNC109
+    async def stop(self, id: str, *, timeout: float, signal: int = ...) -> ExitFact:  # noqa: ASYNC109
         """Signal, wait up to ``timeout`` s for the exit, then SIGKILL and wait."""
         ...
 
@@ -172,11 +172,11 @@ class TaskService(Protocol):
         """Ask the runtime (slow path: never for list/status RPCs)."""
         ...
 
-    async def wait(self, id: str, timeout: float | None = None) -> TaskExit:  # noqa: ASYNC109
+    async def wait(self, id: str, timeout: float | None = None) -> ExitFact:  # noqa: ASYNC109
         """Await the exit fact (DeadlineExceeded after ``timeout`` s)."""
         ...
 
-    def exits(self) -> AsyncGenerator[TaskExit, None]:
+    def exits(self) -> AsyncGenerator[ExitFact, None]:
         """Every exit fact published from now on."""
         ...
 

@@ -47,9 +47,9 @@ from runtime.tasks.inotify import IN_CREATE, IN_MOVED_TO, DirectoryWatch, Inotif
 from runtime.tasks.interfaces import (
     ExecResult,
     ExitCallback,
+    ExitFact,
     RecoveredTask,
     RuntimeHandler,
-    TaskExit,
     TaskInfo,
     TaskSpec,
     TaskState,
@@ -290,7 +290,7 @@ class TaskManager:
         args += [id, str(int(signal))]
         await check_runtime(task.handler, args, timeout=self._runtime_timeout)
 
-    async def wait(self, id: str, timeout: float | None = None) -> TaskExit:  # noqa: ASYNC109
+    async def wait(self, id: str, timeout: float | None = None) -> ExitFact:  # noqa: ASYNC109
         """Await the task's exit fact (immediately when it is known); DeadlineExceeded after
         ``timeout`` seconds."""
         task = self._get(id)
@@ -298,11 +298,11 @@ class TaskManager:
             raise FailedPrecondition(f"task {id} has no conmon: its exit cannot be observed")
         return await self._hub.wait(id, timeout)
 
-    def exit_of(self, id: str) -> TaskExit | None:
+    def exit_of(self, id: str) -> ExitFact | None:
         """The task's exit fact if it has exited (from memory; never blocks)."""
         return self._hub.known(id)
 
-    def exits(self) -> AsyncGenerator[TaskExit, None]:
+    def exits(self) -> AsyncGenerator[ExitFact, None]:
         """Every exit fact published from now on (an async iterator per subscriber)."""
         return self._hub.exits()
 
@@ -317,7 +317,7 @@ class TaskManager:
         timeout: float,  # noqa: ASYNC109
         signal: int = _signal.SIGTERM,
         kill_timeout: float = 10.0,
-    ) -> TaskExit:
+    ) -> ExitFact:
         """Send ``signal``, await the exit up to ``timeout`` seconds, then SIGKILL and await up
         to ``kill_timeout``. Returns the exit fact (at once if it had exited)."""
         self._get(id)
@@ -610,11 +610,11 @@ class TaskManager:
             conmon_alive=alive,
         )
 
-    def _read_exit(self, task_id: str) -> TaskExit | None:
+    def _read_exit(self, task_id: str) -> ExitFact | None:
         got = read_exit_code(self._exit_dir / task_id)
         if got is None:
             return None
-        return TaskExit(
+        return ExitFact(
             task_id, got[0], got[1], self._oom_probe(task_id), self._lost_probe(task_id)
         )
 

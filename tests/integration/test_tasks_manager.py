@@ -27,7 +27,7 @@ import rootfs
 
 from runtime import cgroups
 from runtime.errors import FailedPrecondition
-from runtime.tasks import RuntimeHandler, TaskExit, TaskManager, TaskSpec, TaskState, crilog
+from runtime.tasks import ExitFact, RuntimeHandler, TaskManager, TaskSpec, TaskState, crilog
 from runtime.tasks.inotify import IN_CLOSE_WRITE, IN_MODIFY, IN_MOVED_TO, DirectoryWatch
 from runtime.tasks.procfs import parse_start_time
 
@@ -224,7 +224,7 @@ async def test_create_failure_carries_runtime_message(env: Env) -> None:
 
 async def test_exit_facts_are_published(env: Env) -> None:
     async with env.manager() as m:
-        seen: list[TaskExit] = []
+        seen: list[ExitFact] = []
         unsubscribe = m.on_exit(seen.append)
         iterator = m.exits()
         first = asyncio.ensure_future(anext(iterator))

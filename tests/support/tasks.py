@@ -27,8 +27,8 @@ from runtime.errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, 
 from runtime.tasks.interfaces import (
     ExecResult,
     ExitCallback,
+    ExitFact,
     RecoveredTask,
-    TaskExit,
     TaskInfo,
     TaskSpec,
     TaskState,
@@ -44,7 +44,7 @@ class FakeTask:
     spec: TaskSpec
     info: TaskInfo
     state: TaskState = TaskState.CREATED
-    exit: TaskExit | None = None
+    exit: ExitFact | None = None
     resources: Mapping[str, Any] = field(default_factory=dict)
     cgroups_path: str | None = None
     terminal: tuple[int, int] | None = None
@@ -70,8 +70,8 @@ class FakeTaskService:
         self.exec_results: dict[str, ExecResult] = {}
         self._failures: dict[str, list[BaseException]] = {}
         self._callbacks: list[ExitCallback] = []
-        self._waiters: dict[str, list[asyncio.Future[TaskExit]]] = {}
-        self._streams: list[asyncio.Queue[TaskExit]] = []
+        self._waiters: dict[str, list[asyncio.Future[ExitFact]]] = {}
+        self._streams: list[asyncio.Queue[ExitFact]] = []
         self._pids = itertools.count(1000)
 
     # ---- what a test controls ----------------------------------------------------------
@@ -81,12 +81,12 @@ class FakeTaskService:
         ``delete``, ``exec_sync``, ``update``, ``reopen_log``, ``recover``) raise ``error``."""
         self._failures.setdefault(operation, []).extend([error] * times)
 
-    def exit(self, id: str, *, exit_code: int = 0, oom_killed: bool = False) -> TaskExit:
+    def exit(self, id: str, *, exit_code: int = 0, oom_killed: bool = False) -> ExitFact:
         """The task's process ends now: record it and hand the exit fact out once."""
         task = self._get(id)
         if task.exit is not None:
             return task.exit
-        fact = TaskExit(id=id, exit_code=exit_code, exited_at=time.time_ns(), oom_killed=oom_killed)
+        fact = ExitFact(id=id, exit_code=exit_code, exited_at=time.time_ns(), oom_killed=oom_killed)
         task.exit = fact
         task.state = TaskState.STOPPED
         for waiter in self._waiters.pop(id, []):
@@ -144,7 +144,7 @@ class FakeTaskService:
         if task.exit is None:
             self.exit(id, exit_code=128 + signal)
 
-    async def stop(self, id: str, *, timeout: float, signal: int = 15) -> TaskExit:  # noqa: ASYNC109
+    async def stop(self, id: str, *, timeout: float, signal: int = 15) -> ExitFact:  # noqa: ASYNC109
         await self._enter("stop", id)
         task = self._get(id)
         if task.exit is not None:
@@ -164,19 +164,19 @@ class FakeTaskService:
         await self._enter("state", id)
         return self._get(id).state
 
-    async def wait(self, id: str, timeout: float | None = None) -> TaskExit:  # noqa: ASYNC109
+    async def wait(self, id: str, timeout: float | None = None) -> ExitFact:  # noqa: ASYNC109
         task = self._get(id)
         if task.exit is not None:
             return task.exit
-        waiter: asyncio.Future[TaskExit] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[ExitFact] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(id, []).append(waiter)
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             raise DeadlineExceeded(f"task {id} did not exit within {timeout}s") from None
 
-    async def exits(self) -> AsyncGenerator[TaskExit, None]:
-        queue: asyncio.Queue[TaskExit] = asyncio.Queue()
+    async def exits(self) -> AsyncGenerator[ExitFact, None]:
+        queue: asyncio.Queue[ExitFact] = asyncio.Queue()
         self._streams.append(queue)
         try:
             while True:

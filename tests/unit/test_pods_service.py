@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime.model.pods import ContainerState, NamespaceMode, SandboxState
-from runtime.tasks.interfaces import RecoveredTask, TaskExit, TaskInfo
+from runtime.tasks.interfaces import ExitFact, RecoveredTask, TaskInfo
 from tests.support.pods import PodLayer
 
 
@@ -52,7 +52,7 @@ async def test_remove_container_of_a_pod(layer: PodLayer) -> None:
 
 
 def _recovered(
-    layer: PodLayer, container_id: str, *, exit: TaskExit | None, alive: bool
+    layer: PodLayer, container_id: str, *, exit: ExitFact | None, alive: bool
 ) -> RecoveredTask:
     task = layer.tasks.tasks[container_id]
     return RecoveredTask(
@@ -79,7 +79,7 @@ async def test_recovery_reconciles_records_with_the_tasks_found(tmp_path: Path) 
         _recovered(
             before,
             ids["exited"],
-            exit=TaskExit(id=ids["exited"], exit_code=7, exited_at=1),
+            exit=ExitFact(id=ids["exited"], exit_code=7, exited_at=1),
             alive=False,
         ),
         _recovered(before, ids["conmon-died"], exit=None, alive=False),
