@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,12 +42,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import grpc  # noqa: E402
 
 from benchmarks import reference  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
     WORKLOAD_CMD,
     cmdline,
+    concurrent_lifecycles,
     conmon_pids,
     lifecycle,
     pids_whose_args,
@@ -97,32 +96,6 @@ class Target:
 
 
 # -- measurements ----------------------------------------------------------------------------------
-def concurrent_pods_per_s(endpoint: str, image: str, clients: int, each: int) -> float:
-    errors: list[BaseException] = []
-
-    def client() -> None:
-        channel = grpc.insecure_channel(endpoint)
-        runtime, _ = cri_clients(Path("/"), channel=channel)
-        try:
-            for _ in range(each):
-                lifecycle(runtime, image, "bridge")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            channel.close()
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    if errors:
-        raise errors[0]
-    return clients * each / wall
-
-
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -168,7 +141,8 @@ def run_round(target: Target, image: str, big: str, args: argparse.Namespace) ->
             took = [lifecycle(rt, image, network) for _ in range(args.lifecycles)]
             target.record(f"lifecycle_{network}", statistics.median(took) * 1000)
         if target.bridge:
-            target.record("pods_per_s_8", concurrent_pods_per_s(target.endpoint, image, 8, 3))
+            _, wall = concurrent_lifecycles(target.endpoint, image, "bridge", clients=8, each=3)
+            target.record("pods_per_s_8", 8 * 3 / wall)
     if "exec" not in skip:
         pod, ctr = run_pod(rt, image, "host")
         try:

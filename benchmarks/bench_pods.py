@@ -19,16 +19,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import grpc  # noqa: E402
 
 from benchmarks.workload import (  # noqa: E402
+    concurrent_lifecycles,
     conmon_pids,
     lifecycle,
     ms,
@@ -37,7 +36,6 @@ from benchmarks.workload import (  # noqa: E402
     run_pod,
 )
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
-from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
 from tests.support.iptables import hostport_chains, remove_hostport_chains  # noqa: E402
@@ -47,33 +45,10 @@ from tests.support.registry import Registry  # noqa: E402
 BRIDGE = "pnbench0"
 
 
-def concurrent_lifecycles(socket: Path, image: str, network: str, clients: int, each: int) -> None:
-    durations: list[float] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def client() -> None:
-        channel = grpc.insecure_channel(f"unix://{socket}")
-        stub = pb_grpc.RuntimeServiceStub(channel)
-        try:
-            for _ in range(each):
-                took = lifecycle(stub, image, network)
-                with lock:
-                    durations.append(took)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            channel.close()
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    if errors:
-        raise errors[0]
+def report_concurrent(socket: Path, image: str, network: str, clients: int, each: int) -> None:
+    durations, wall = concurrent_lifecycles(
+        f"unix://{socket}", image, network, clients=clients, each=each
+    )
     print(
         f"  {clients} clients x {each}: {len(durations) / wall:6.1f} pods/s, "
         f"p50 {ms(statistics.median(durations))} ms, p90 {ms(pct(durations, 0.9))} ms"
@@ -135,7 +110,7 @@ def main() -> int:
                             f"p50 {ms(statistics.median(took))} ms, "
                             f"p90 {ms(pct(took, 0.9))} ms"
                         )
-                        concurrent_lifecycles(
+                        report_concurrent(
                             daemon.socket, image, network, args.clients, max(2, args.runs // 4)
                         )
 

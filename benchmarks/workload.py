@@ -9,13 +9,17 @@ pod gets the network of the daemon's CNI config. Every pod has one busybox conta
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from cri.api.runtime.v1 import api_pb2 as pb
+from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
 
 WORKLOAD_CMD = ["sleep", "3600"]
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -100,6 +104,40 @@ def lifecycle(stub: Any, image: str, network: str) -> float:
     pod, ctr = run_pod(stub, image, network)
     remove_pod(stub, pod, ctr)
     return time.perf_counter() - start
+
+
+def concurrent_lifecycles(
+    endpoint: str, image: str, network: str, *, clients: int, each: int
+) -> tuple[list[float], float]:
+    """``clients`` threads, each on its own channel to ``endpoint``, run ``each`` lifecycles:
+    (every lifecycle's seconds, wall seconds of the whole). The first error is raised."""
+    durations: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        channel = grpc.insecure_channel(endpoint)
+        stub = pb_grpc.RuntimeServiceStub(channel)
+        try:
+            for _ in range(each):
+                took = lifecycle(stub, image, network)
+                with lock:
+                    durations.append(took)
+        except BaseException as exc:  # raised below
+            errors.append(exc)
+        finally:
+            channel.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return durations, wall
 
 
 # -- processes ------------------------------------------------------------------------------------
