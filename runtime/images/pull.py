@@ -133,13 +133,6 @@ class Puller:
         await self._store_document(desc, data)
         return data
 
-    async def resolve_documents(self, client: RegistryClient, ref: Reference) -> ImageDocuments:
-        """Resolve ``ref`` and fetch its manifest and config for this node's platform."""
-        _name, target = await _within(self._timeout, f"resolving {ref}", client.resolve(ref))
-        return await self.documents(
-            target, lambda desc: self._document(client, ref, desc), ref=str(ref)
-        )
-
     async def documents(
         self,
         target: Descriptor,
@@ -181,7 +174,14 @@ class Puller:
         self, client: RegistryClient, ref: Reference, progress: ProgressSink
     ) -> ImageRecord:
         progress(Progress(str(ref), Phase.RESOLVING))
-        docs = await self.resolve_documents(client, ref)
+        _name, target = await _within(self._timeout, f"resolving {ref}", client.resolve(ref))
+        present = self._already_recorded(ref, target)
+        if present is not None:
+            progress(Progress(str(ref), Phase.DONE))
+            return present
+        docs = await self.documents(
+            target, lambda desc: self._document(client, ref, desc), ref=str(ref)
+        )
         await self.unpack(docs, RegistrySource(client, ref), progress, str(ref))
         faults.point("image.pull.unpacked")
         tags = [f"{ref.name}:{ref.tag}"] if ref.tag else []
@@ -189,6 +189,21 @@ class Puller:
         record = await asyncio.to_thread(self.record, docs, tags=tags, digests=digests)
         faults.point("image.pull.recorded")
         progress(Progress(str(ref), Phase.DONE))
+        return record
+
+    def _already_recorded(self, ref: Reference, target: Descriptor) -> ImageRecord | None:
+        """The image ``ref`` already names when its tag still resolves to what it named at the
+        last pull: nothing to fetch, unpack or write (kubelet's ``Always`` policy re-pulls at
+        every container start). The name was resolved against the registry just now, so a
+        moved tag takes the full path. A record is written only after its snapshots are
+        committed, and they stay while it names them."""
+        if not ref.tag:
+            return None
+        record = self._images.lookup(
+            f"{ref.name}:{ref.tag}", normalized_name=f"{ref.name}:{ref.tag}"
+        )
+        if record is None or f"{ref.name}@{target.digest}" not in record.repo_digests:
+            return None
         return record
 
     async def unpack(

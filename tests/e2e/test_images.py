@@ -262,6 +262,29 @@ def test_a_pull_by_digest_of_a_present_image_needs_no_registry(
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+def test_a_repull_of_a_tag_resolves_it_and_picks_up_a_moved_tag(pinnaced, registry) -> None:
+    first = images.busybox_image(config=images.ImageConfig(env=("WHICH=first",)))
+    second = images.busybox_image(config=images.ImageConfig(env=("WHICH=second",)))
+    push_image(registry.url, "test/moving", "v1", first)
+    name = f"{registry.host}/test/moving:v1"
+    daemon = pinnaced()
+    _, image = daemon.clients()
+    assert _pull(image, name) == first.config.digest
+    registry.barrier()
+    before = len(registry.access_log())
+    # the tag still names what was pulled: one manifest HEAD, nothing else fetched
+    assert _pull(image, name) == first.config.digest
+    registry.barrier()
+    since = [e for e in registry.access_log()[before:] if "barrier=" not in e.uri]
+    assert [(e.method, e.path) for e in since] == [("HEAD", "/v2/test/moving/manifests/v1")]
+    # the tag moves: the next pull follows it, and the tag leaves the first image
+    push_image(registry.url, "test/moving", "v1", second)
+    assert _pull(image, name) == second.config.digest
+    assert list(_status(image, name).image.repo_tags) == [name]
+    assert _status(image, name).image.id == second.config.digest
+    assert list(_status(image, first.config.digest).image.repo_tags) == []
+
+
 def test_sigkill_mid_pull_then_restart_and_pull_again(pinnaced, registry, tmp_path) -> None:
     big = images.big_image(tmp_path / "big", total_bytes=40 * 1024 * 1024, layers=4)
     push_image(registry.url, "test/big", "v1", big)
