@@ -3,6 +3,9 @@ rounds on this machine, with one table of medians and ratios.
 
     .venv/bin/python -m benchmarks.bench_cri [--reference containerd] [--rounds 3]
         [--endpoint NAME=unix:///path/to.sock ...] [--pods 30] [--pull-mb 100] [--skip pull,...]
+        [--only exec]
+
+``--skip`` and ``--only`` name workloads: ``lifecycle``, ``exec``, ``list``, ``pull``.
 
 Every runtime pulls from one local docker-registry and networks "bridge" pods with the same CNI
 plugins (bridge + host-local + portmap, no masquerade; each runtime its own bridge and subnet).
@@ -93,6 +96,9 @@ class Target:
 
     def record(self, key: str, value: float) -> None:
         self.samples.setdefault(key, []).append(value)
+
+
+WORKLOADS = ("lifecycle", "exec", "list", "pull")
 
 
 # -- measurements ----------------------------------------------------------------------------------
@@ -307,7 +313,13 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=30)
     parser.add_argument("--pull-mb", type=int, default=100)
     parser.add_argument("--skip", type=lambda s: s.split(","), default=[])
+    parser.add_argument("--only", type=lambda s: s.split(","), default=[])
     args = parser.parse_args()
+    unknown = set(args.skip + args.only) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads {sorted(unknown)}: choose from {', '.join(WORKLOADS)}")
+    if args.only:
+        args.skip = [w for w in WORKLOADS if w not in args.only]
     for spec in args.endpoint:
         if "=" not in spec or not spec.split("=", 1)[1].startswith("unix://"):
             parser.error(f"--endpoint {spec!r}: expected NAME=unix:///path")
@@ -321,8 +333,9 @@ def main() -> int:
                 config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
             )
             push_image(registry.url, "bench/pause", "v1", pause_image)
-            big = images.big_image(cache, total_bytes=args.pull_mb * 1024 * 1024, layers=5)
-            push_image(registry.url, "bench/big", "v1", big)
+            if "pull" not in args.skip:
+                big = images.big_image(cache, total_bytes=args.pull_mb * 1024 * 1024, layers=5)
+                push_image(registry.url, "bench/big", "v1", big)
             image = f"{registry.host}/bench/busybox:v1"
             with _targets(base, registry, f"{registry.host}/bench/pause:v1", args) as targets:
                 for target in targets:

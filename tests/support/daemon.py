@@ -331,8 +331,12 @@ class Pinnaced:
         env: dict[str, str] | None = None,
         slow_callback_ms: int = 0,
         own_session: bool = False,
+        source_root: Path = REPO_ROOT,
     ) -> None:
         self.tmp_path = tmp_path
+        # the tree whose ``cri`` and ``runtime`` packages the daemon runs (benchmarks run an
+        # older checkout beside this one to compare them)
+        self.source_root = source_root
         # True: the daemon runs in a session of its own, so a Ctrl-C at the terminal that
         # started it (SIGINT to the foreground process group) does not reach it
         self.own_session = own_session
@@ -413,7 +417,7 @@ class Pinnaced:
             directory.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+            p for p in (str(self.source_root), env.get("PYTHONPATH", "")) if p
         )
         env.setdefault("PYTHONUNBUFFERED", "1")
         with self.log_path.open("ab") as log:
