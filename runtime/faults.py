@@ -28,8 +28,10 @@ POINTS: frozenset[str] = frozenset(
         # RemovePodSandbox
         "sandbox.remove.stopped",
         "sandbox.remove.files-removed",
-        # CreateContainer
+        # CreateContainer (and a sandbox's infra rootfs, in a pod with its own user namespace)
+        "rootfs.mount.layers-idmapped",
         "container.create.rootfs-mounted",
+        "container.create.volumes-idmapped",
         "container.create.recorded",
         # StartContainer
         "container.start.task-created",

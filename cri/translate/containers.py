@@ -482,8 +482,28 @@ def env_value_bytes(value: str) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
+def _id_mappings(msg: pb.Mount, field: str) -> tuple[tuple[IdMapping, ...], tuple[IdMapping, ...]]:
+    """A mount's ``uidMappings`` and ``gidMappings`` (both or neither; each line non-empty
+    and inside the 32-bit id space). Whether they fit the pod is the pod layer's question."""
+    out: list[tuple[IdMapping, ...]] = []
+    for kind, mappings in (("uidMappings", msg.uidMappings), ("gidMappings", msg.gidMappings)):
+        lines = []
+        for i, m in enumerate(mappings):
+            if m.length == 0:
+                raise InvalidArgument(f"{field}.{kind}[{i}]: the length must not be 0")
+            if max(m.host_id, m.container_id) + m.length > 1 << 32:
+                raise InvalidArgument(f"{field}.{kind}[{i}]: the mapping runs past id 2^32-1")
+            lines.append(IdMapping(container_id=m.container_id, host_id=m.host_id, length=m.length))
+        out.append(tuple(lines))
+    uids, gids = out
+    if bool(uids) != bool(gids):
+        raise InvalidArgument(f"{field}: an id-mapped mount needs both uidMappings and gidMappings")
+    return uids, gids
+
+
 def _image_mount(msg: pb.Mount, field: str) -> Mount:
     """An image volume (``Mount.image``): read-only, no host path, a relative sub path."""
+    uids, gids = _id_mappings(msg, field)
     if not msg.readonly:
         raise InvalidArgument(f"{field}: an image volume ({msg.image.image}) must be readonly")
     if msg.host_path:
@@ -506,14 +526,12 @@ def _image_mount(msg: pb.Mount, field: str) -> Mount:
         recursive_read_only=msg.recursive_read_only,
         image=msg.image.image,
         image_sub_path=sub,
+        uid_mappings=uids,
+        gid_mappings=gids,
     )
 
 
 def _mount(msg: pb.Mount, field: str) -> Mount:
-    if len(msg.uidMappings) or len(msg.gidMappings):
-        raise Unimplemented(
-            f"{field}: id-mapped mounts (uidMappings/gidMappings) are not supported"
-        )
     if len(msg.mount_options):
         raise Unimplemented(f"{field}.mount_options are not supported")
     if not msg.container_path:
@@ -526,6 +544,7 @@ def _mount(msg: pb.Mount, field: str) -> Mount:
         return _image_mount(msg, field)
     if not msg.host_path:
         raise InvalidArgument(f"{field}.host_path is empty")
+    uids, gids = _id_mappings(msg, field)
     try:
         propagation = _PROPAGATIONS[msg.propagation]
     except KeyError:
@@ -537,7 +556,13 @@ def _mount(msg: pb.Mount, field: str) -> Mount:
         propagation=propagation,
         selinux_relabel=msg.selinux_relabel,
         recursive_read_only=msg.recursive_read_only,
+        uid_mappings=uids,
+        gid_mappings=gids,
     )
+
+
+def _mapping_to_pb(m: IdMapping) -> pb.IDMapping:
+    return pb.IDMapping(host_id=m.host_id, container_id=m.container_id, length=m.length)
 
 
 def mount_to_pb(m: Mount) -> pb.Mount:
@@ -549,6 +574,8 @@ def mount_to_pb(m: Mount) -> pb.Mount:
         propagation=_PROPAGATIONS_PB[m.propagation],
         recursive_read_only=m.recursive_read_only,
         image_sub_path=m.image_sub_path,
+        uidMappings=[_mapping_to_pb(x) for x in m.uid_mappings],
+        gidMappings=[_mapping_to_pb(x) for x in m.gid_mappings],
     )
     if m.image:
         out.image.CopyFrom(pb.ImageSpec(image=m.image))
@@ -580,7 +607,7 @@ def _log_path(path: str) -> str:
 
 def container_config(msg: pb.ContainerConfig) -> ContainerConfig:
     """What CreateContainer asks for, validated. Windows settings are ignored;
-    image volumes, id-mapped mounts and user namespaces are Unimplemented."""
+    ``mount_options`` are Unimplemented."""
     if not msg.HasField("metadata") or not msg.metadata.name:
         raise InvalidArgument("metadata.name is empty: set the container's name")
     if not msg.HasField("image") or not msg.image.image:

@@ -238,7 +238,10 @@ class Propagation(enum.Enum):
 class Mount:
     """A bind mount from the host (CRI ``Mount``), or, with ``image`` (an image id or
     reference), an image volume: that image's filesystem read-only, or its ``image_sub_path``
-    directory, with no ``host_path``."""
+    directory, with no ``host_path``. ``uid_mappings``/``gid_mappings`` (what the kubelet
+    sets on every mount of a pod in its own user namespace): the mount id-mapped, so files the
+    host's id ``h`` owns appear owned by the id ``h`` maps to inside (host root as the pod's
+    root); empty for a plain bind."""
 
     container_path: str
     host_path: str
@@ -248,6 +251,13 @@ class Mount:
     recursive_read_only: bool = False
     image: str = ""
     image_sub_path: str = ""
+    uid_mappings: tuple[IdMapping, ...] = ()
+    gid_mappings: tuple[IdMapping, ...] = ()
+
+    @property
+    def idmapped(self) -> bool:
+        """Whether the caller asked for this mount id-mapped."""
+        return bool(self.uid_mappings or self.gid_mappings)
 
 
 @dataclass(frozen=True, slots=True)

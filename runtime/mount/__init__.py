@@ -8,6 +8,7 @@ from runtime.mount.linux import (
     mountpoints,
     unmount,
     unmount_all,
+    unmount_below,
 )
 from runtime.mount.types import Mount, MountOptions, parse_options
 
@@ -22,4 +23,5 @@ __all__ = [
     "parse_options",
     "unmount",
     "unmount_all",
+    "unmount_below",
 ]

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from runtime import faults
 from runtime.mount.linux import mount_all, unmount
 from runtime.mount.types import Mount
 
@@ -63,11 +64,13 @@ def _fail(what: str) -> OSError:
     return OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def idmapped_clone(source: Path, target: Path, userns: Path) -> None:
-    """Attach at ``target`` (an existing directory) a read-only id-mapped clone of the mount
-    tree at ``source``, mapped through the user namespace whose nsfs file is ``userns``.
-    Read-only: a lower layer needs no more, and should a crash leave a clone attached, a
-    later ``rmtree`` of its directory cannot reach through it into the image's layer."""
+def idmapped_clone(source: Path, target: Path, userns: Path, *, read_only: bool = True) -> None:
+    """Attach at ``target`` (an existing directory, or file for a file) an id-mapped clone of
+    the mount tree at ``source``, mapped through the user namespace whose nsfs file is
+    ``userns``. Read-only by default: a lower layer needs no more, and should a crash leave a
+    clone attached, a later ``rmtree`` of its directory cannot reach through it into the
+    image's layer. A read-write clone (a volume) must be unmounted before anything removes
+    the directory it is attached in (``runtime.mount.linux.unmount_below``)."""
     tree = _libc.syscall(
         _SYS_OPEN_TREE,
         ctypes.c_int(_AT_FDCWD),
@@ -79,7 +82,8 @@ def idmapped_clone(source: Path, target: Path, userns: Path) -> None:
     try:
         ns_fd = os.open(userns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            attr = _MountAttr(attr_set=_MOUNT_ATTR_IDMAP | _MOUNT_ATTR_RDONLY, userns_fd=ns_fd)
+            flags = _MOUNT_ATTR_IDMAP | (_MOUNT_ATTR_RDONLY if read_only else 0)
+            attr = _MountAttr(attr_set=flags, userns_fd=ns_fd)
             if (
                 _libc.syscall(
                     _SYS_MOUNT_SETATTR,
@@ -145,6 +149,7 @@ def mount_idmapped_overlay(m: Mount, target: Path, *, userns: Path, root: tuple[
             point.mkdir()
             idmapped_clone(Path(layer), point, userns)
             attached.append(point)
+        faults.point("rootfs.mount.layers-idmapped")
         lowerdir = "lowerdir=" + ":".join(str(p) for p in attached)
         mount_all([Mount("overlay", "overlay", (*rest, lowerdir))], target)
     finally:

@@ -223,3 +223,17 @@ def is_mountpoint(path: Path) -> bool:
     """Whether something is mounted exactly at ``path`` (bind mounts of one filesystem too)."""
     real = os.path.realpath(path)
     return real in mountpoints()
+
+
+def unmount_below(directory: Path) -> int:
+    """Detach every mount at or below ``directory`` (deepest first); returns how many. Run
+    before removing a directory tree: ``rmtree`` does not stop at mount points, and through a
+    read-write bind (an id-mapped volume a crash left attached) it would delete the host's
+    files."""
+    root = os.path.realpath(directory)
+    prefix = root.rstrip("/") + "/"
+    below = [p for p in mountpoints() if p == root or p.startswith(prefix)]
+    count = 0
+    for point in sorted(set(below), key=lambda p: p.count("/"), reverse=True):
+        count += unmount_all(Path(point), detach=True)
+    return count

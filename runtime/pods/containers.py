@@ -58,8 +58,9 @@ from runtime.model.pods import (
     NamespaceMode,
     Resources,
     Sandbox,
+    UserNamespace,
 )
-from runtime.pods import image_volumes
+from runtime.pods import idmapped_volumes, image_volumes
 from runtime.pods import rootfs as rootfs_mod
 from runtime.pods.creations import Creations
 from runtime.pods.hooks import NoHooks, PodHooks
@@ -192,6 +193,7 @@ class ContainerController:
         if sandbox is None:
             raise NotFound(f"pod sandbox {sandbox_id} not found")
         sandbox_step(sandbox.state, SandboxAction.CREATE_CONTAINER, id=sandbox_id)
+        _check_userns(sandbox, config)
         image = self._images.find(config.image)
         if image is None:
             raise NotFound(
@@ -234,7 +236,8 @@ class ContainerController:
             await asyncio.to_thread(self._sandboxes.mount_rootfs, sandbox, snapshot_mounts, rootfs)
             faults.point("container.create.rootfs-mounted")
             undo.push_async_callback(asyncio.to_thread, self._rootfs.unmount, rootfs)
-            mounts = await self._mount_image_volumes(container_id, config, directory, undo)
+            mounts = await self._mount_image_volumes(container_id, sandbox, config, directory, undo)
+            mounts = await self._mount_idmapped_volumes(sandbox, mounts, directory, undo)
             log_path = _log_path(sandbox, config)
 
             def build() -> tuple[Resources | None, dict[str, Any]]:
@@ -302,9 +305,38 @@ class ContainerController:
         )
         return container
 
+    async def _mount_idmapped_volumes(
+        self,
+        sandbox: Sandbox,
+        mounts: tuple[Mount, ...],
+        directory: Path,
+        undo: contextlib.AsyncExitStack,
+    ) -> tuple[Mount, ...]:
+        """The container's mounts with each bind that asks to be id-mapped pointed at an
+        id-mapped copy (:mod:`runtime.pods.idmapped_volumes`); undone by ``undo``."""
+        user = sandbox.namespace_paths.get("user")
+        if not user or not any(m.idmapped for m in mounts):
+            return mounts
+        undo.push_async_callback(
+            asyncio.to_thread,
+            functools.partial(idmapped_volumes.unmount_volumes, self._rootfs, directory=directory),
+        )
+        out = await asyncio.to_thread(
+            functools.partial(
+                idmapped_volumes.mount_volumes,
+                self._rootfs,
+                mounts,
+                directory=directory,
+                userns=Path(user),
+            )
+        )
+        faults.point("container.create.volumes-idmapped")
+        return out
+
     async def _mount_image_volumes(
         self,
         container_id: str,
+        sandbox: Sandbox,
         config: ContainerConfig,
         directory: Path,
         undo: contextlib.AsyncExitStack,
@@ -326,6 +358,7 @@ class ContainerController:
             ),
         )
         mounts = list(config.mounts)
+        user = sandbox.namespace_paths.get("user")
         for index, mount in wanted:
             record = self._images.find(mount.image)
             if record is None:
@@ -343,6 +376,7 @@ class ContainerController:
                     chain_id=record.chain_id,
                     directory=directory,
                     mount=mount,
+                    userns=Path(user) if user else None,
                 )
             )
         return tuple(mounts)
@@ -565,6 +599,11 @@ class ContainerController:
             directory = Path(container.bundle)
             await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
             await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, container.snapshot_key)
+            await asyncio.to_thread(
+                functools.partial(
+                    idmapped_volumes.unmount_volumes, self._rootfs, directory=directory
+                )
+            )
             if image_volumes.image_mounts(container.config.mounts):
                 await asyncio.to_thread(
                     functools.partial(
@@ -763,6 +802,9 @@ class ContainerController:
     async def _remove_leftover(self, directory: Path) -> None:
         await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
         await asyncio.to_thread(
+            functools.partial(idmapped_volumes.unmount_volumes, self._rootfs, directory=directory)
+        )
+        await asyncio.to_thread(
             functools.partial(
                 image_volumes.unmount_volumes,
                 self._sn,
@@ -836,6 +878,32 @@ def _step_if_allowed(container: Container, action: ContainerAction) -> Step[Cont
         return container_step(container.state, action, id=container.id)
     except FailedPrecondition:
         return None
+
+
+def _check_userns(sandbox: Sandbox, config: ContainerConfig) -> None:
+    """A container is in its pod's user namespace: its ``userns_options`` (the kubelet sends
+    the pod's on every container) must be the pod's, as containerd requires; and only mounts
+    the pod can id-map may ask to be (:func:`idmapped_volumes.check`)."""
+    pod = sandbox.config.security.namespaces.userns
+    own = config.security.namespaces.userns
+    if own != pod:
+
+        def shown(u: UserNamespace | None) -> str:
+            if u is None:
+                return "mode NODE (or unset)"
+            return "mode POD, uids {}, gids {}".format(
+                *(
+                    ",".join(f"{m.container_id}:{m.host_id}:{m.length}" for m in ms)
+                    for ms in (u.uids, u.gids)
+                )
+            )
+
+        raise InvalidArgument(
+            "linux.security_context.namespace_options.userns_options: the container's user "
+            f"namespace ({shown(own)}) is not its pod's ({shown(pod)}); a container runs in its "
+            "pod's user namespace: send the pod's userns_options"
+        )
+    idmapped_volumes.check(config.mounts, pod)
 
 
 def _log_path(sandbox: Sandbox, config: ContainerConfig) -> Path | None:

@@ -8,6 +8,10 @@ image's top layer (``container-<id>-image-<n>``) is mounted at
 symlinks included) read-only at the container path. Nothing is ``noexec``: programs in the
 image run.
 
+In a pod with its own user namespace the view is id-mapped through it (read-only layers, as
+containerd's snapshotter does for an image volume whose mount carries the pod's mappings), so
+the image's root-owned files are the pod's root's inside.
+
 The view snapshot stands on the image's committed chain, so image garbage collection keeps
 every layer the volume uses for as long as the container exists (even if the image record is
 removed meanwhile). Removal unmounts the views and removes their snapshots; a leftover
@@ -45,15 +49,23 @@ def mount_volume(
     chain_id: str,
     directory: Path,
     mount: Mount,
+    userns: Path | None = None,
 ) -> Mount:
     """Mount the image of ``mount`` (the container's ``index``-th) and return the bind mount
-    the spec needs. InvalidArgument names a missing ``image_sub_path``; on any failure
-    nothing of this volume is left."""
+    the spec needs. ``userns``: the pod's user namespace file, through which the view is
+    id-mapped (its layers, read-only) so that the image's files appear owned as in the image.
+    InvalidArgument names a missing ``image_sub_path``; on any failure nothing of this volume
+    is left."""
     key = snapshot_key(container_id, index)
     target = directory / DIRECTORY / str(index)
     mounts = sn.view(key, chain_id)
     try:
-        rootfs.mount(mounts, target)
+        if userns is None:
+            rootfs.mount(mounts, target)
+        elif len(mounts) == 1 and mounts[0].type == "bind":  # a one-layer view
+            rootfs.bind_idmapped(Path(mounts[0].source), target, userns=userns, read_only=True)
+        else:  # an overlay of lower layers only: read-only by construction
+            rootfs.mount_idmapped(mounts, target, userns=userns, root=(0, 0))
         source = str(target)
         if mount.image_sub_path:
             try:
@@ -68,7 +80,10 @@ def mount_volume(
         with contextlib.suppress(NotFound, FailedPrecondition):
             sn.remove(key)
         raise
-    return dataclasses.replace(mount, host_path=source, image="", image_sub_path="")
+    # the kubelet's mappings are served by the id-mapped view; the bind of it is plain
+    return dataclasses.replace(
+        mount, host_path=source, image="", image_sub_path="", uid_mappings=(), gid_mappings=()
+    )
 
 
 def unmount_volumes(

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtime import mount as mounts
-from runtime.errors import FailedPrecondition, NotFound
+from runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from runtime.model.pods import UserNamespace
 from runtime.mount import idmap
 from runtime.sandbox import namespaces as nsmod
@@ -37,6 +37,31 @@ def mount_rootfs_idmapped(
         )
     target.mkdir(parents=True, exist_ok=True)
     idmap.mount_idmapped_overlay(snapshot_mounts[0], target, userns=userns, root=root)
+
+
+def bind_idmapped(source: Path, target: Path, *, userns: Path, read_only: bool) -> None:
+    """Attach at ``target`` (created: a directory, or an empty file for a file) an id-mapped
+    copy of the mount tree at ``source`` through the pod's user namespace: files the host's
+    root owns appear as the pod's root's. InvalidArgument when ``source`` does not exist;
+    FailedPrecondition when its file system cannot be id-mapped."""
+    try:
+        is_dir = source.is_dir()
+        if not is_dir and not source.exists():
+            raise FileNotFoundError(source)
+    except OSError:
+        raise InvalidArgument(f"mount source {source} does not exist") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        target.mkdir(exist_ok=True)
+    else:
+        target.touch(exist_ok=True)
+    try:
+        idmap.idmapped_clone(source, target, userns, read_only=read_only)
+    except OSError as exc:
+        raise FailedPrecondition(
+            f"cannot id-map {source} for a pod in its own user namespace: {exc.strerror or exc}"
+            " (its file system may not support id-mapped mounts)"
+        ) from None
 
 
 def check_traversable(path: Path) -> None:
@@ -98,6 +123,9 @@ class HostRootfs:
     ) -> None:
         mount_rootfs_idmapped(mounts, target, userns=userns, root=root)
 
+    def bind_idmapped(self, source: Path, target: Path, *, userns: Path, read_only: bool) -> None:
+        bind_idmapped(source, target, userns=userns, read_only=read_only)
+
 
 class HostDirs:
     """:class:`runtime.pods.interfaces.BundleDirs` on this host's file system."""
@@ -106,6 +134,12 @@ class HostDirs:
         path.mkdir(parents=True, exist_ok=exist_ok)
 
     def remove(self, path: Path) -> None:
+        if not path.exists():
+            return
+        # nothing mounted below survives into the rmtree (a crash-left id-mapped volume is a
+        # read-write view of the host's files)
+        with contextlib.suppress(OSError):
+            mounts.unmount_below(path)
         shutil.rmtree(path, ignore_errors=True)
 
 

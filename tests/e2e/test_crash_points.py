@@ -117,6 +117,51 @@ def _after_create(case: Case) -> None:
     assert case.env.status(ctr_id).state == pb.CONTAINER_RUNNING
 
 
+USERNS_MAPPING = pb.IDMapping(host_id=100000, container_id=0, length=65536)
+
+
+def _userns_pod(case: Case, *, volume: bool = False) -> None:
+    """A pod in its own user namespace (as the kubelet sends ``hostUsers: false``), its
+    container carrying the pod's options; with ``volume``, an id-mapped read-write bind of a
+    host directory (what an emptyDir is) whose file must survive whatever the crash left."""
+    userns = pb.UserNamespace(mode=pb.POD, uids=[USERNS_MAPPING], gids=[USERNS_MAPPING])
+    case.pod.linux.security_context.namespace_options.userns_options.CopyFrom(userns)
+    mounts = []
+    if volume:
+        host = case.env.daemon.short_dir / "volume"
+        host.mkdir(mode=0o755)
+        (host / "keep").write_text("host\n")
+        case.notes["volume"] = host
+        mounts.append(
+            pb.Mount(
+                container_path="/vol",
+                host_path=str(host),
+                uidMappings=[USERNS_MAPPING],
+                gidMappings=[USERNS_MAPPING],
+            )
+        )
+    ns = pb.NamespaceOption(pid=pb.CONTAINER, userns_options=userns)
+    case.ctr_config = case.env.container_config(
+        "main",
+        ["sleep", "600"],
+        mounts=mounts,
+        linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(namespace_options=ns)
+        ),
+    )
+    case.run_pod()
+
+
+def _after_create_userns(case: Case) -> None:
+    _after_create(case)
+    volume = case.notes.get("volume")
+    if isinstance(volume, Path):
+        # recovery detached the id-mapped view before removing the container's remains
+        assert (volume / "keep").read_text() == "host\n"
+        out = case.env.exec(case.ctr_id, ["stat", "-c", "%u", "/vol/keep"])
+        assert out.stdout.split() == [b"0"], out  # host root's file is the pod root's
+
+
 def _after_start(case: Case) -> None:
     status = case.env.status(case.ctr_id)
     if status.state == pb.CONTAINER_CREATED:
@@ -168,7 +213,13 @@ CASES: dict[str, tuple[Step, Step, Step]] = {
     "sandbox.run.namespaces-pinned": (lambda c: None, Case.run_pod, _after_run_pod),
     "sandbox.run.network-attached": (lambda c: None, Case.run_pod, _after_run_pod),
     "sandbox.run.recorded": (lambda c: None, Case.run_pod, _after_run_pod),
+    "rootfs.mount.layers-idmapped": (_userns_pod, Case.create, _after_create_userns),
     "container.create.rootfs-mounted": (Case.run_pod, Case.create, _after_create),
+    "container.create.volumes-idmapped": (
+        lambda c: _userns_pod(c, volume=True),
+        Case.create,
+        _after_create_userns,
+    ),
     "container.create.recorded": (Case.run_pod, Case.create, _after_create),
     "container.start.task-created": (lambda c: (c.run_pod(), c.create()), Case.start, _after_start),
     "container.start.task-started": (lambda c: (c.run_pod(), c.create()), Case.start, _after_start),
@@ -193,6 +244,8 @@ def armed(request, pinnaced, pod_images, tmp_path) -> Iterator[PodEnv]:  # type:
     point = request.param
     config = f'[images]\nsandbox_image = "{pod_images["pause"]}"\n'
     daemon = pinnaced(config_text=config, start=False, env={**os.environ, faults.ENV: point})
+    # pods in their own user namespace reach their rootfs by path from inside it
+    daemon.short_dir.chmod(0o711)
     daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
     (daemon.cni_conf_dir / "10-lo.conflist").write_text(
         json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
@@ -212,6 +265,7 @@ DEFAULT = frozenset(
     {
         "sandbox.run.network-attached",
         "container.create.rootfs-mounted",
+        "container.create.volumes-idmapped",
         "container.start.task-started",
         "container.stop.exited",
         "container.remove.task-deleted",

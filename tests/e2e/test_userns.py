@@ -250,3 +250,166 @@ def test_user_namespaced_pod_survives_a_daemon_restart(
     assert maps.stdout.decode().split() == ["0", str(HOST_ID), str(LENGTH)]
     runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert mounts_under([daemon.root, daemon.state]) == []
+
+
+def _idmapped(container_path: str, host_path: str, **kwargs: Any) -> pb.Mount:
+    """A mount as the kubelet sends it for a pod with ``hostUsers: false``: the pod's
+    mappings on it."""
+    return pb.Mount(
+        container_path=container_path,
+        host_path=host_path,
+        uidMappings=[MAPPING],
+        gidMappings=[MAPPING],
+        **kwargs,
+    )
+
+
+def test_volumes_are_id_mapped_as_the_kubelet_asks(
+    daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path
+) -> None:
+    runtime = daemon.runtime
+    # what the kubelet makes: an emptyDir-like directory of host root's, a file of another
+    # host user's in it, a configMap-like directory mounted read-only; and a host directory
+    # sent without mappings (a plain bind)
+    empty_dir = daemon.short_dir / "empty-dir"
+    empty_dir.mkdir(mode=0o755)
+    (empty_dir / "root-file").write_text("root\n")
+    (empty_dir / "root-file").chmod(0o644)
+    (empty_dir / "user-file").write_text("user\n")
+    os.chown(empty_dir / "user-file", 1000, 1000)
+    config_map = daemon.short_dir / "config-map"
+    config_map.mkdir(mode=0o755)
+    (config_map / "key").write_text("value\n")
+    plain = daemon.short_dir / "plain"
+    plain.mkdir(mode=0o755)
+    (plain / "secret").write_text("host\n")
+    (plain / "secret").chmod(0o644)
+
+    pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+    pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod), timeout=120).pod_sandbox_id
+    mounts = [
+        _idmapped("/data", str(empty_dir)),
+        _idmapped("/config", str(config_map), readonly=True),
+        pb.Mount(container_path="/plain", host_path=str(plain)),
+        _idmapped("/image", "", image=pb.ImageSpec(image=userns_images["box"]), readonly=True),
+    ]
+    cid = runtime.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod_id,
+            config=_container(userns_images["box"], pod, mounts, pb.CONTAINER),
+            sandbox_config=pod,
+        ),
+        timeout=60,
+    ).container_id
+    runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+
+    def sh(script: str) -> pb.ExecSyncResponse:
+        return runtime.ExecSync(
+            pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script], timeout=30), timeout=60
+        )
+
+    # owners as the kernel shows them inside: through the id-mapped mounts host root is the
+    # pod's root and host uid 1000 is 1000; through the plain bind host root is nobody
+    owners = sh(
+        "stat -c '%u:%g' /data /data/root-file /data/user-file /config/key /plain/secret "
+        "/image/bin/busybox"
+    )
+    assert owners.exit_code == 0, owners.stderr
+    assert owners.stdout.decode().split() == [
+        "0:0",
+        "0:0",
+        "1000:1000",
+        "0:0",
+        "65534:65534",
+        "0:0",
+    ]
+    # the pod's root writes its id-mapped volume (the write lands as host root's), not the
+    # read-only one, and not the host file reached through the plain bind
+    writes = sh(
+        "echo more >> /data/root-file; echo $?; touch /data/new; echo $?; "
+        "touch /config/new; echo $?; echo pwned >> /plain/secret; echo $?; "
+        "touch /image/new; echo $?"
+    )
+    assert writes.stdout.decode().split() == ["0", "0", "1", "1", "1"], writes
+    assert b"Read-only file system" in writes.stderr
+    assert b"Permission denied" in writes.stderr
+    assert (empty_dir / "root-file").read_text() == "root\nmore\n"
+    assert (os.stat(empty_dir / "new").st_uid, os.stat(empty_dir / "new").st_gid) == (0, 0)
+    assert not (config_map / "new").exists()
+    assert (plain / "secret").read_text() == "host\n"
+    # a binary from the id-mapped image volume runs
+    ran = sh("/image/bin/busybox echo from-image")
+    assert ran.stdout == b"from-image\n", ran
+
+    # the status reports the mounts as asked (host paths, mappings), not pinnace's copies
+    status = runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    reported = {m.container_path: m for m in status.mounts}
+    assert reported["/data"].host_path == str(empty_dir)
+    assert list(reported["/data"].uidMappings) == [MAPPING]
+    assert not reported["/plain"].uidMappings
+
+    runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=60)
+    # the id-mapped views are gone and nothing of the host's went with them
+    assert mounts_under([daemon.root, daemon.state / "containers"]) == []
+    assert sorted(p.name for p in empty_dir.iterdir()) == ["new", "root-file", "user-file"]
+    assert (config_map / "key").read_text() == "value\n"
+    runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert mounts_under([daemon.root, daemon.state]) == []
+
+
+def test_id_mapping_refusals(
+    daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path
+) -> None:
+    runtime = daemon.runtime
+    host_dir = daemon.short_dir / "refusals"
+    host_dir.mkdir(mode=0o755)
+    pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+    pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod), timeout=120).pod_sandbox_id
+
+    def create(config: pb.ContainerConfig, sandbox: pb.PodSandboxConfig, sid: str) -> str:
+        with pytest.raises(grpc.RpcError) as info:
+            runtime.CreateContainer(
+                pb.CreateContainerRequest(
+                    pod_sandbox_id=sid, config=config, sandbox_config=sandbox
+                ),
+                timeout=60,
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        return str(info.value.details())
+
+    # mappings other than the pod's
+    other = pb.IDMapping(host_id=200000, container_id=0, length=LENGTH)
+    mount = pb.Mount(
+        container_path="/v", host_path=str(host_dir), uidMappings=[other], gidMappings=[other]
+    )
+    details = create(_container(userns_images["box"], pod, [mount], pb.CONTAINER), pod, pod_id)
+    assert "mounts[0]" in details and "not the pod's" in details and "200000" in details
+    # an id-mapped mount cannot propagate
+    mount = _idmapped("/v", str(host_dir), propagation=pb.PROPAGATION_HOST_TO_CONTAINER)
+    details = create(_container(userns_images["box"], pod, [mount], pb.CONTAINER), pod, pod_id)
+    assert "PROPAGATION_PRIVATE" in details
+    # a container whose userns_options are not its pod's (other mappings, or none at all)
+    mismatched = _container(userns_images["box"], pod, [], pb.CONTAINER)
+    own = mismatched.linux.security_context.namespace_options.userns_options
+    own.uids[0].host_id = 300000
+    details = create(mismatched, pod, pod_id)
+    assert "userns_options" in details and "300000" in details and "100000" in details
+    unset = _container(userns_images["box"], pod, [], pb.CONTAINER)
+    unset.linux.security_context.namespace_options.ClearField("userns_options")
+    assert "mode NODE (or unset)" in create(unset, pod, pod_id)
+    # mappings on a mount of a pod that uses the node's user namespace
+    plain_pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+    plain_pod.linux.security_context.namespace_options.ClearField("userns_options")
+    plain_id = runtime.RunPodSandbox(
+        pb.RunPodSandboxRequest(config=plain_pod), timeout=120
+    ).pod_sandbox_id
+    in_plain_pod = _container(
+        userns_images["box"], plain_pod, [_idmapped("/v", str(host_dir))], pb.CONTAINER
+    )
+    in_plain_pod.linux.security_context.namespace_options.ClearField("userns_options")
+    details = create(in_plain_pod, plain_pod, plain_id)
+    assert "need a pod in its own user namespace" in details
+    assert runtime.ListContainers(pb.ListContainersRequest()).containers == []
+    for sid in (pod_id, plain_id):
+        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+    assert mounts_under([daemon.root, daemon.state]) == []

@@ -105,6 +105,16 @@ class FakeRootfs:
         self.mount(mounts, target)
         self.idmapped[target] = (userns, root)
 
+    def bind_idmapped(self, source: Path, target: Path, *, userns: Path, read_only: bool) -> None:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.mkdir(exist_ok=True)
+        mode = "ro" if read_only else "rw"
+        self.mounted[target] = (Mount("bind", str(source), ("rbind", mode)),)
+        self.idmapped[target] = (userns, (-1, -1))
+
 
 class FakeNamespaces:
     """:class:`runtime.pods.interfaces.PodNamespaces` without the kernel: a "pin" is an empty

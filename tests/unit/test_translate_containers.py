@@ -268,20 +268,50 @@ def test_bad_mounts(mount: pb.Mount, match: str) -> None:
         containers.container_config(minimal(mounts=[mount]))
 
 
-@pytest.mark.parametrize(
-    "mount",
-    [
-        pb.Mount(
-            container_path="/c",
-            host_path="/a",
-            uidMappings=[pb.IDMapping(host_id=1000, container_id=0, length=1)],
-        ),
-        pb.Mount(container_path="/c", host_path="/a", mount_options=["noexec"]),
-    ],
-)
-def test_unsupported_mounts_are_unimplemented(mount: pb.Mount) -> None:
+def test_unsupported_mount_options_are_unimplemented() -> None:
+    mount = pb.Mount(container_path="/c", host_path="/a", mount_options=["noexec"])
     with pytest.raises(Unimplemented, match=r"mounts\[0\]"):
         containers.container_config(minimal(mounts=[mount]))
+
+
+def test_id_mapped_mounts_round_trip() -> None:
+    mapping = pb.IDMapping(host_id=100000, container_id=0, length=65536)
+    msg = pb.Mount(
+        container_path="/c", host_path="/a", uidMappings=[mapping], gidMappings=[mapping]
+    )
+    (mount,) = containers.container_config(minimal(mounts=[msg])).mounts
+    assert mount.idmapped
+    assert [(m.container_id, m.host_id, m.length) for m in mount.uid_mappings] == [
+        (0, 100000, 65536)
+    ]
+    assert mount.gid_mappings == mount.uid_mappings
+    assert containers.mount_to_pb(mount) == msg
+    plain = containers.container_config(
+        minimal(mounts=[pb.Mount(container_path="/c", host_path="/a")])
+    )
+    assert not plain.mounts[0].idmapped
+
+
+@pytest.mark.parametrize(
+    ("uids", "gids", "match"),
+    [
+        ([pb.IDMapping(host_id=1, length=1)], [], "both uidMappings and gidMappings"),
+        (
+            [pb.IDMapping(host_id=1, length=0)],
+            [pb.IDMapping(host_id=1, length=1)],
+            r"uidMappings\[0\]: the length",
+        ),
+        (
+            [pb.IDMapping(host_id=1, length=1)],
+            [pb.IDMapping(host_id=(1 << 32) - 1, length=2)],
+            r"gidMappings\[0\]: the mapping runs past",
+        ),
+    ],
+)
+def test_bad_id_mappings(uids: list[pb.IDMapping], gids: list[pb.IDMapping], match: str) -> None:
+    msg = pb.Mount(container_path="/c", host_path="/a", uidMappings=uids, gidMappings=gids)
+    with pytest.raises(InvalidArgument, match=match):
+        containers.container_config(minimal(mounts=[msg]))
 
 
 def test_image_volumes() -> None:
