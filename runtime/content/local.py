@@ -10,8 +10,10 @@ Layout under ``root``::
 
 One writer per ref: the writer holds ``flock(LOCK_EX)`` on the ingest directory, so a second
 writer, in this process or another, gets Unavailable instead of interleaving bytes. Data is
-written through a 1 MiB buffer and hashed incrementally; it is fsynced once, at commit, and
-then renamed into ``blobs/`` (rename is atomic, so a blob is either absent or complete).
+written through a 1 MiB buffer and hashed incrementally; a new ingest is written past the page
+cache (:mod:`runtime.directio`: a blob is written once and read seldom, and the page-cache copy
+was the largest CPU cost of a pull). It is fsynced once, at commit, and then renamed into
+``blobs/`` (rename is atomic, so a blob is either absent or complete).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from runtime.content.interfaces import BlobInfo, IngestStatus
+from runtime.directio import DirectAppender
 from runtime.errors import (
     DigestMismatch,
     FailedPrecondition,
@@ -39,6 +42,18 @@ from runtime.ocispec import validate_digest
 
 _BUFFER = 1 << 20
 _ALGORITHMS = ("sha256", "sha512")
+
+
+class _DataFile(Protocol):
+    """What a writer needs of its data file: a buffered file or a :class:`DirectAppender`."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 def _algorithm_of(digest: str | None) -> str:
@@ -240,7 +255,7 @@ class LocalWriter:
         ref: str,
         directory: Path,
         lock_fd: int,
-        data: BinaryIO,
+        data: _DataFile,
         hasher: hashlib._Hash,
         offset: int,
         expected_digest: str | None,
@@ -250,7 +265,7 @@ class LocalWriter:
         self._ref = ref
         self._directory = directory
         self._lock_fd = lock_fd
-        self._data: BinaryIO | None = data
+        self._data: _DataFile | None = data
         self._hasher = hasher
         self._offset = offset
         self._expected_digest = expected_digest
@@ -271,6 +286,7 @@ class LocalWriter:
         data_path = directory / "data"
         expected_text = expected_digest or ""
         total_text = "" if expected_size is None else str(expected_size)
+        data: _DataFile
         resumable = (
             data_path.exists()
             and _read_text(directory / "ref") == ref
@@ -278,22 +294,23 @@ class LocalWriter:
             and (_read_text(directory / "total") or "") == total_text
         )
         if resumable:
-            data = open(data_path, "r+b", buffering=_BUFFER)
+            resumed = open(data_path, "r+b", buffering=_BUFFER)
             offset = 0
-            while chunk := data.read(_BUFFER):
+            while chunk := resumed.read(_BUFFER):
                 hasher.update(chunk)
                 offset += len(chunk)
             if expected_size is not None and offset > expected_size:
                 # More bytes than promised: nothing to resume, start again.
-                data.seek(0)
-                data.truncate()
+                resumed.seek(0)
+                resumed.truncate()
                 hasher = hashlib.new(_algorithm_of(expected_digest))
                 offset = 0
+            data = resumed
         else:
             (directory / "ref").write_text(ref)
             (directory / "expected").write_text(expected_text)
             (directory / "total").write_text(total_text)
-            data = open(data_path, "wb", buffering=_BUFFER)
+            data = DirectAppender.create(data_path, mode=0o666)
             offset = 0
         return cls(
             store, ref, directory, lock_fd, data, hasher, offset, expected_digest, expected_size
@@ -317,7 +334,7 @@ class LocalWriter:
         """The bytes this ingest holds so far (:class:`ReplayableWriter`)."""
         return open(self.data_path, "rb")
 
-    def _file(self) -> BinaryIO:
+    def _file(self) -> _DataFile:
         if self._data is None:
             raise FailedPrecondition(f"writer for ingest {self._ref} is closed")
         return self._data
