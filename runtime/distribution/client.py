@@ -175,10 +175,11 @@ class RegistryClient:
     async def fetch_blob(
         self, ref: Reference, desc: ocispec.Descriptor, *, offset: int = 0
     ) -> AsyncGenerator[bytes, None]:
-        """Stream blob ``desc`` from byte ``offset`` in large chunks; unverified (the caller hashes
-        while writing). Redirects (to storage) are followed; ``desc.urls`` are never fetched. A host
-        that fails before the first byte hands over to the next; after it, the error is raised and
-        the caller may resume with ``offset``. Use with ``contextlib.aclosing``."""
+        """Stream blob ``desc`` from byte ``offset`` in chunks as received; unverified (the caller
+        hashes while writing). Redirects (to storage) are followed; ``desc.urls`` are never
+        fetched. A host that fails before the first byte hands over to the next; after it, the
+        error is raised and the caller may resume with ``offset``. Use with
+        ``contextlib.aclosing``."""
         if not 0 <= offset <= desc.size:
             raise InvalidArgument(
                 f"offset {offset} is outside blob {desc.digest} ({desc.size} bytes)"
@@ -203,7 +204,9 @@ class RegistryClient:
             started = False
             try:
                 skip = await self._check_blob_response(response, host, desc, offset)
-                async for chunk in response.aiter_raw(self._chunk_size):
+                # As received (up to httpcore's read size, 1 MiB: transport.py): re-chunking
+                # to a fixed size would copy every byte once more on the event loop.
+                async for chunk in response.aiter_raw():
                     if skip:
                         if len(chunk) <= skip:
                             skip -= len(chunk)

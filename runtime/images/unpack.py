@@ -30,7 +30,7 @@ from runtime.content.interfaces import BlobFiles, BlobStore, ContentWriter, Repl
 from runtime.diff.apply import apply_layer
 from runtime.diff.compression import decompressing_reader, detect
 from runtime.diff.stream import ByteFeed, HashingReader
-from runtime.errors import DigestMismatch, InvalidArgument, NotFound
+from runtime.errors import DeadlineExceeded, DigestMismatch, InvalidArgument, NotFound
 from runtime.images.progress import Phase, Progress, ProgressSink
 from runtime.ocispec import Descriptor
 from runtime.snapshots.interfaces import Snapshotter
@@ -251,24 +251,23 @@ class Unpacker:
             received = offset
             progress(Progress(ref, Phase.DOWNLOADING, desc.digest, received, desc.size))
             chunks = source.fetch(desc, offset=offset)
+            loop = asyncio.get_running_loop()
+            stall = self._progress_timeout
             try:
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(
-                            anext(chunks), timeout=self._progress_timeout
-                        )
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        from runtime.errors import DeadlineExceeded
-
-                        raise DeadlineExceeded(
-                            f"pull of {ref} made no progress for {self._progress_timeout:.0f}s "
-                            f"while downloading layer {desc.digest}"
-                        ) from None
-                    await feed.afeed(chunk)
-                    received += len(chunk)
-                    progress(Progress(ref, Phase.DOWNLOADING, desc.digest, received, desc.size))
+                # One deadline moved on by every chunk (a wait_for would be a task per chunk);
+                # waiting for room in the feed (the unpacker is busy) does not count.
+                async with asyncio.timeout(loop.time() + stall) as deadline:
+                    async for chunk in chunks:
+                        deadline.reschedule(None)
+                        await feed.afeed(chunk)
+                        received += len(chunk)
+                        progress(Progress(ref, Phase.DOWNLOADING, desc.digest, received, desc.size))
+                        deadline.reschedule(loop.time() + stall)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"pull of {ref} made no progress for {stall:.0f}s "
+                    f"while downloading layer {desc.digest}"
+                ) from None
             finally:
                 await _aclose(chunks)
             feed.close()

@@ -15,7 +15,7 @@ import pytest
 from runtime.content.interfaces import Store
 from runtime.content.local import LocalStore
 from runtime.content.memory import MemoryStore
-from runtime.errors import DigestMismatch, NotFound
+from runtime.errors import DeadlineExceeded, DigestMismatch, NotFound
 from runtime.images.manifest import chain_ids
 from runtime.images.progress import discard
 from runtime.images.unpack import LayerPlan, Unpacker
@@ -168,4 +168,35 @@ def test_wrong_bytes_fail_with_the_digest_and_leave_nothing(
     assert content.list_ingests() == []
     with pytest.raises(NotFound):
         snapshotter.stat(plan.chain_id)
+    assert list(snapshotter.walk()) == []
+
+
+class StallingBlobs(ServedBlobs):
+    """Serves the first chunk of each blob, then never another byte."""
+
+    def fetch(self, desc: Descriptor, *, offset: int) -> AsyncIterator[bytes]:
+        data = self.blobs[desc.digest]
+
+        async def gen() -> AsyncIterator[bytes]:
+            yield data[offset : offset + self.chunk]
+            await asyncio.Event().wait()
+            yield b""  # pragma: no cover - never reached
+
+        return gen()
+
+
+def test_a_download_that_stops_moving_fails_after_the_progress_timeout(
+    snapshotter: Snapshotter, tmp_path: Path
+) -> None:
+    content = LocalStore(tmp_path / "content")
+    blob, diff = _layer({"/data/big": os.urandom(100_000)})
+    plan = _plans([(blob, diff)])[0]
+    unpacker = Unpacker(
+        content=content, snapshotter=snapshotter, max_concurrent=1, progress_timeout=0.3
+    )
+    with pytest.raises(DeadlineExceeded, match="made no progress") as info:
+        asyncio.run(unpacker.ensure([plan], StallingBlobs({plan.desc.digest: blob}), discard, "t"))
+    assert plan.desc.digest in str(info.value)
+    # the bytes that came are kept for the next attempt to resume from
+    assert [i.offset for i in content.list_ingests()] == [4096]
     assert list(snapshotter.walk()) == []
