@@ -3,6 +3,8 @@ idling, for memory and for a daemon restart; and how creation scales with concur
 
     .venv/bin/python -m benchmarks.bench_scale [--steps 10,50,100,200] [--restart-at 100]
                                                [--clients 1,8,32] [--storm-pods 64]
+    .venv/bin/python -m benchmarks.bench_scale --only restart [--pods 100] [--rounds 5]
+                                               [--against DIR] [--signal term|kill]
 
 For each step (host-network pods, one busybox container each, grown from the previous step):
 - ListPodSandbox and ListContainers p50/p99 over 300 calls;
@@ -14,11 +16,28 @@ For each step (host-network pods, one busybox container each, grown from the pre
 - at ``--restart-at`` pods: SIGTERM, start again, time until the CRI answers and lists every pod.
 Then a storm: ``--storm-pods`` pod lifecycles by 1, 8 and 32 concurrent clients while a sampler
 calls ListPodSandbox every 20 ms: pods/s, errors, ListPodSandbox p99 during the storm.
+
+``--only restart`` measures the restart alone: ``--pods`` pods are started once, then the daemon
+is stopped (SIGTERM, or SIGKILL as after a crash) and started again ``--rounds`` times. Each
+round reports the time from exec to systemd's ``READY=1`` (the daemon sends it once it serves),
+to the first ListPodSandbox + ListContainers that show every pod READY and every container
+RUNNING (on a fresh connection, so no client reconnect backoff is counted), and pinnaced's CPU
+seconds at ``READY=1`` (its own, and its waited-for children's). ``--profile OUT`` adds one
+start of this tree's daemon under cProfile (the stats file is written when it stops).
+With ``--against DIR`` (a checkout of another revision, e.g. ``git archive main | tar -x -C
+DIR``) rounds alternate between that tree's daemon and this one on the same pods and state, and
+medians are printed for both. The daemons cache their bytecode (in the run's temporary
+directory), as a pip-installed pinnaced does; ``--no-bytecode-cache`` keeps a
+``PYTHONDONTWRITEBYTECODE`` from the environment, so every start compiles every module.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -44,7 +63,7 @@ from benchmarks.workload import (  # noqa: E402
 )
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from tests.support import images  # noqa: E402
-from tests.support.daemon import Pinnaced, cri_clients, hosts_toml  # noqa: E402
+from tests.support.daemon import REPO_ROOT, Pinnaced, cri_clients, hosts_toml  # noqa: E402
 from tests.support.push import push_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
 
@@ -89,6 +108,142 @@ def restart_to_ready(daemon: Pinnaced, expected: int) -> float:
     if listed != expected:
         raise RuntimeError(f"after restart {listed} pods are listed, {expected} exist")
     return took
+
+
+def _cpu_self_children(pid: int) -> tuple[float, float]:
+    """(utime + stime, cutime + cstime) of ``pid`` in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def timed_restart(
+    daemon: Pinnaced, notify: socket.socket, pods: int, sig: int
+) -> tuple[float, float, float, float]:
+    """Stop the daemon with ``sig``, start it again: (seconds to READY=1, seconds to a correct
+    List, CPU seconds of pinnaced at READY=1, of its children then)."""
+    daemon.stop(sig)
+    notify.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:  # a STOPPING=1 (or anything older) is not this start's readiness
+            notify.recv(4096)
+    notify.settimeout(120)
+    starter = threading.Thread(target=daemon.start)
+    start = time.perf_counter()
+    starter.start()
+    while True:
+        message = notify.recv(4096).decode()
+        if "READY=1" in message.split("\n"):
+            break
+    ready = time.perf_counter() - start
+    pid = daemon._proc.pid if daemon._proc else 0
+    cpu, children = _cpu_self_children(pid)
+    channel = grpc.insecure_channel(f"unix://{daemon.socket}")
+    rt, _ = cri_clients(daemon.socket, channel=channel)
+    listed = rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items
+    ctrs = rt.ListContainers(pb.ListContainersRequest(), timeout=30).containers
+    answered = time.perf_counter() - start
+    channel.close()
+    starter.join()
+    ready_pods = sum(p.state == pb.SANDBOX_READY for p in listed)
+    running = sum(c.state == pb.CONTAINER_RUNNING for c in ctrs)
+    if (ready_pods, running) != (pods, pods):
+        raise RuntimeError(
+            f"after restart {ready_pods}/{len(listed)} pods READY and {running}/{len(ctrs)} "
+            f"containers RUNNING; {pods} of each are running"
+        )
+    return ready, answered, cpu, children
+
+
+def _startup_steps(daemon: Pinnaced) -> str:
+    """The start-up steps the daemon logged with its last "ready on" line (where it has one)."""
+    lines = [line for line in daemon.log_tail(400).splitlines() if " ready on unix://" in line]
+    return lines[-1].split(" after ", 1)[1] if lines and " after " in lines[-1] else "-"
+
+
+def restart_only(args: argparse.Namespace) -> int:
+    sig = signal.SIGKILL if args.signal == "kill" else signal.SIGTERM
+    trees = [("this tree", REPO_ROOT)]
+    if args.against is not None:
+        trees.insert(0, (f"{args.against}", args.against.resolve()))
+    with tempfile.TemporaryDirectory(prefix="pinnace-bench-restart-") as tmp:
+        base = Path(tmp)
+        notify_path = base / "notify.sock"
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(notify_path))
+        notify.settimeout(120)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
+        if not args.no_bytecode_cache:
+            # as installed by pip (bytecode compiled once), not as a checkout that forbids it;
+            # outside the trees, so nothing is written into them
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+        with notify, Registry.plain(parent_dir=base) as registry:
+            push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
+            image = f"{registry.host}/bench/busybox:v1"
+            hosts_toml(base / "certs.d", registry.host, plain_http=True)
+            (base / "d").mkdir()
+            # one daemon (one root, state and socket); rounds switch the tree it runs from
+            daemon = Pinnaced(
+                base / "d",
+                registry_hosts_dir=base / "certs.d",
+                extra_args=["--log-level", "info"],
+                env=env,
+            )
+            figures: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n, _ in trees}
+            try:
+                daemon.start()
+                daemon.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
+                pods = [run_pod(daemon.runtime, image, "host") for _ in range(args.pods)]
+                for _, root in trees:  # unmeasured: each tree's bytecode is cached
+                    daemon.source_root = root
+                    timed_restart(daemon, notify, args.pods, sig)
+                print(
+                    f"{args.pods} pods running; restarts by SIG{args.signal.upper()}; bytecode "
+                    + ("compiled at every start" if args.no_bytecode_cache else "cached"),
+                    flush=True,
+                )
+                print(
+                    "| round | daemon | to READY=1 ms | to correct List ms | CPU s (children) "
+                    "| the daemon's own account of its start |"
+                )
+                print("| --- | --- | --- | --- | --- | --- |")
+                for round_ in range(args.rounds):
+                    for name, root in trees:
+                        daemon.source_root = root
+                        got = timed_restart(daemon, notify, args.pods, sig)
+                        figures[name].append(got)
+                        print(
+                            f"| {round_ + 1} | {name} | {got[0] * 1e3:.0f} | {got[1] * 1e3:.0f} "
+                            f"| {got[2]:.2f} ({got[3]:.2f}) | {_startup_steps(daemon)} |",
+                            flush=True,
+                        )
+                if args.profile is not None:
+                    # one more start of this tree's daemon, under cProfile (written at its exit)
+                    daemon.source_root = REPO_ROOT
+                    plain = daemon.argv
+                    daemon.argv = lambda: [  # type: ignore[method-assign]
+                        sys.executable, "-m", "cProfile", "-o", str(args.profile.resolve()),
+                        *plain()[1:],
+                    ]  # fmt: skip
+                    got = timed_restart(daemon, notify, args.pods, sig)
+                    daemon.stop()
+                    daemon.argv = plain  # type: ignore[method-assign]
+                    daemon.start()
+                    print(f"profiled start: READY=1 after {got[0] * 1e3:.0f} ms, {args.profile}")
+                for name, rows in figures.items():
+                    print(
+                        f"median {name}: READY=1 "
+                        f"{statistics.median(r[0] for r in rows) * 1e3:.0f} ms, correct List "
+                        f"{statistics.median(r[1] for r in rows) * 1e3:.0f} ms, CPU "
+                        f"{statistics.median(r[2] for r in rows):.2f} s "
+                        f"(children {statistics.median(r[3] for r in rows):.2f} s)"
+                    )
+                for pod, ctr in pods:
+                    remove_pod(daemon.runtime, pod, ctr)
+            finally:
+                daemon.close()
+    return 0
 
 
 def storm(daemon: Pinnaced, image: str, clients: int, total: int) -> None:
@@ -144,7 +299,24 @@ def main() -> int:
     parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=None)
     parser.add_argument("--storm-pods", type=int, default=64)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--only", choices=["restart"], help="measure only this step")
+    parser.add_argument("--pods", type=int, default=100, help="with --only restart")
+    parser.add_argument("--rounds", type=int, default=5, help="with --only restart")
+    parser.add_argument(
+        "--against", type=Path, help="with --only restart: another checkout's daemon, alternated"
+    )
+    parser.add_argument("--signal", choices=["term", "kill"], default="term")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="with --only restart: keep PYTHONDONTWRITEBYTECODE (every start compiles)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="with --only restart: one more start under cProfile, to here"
+    )
     args = parser.parse_args()
+    if args.only == "restart":
+        return restart_only(args)
     steps = args.steps or [10, 50, 100, 200]
     clients = args.clients or [1, 8, 32]
 

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping
 from importlib import metadata as pkg_metadata
 from pathlib import Path
@@ -125,6 +126,36 @@ class RootLock:
             self._file = None
 
 
+def _process_age() -> float:
+    """Seconds since this process was started (its exec, interpreter start and imports by the
+    time ``main`` runs); 0.0 where ``/proc`` does not say."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+
+
+class StartupClock:
+    """How long each step of the start took, logged as one line once the CRI is served (where
+    a slow restart's time went, without a profiler)."""
+
+    def __init__(self, *, since_exec: float = 0.0) -> None:
+        self._steps = [("exec+imports+config", since_exec)] if since_exec else []
+        self._last = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self._steps.append((step, now - self._last))
+        self._last = now
+
+    def summary(self) -> str:
+        total = sum(took for _, took in self._steps)
+        parts = ", ".join(f"{step} {took * 1e3:.0f}" for step, took in self._steps)
+        return f"{total * 1e3:.0f} ms ({parts})"
+
+
 def _configured_credentials(cfg: Config) -> dict[str, Credentials]:
     out: dict[str, Credentials] = {}
     for host, auth in cfg.images.registry_auths.items():
@@ -200,6 +231,7 @@ class Daemon:
                 record=self.metrics.record_nri,
             )
         self._stop = asyncio.Event()
+        self.clock = StartupClock()  # main() gives it the time the process took to get here
 
     def _build_images(self, snapshotter: Snapshotter) -> ImageService:
         """The image layer; built once the snapshotter is chosen (that probes the kernel)."""
@@ -351,6 +383,7 @@ class Daemon:
     async def _serve(self, cfg: Config) -> None:
         cfg.daemon.state.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.db.open)
+        self.clock.lap("db")
         if self.db.damage is not None:
             # what was lost is reported here; what it leaves on the node, recovery removes
             log.warning("%s", self.db.damage.summary())
@@ -368,13 +401,16 @@ class Daemon:
             self._choose_snapshotter, cfg.daemon.root / "snapshots"
         )
         await asyncio.to_thread(snapshotter.cleanup)
+        self.clock.lap("images+snapshots")
         # prepares, commits and removes are published on the exchange from here on
         snapshotter = PublishingSnapshotter(snapshotter, self.exchange)
         images = self._build_images(snapshotter)
         cgroup_mounts = await asyncio.to_thread(cgroups.detect)
         host_resources = await asyncio.to_thread(cgroups_host.detect, cgroup_mounts)
         log.info("resource controls this node applies: %s", host_resources)
+        self.clock.lap("cgroups")
         handler_features = await self._probe_handlers(cfg)
+        self.clock.lap("runtime features")
         inner = snapshotter.inner
         if isinstance(inner, OverlaySnapshotter):
             # pods in their own user namespace: the layers id-mapped where they live
@@ -394,18 +430,21 @@ class Daemon:
                 for name, f in handler_features.items()
             }
         security_modules = await asyncio.to_thread(lsm.detect)
+        self.clock.lap("idmap+lsm")
         log.info("security modules enabled on this host: %s", security_modules)
         pods = self._build_pods(
             cgroup_mounts, host_resources, images, snapshotter, handler_features, security_modules
         )
         if pods.layers is not None:
             images.set_writable_usage(pods.layers.total)
-        await pods.recover()
+        await pods.recover(lap=lambda step: self.clock.lap(f"recovery: {step}"))
         if self.nri is not None:  # plugins synchronize with the recovered pods
             self.nri.bind(PodServiceView(pods))
             await self.nri.start()
+            self.clock.lap("nri")
         try:
             await images.collect(startup=True)
+            self.clock.lap("gc")
             self.metrics.images.set(len(self.image_store.list()))
             streaming = StreamingServer(
                 cfg.streaming,
@@ -468,7 +507,13 @@ class Daemon:
         os.chmod(sock, cfg.daemon.socket_mode)
         if socket_gid is not None:
             os.chown(sock, -1, socket_gid)
-        log.info("pinnaced %s ready on unix://%s", pinnace_version(), sock)
+        self.clock.lap("listen")
+        log.info(
+            "pinnaced %s ready on unix://%s after %s",
+            pinnace_version(),
+            sock,
+            self.clock.summary(),
+        )
         self.notifier.notify(
             "READY=1", f"STATUS=serving the CRI on unix://{sock}", f"MAINPID={os.getpid()}"
         )
@@ -620,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(cfg.daemon.log_level)
     daemon = Daemon(cfg)
+    daemon.clock = StartupClock(since_exec=_process_age())
     daemon.notifier = Notifier.take(os.environ)  # before any runc or conmon inherits it
 
     async def serve() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,12 +147,17 @@ class PodService:
         await self.containers.remove(container_id)
         self._cpu.forget(container_id)
 
-    async def recover(self) -> None:
-        """At start: load records, find the tasks of the previous run, reconcile both."""
+    async def recover(self, *, lap: Callable[[str], None] = lambda step: None) -> None:
+        """At start: load records, find the tasks of the previous run, reconcile both.
+        ``lap(step)`` is called as each step ends (the daemon's start-up clock)."""
         await asyncio.to_thread(self.store.load)
+        lap("records")
         found = {task.info.id: task for task in await self._tasks.recover()}
+        lap("tasks")
         await self.sandboxes.reconcile(found)
+        lap("sandboxes")
         await self.containers.reconcile(found)
+        lap("containers")
 
     # ---- statistics ---------------------------------------------------------------------
 
