@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -88,11 +89,18 @@ def from_plain(hint: Any, value: Any, where: str) -> Any:
     raise AssertionError(f"unsupported field type {hint!r} at {where}")
 
 
+@functools.cache
+def _field_hints(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """The resolved type hints of a dataclass and its field names, worked out once per class:
+    resolving string annotations evaluates them, which cost most of a daemon restart's record
+    loading when done per record."""
+    return typing.get_type_hints(cls), frozenset(f.name for f in dataclasses.fields(cls))
+
+
 def dataclass_from_plain(cls: type, data: Any, where: str) -> Any:
     """Rebuild the dataclass ``cls`` from ``to_plain`` output (missing fields take defaults)."""
     _require(isinstance(data, Mapping), f"{where}: expected an object")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    hints, known = _field_hints(cls)
     unknown = set(data) - known
     _require(not unknown, f"{where}: unknown fields {sorted(unknown)}")
     kwargs = {name: from_plain(hints[name], data[name], f"{where}.{name}") for name in data}

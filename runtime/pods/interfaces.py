@@ -19,7 +19,7 @@ implementation never needs to care which thread it runs on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -94,8 +94,9 @@ class PodNamespaces(Protocol):
         """Unpin whatever is pinned in ``directory``; idempotent."""
         ...
 
-    def is_pinned(self, path: Path) -> bool:
-        """Whether ``path`` still pins a namespace. Blocking."""
+    def pinned_among(self, paths: Iterable[Path]) -> set[Path]:
+        """Those of ``paths`` that still pin a namespace (checked together: a restart asks
+        for every pod's at once). Blocking."""
         ...
 
     async def sysctls(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from runtime import mount as mounts
@@ -166,8 +166,8 @@ class HostNamespaces:
     async def unpin(self, directory: Path) -> None:
         await nsmod.unpin(directory)
 
-    def is_pinned(self, path: Path) -> bool:
-        return nsmod.is_pinned(path)
+    def pinned_among(self, paths: Iterable[Path]) -> set[Path]:
+        return nsmod.pinned_among(paths)
 
     async def sysctls(
         self, namespaces: Mapping[nsmod.NamespaceKind, Path], values: Mapping[str, str]

@@ -474,9 +474,14 @@ class SandboxController:
                 await self._remove_leftover(directory, live_tasks)
             except Exception:
                 log.exception("could not remove the remains of sandbox %s", directory.name)
-        for sandbox in self._store.sandboxes.all():
+        sandboxes = self._store.sandboxes.all()
+        # every READY pod's pins, from one read of the mount table
+        pinned = await asyncio.to_thread(
+            self._ns.pinned_among, [p for s in sandboxes for p in _pin_paths(s)]
+        )
+        for sandbox in sandboxes:
             try:
-                await self._reconcile_one(sandbox, live_tasks)
+                await self._reconcile_one(sandbox, live_tasks, pinned)
             except Exception as exc:
                 log.exception("recovery of sandbox %s failed; marking it NOTREADY", sandbox.id)
                 await self._mark_notready(sandbox, f"recovery failed: {exc}")
@@ -506,14 +511,15 @@ class SandboxController:
         # the cgroup pinnace would have made for it (a parent kubelet gave is kubelet's)
         await self._remove_cgroup(f"{self._settings.default_cgroup_parent}/{directory.name}")
 
-    async def _reconcile_one(self, sandbox: Sandbox, live_tasks: dict[str, Any]) -> None:
+    async def _reconcile_one(
+        self, sandbox: Sandbox, live_tasks: dict[str, Any], pinned: set[Path]
+    ) -> None:
         if sandbox.state != SandboxState.READY:
             # a stop may have been cut short after the network was detached
             await self._ns.unpin(Path(sandbox.state_dir) / "ns")
             await asyncio.to_thread(self._rootfs.unmount, Path(sandbox.state_dir) / "shm")
             return
-        pinned = [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
-        pins_ok = await asyncio.to_thread(lambda: all(self._ns.is_pinned(p) for p in pinned))
+        pins_ok = all(p in pinned for p in _pin_paths(sandbox))
         infra = live_tasks.get(sandbox.infra_container_id) if sandbox.infra_container_id else None
         infra_ok = not sandbox.infra_container_id or (
             infra is not None and infra.exit is None and infra.conmon_alive
@@ -540,6 +546,14 @@ class SandboxController:
             )
         except Exception:
             log.exception("could not record sandbox %s as NOTREADY (%s)", sandbox.id, why)
+
+
+def _pin_paths(sandbox: Sandbox) -> list[Path]:
+    """The namespace files a READY sandbox must still have pinned (its pid namespace is its
+    infra process's, not a pin)."""
+    if sandbox.state != SandboxState.READY:
+        return []
+    return [Path(path) for kind, path in sandbox.namespace_paths.items() if kind != "pid"]
 
 
 def _rmdir_quietly(cgroups: CgroupMounts, path: str) -> None:

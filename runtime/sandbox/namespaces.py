@@ -31,7 +31,7 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -231,15 +231,27 @@ async def unpin(directory: Path) -> None:
 def is_pinned(path: Path) -> bool:
     """Whether ``path`` is a bind-mounted namespace file (an nsfs mount in our mount table).
     Reads ``/proc/self/mountinfo``: cheap, but file I/O."""
-    wanted = os.path.abspath(path)
+    return bool(pinned_among([path]))
+
+
+def pinned_among(paths: Iterable[Path]) -> set[Path]:
+    """Those of ``paths`` that are bind-mounted namespace files, from one read of
+    ``/proc/self/mountinfo`` (a restart checks every pod's pins: one read per path made that
+    quadratic in the number of pods). Blocking."""
+    wanted = {os.path.abspath(p): p for p in paths}
+    found: set[Path] = set()
+    if not wanted:
+        return found
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         for line in f:
             fields = line.split()
             sep = fields.index("-")
+            if fields[sep + 1] != "nsfs":
+                continue
             mount_point = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
-            if mount_point == wanted and fields[sep + 1] == "nsfs":
-                return True
-    return False
+            if mount_point in wanted:
+                found.add(wanted[mount_point])
+    return found
 
 
 async def run_in_namespaces(paths: Mapping[NamespaceKind, Path], fn: Callable[[], T]) -> T:
@@ -357,6 +369,7 @@ __all__ = [
     "is_pinned",
     "loopback_up",
     "pin_namespaces",
+    "pinned_among",
     "run_in_namespaces",
     "set_hostname",
     "sysctl_namespace",

@@ -71,6 +71,14 @@ _REOPEN_LOG = "2 0 0\n"
 _CONMON_BUNDLE_FILES = ("ctl", "winsz", "attach")
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What a recovery scan saw of a task: its conmon alive, and its exit file (if any)."""
+
+    conmon_alive: bool
+    exit: ExitFact | None
+
+
 @dataclass(slots=True)
 class _Task:
     """In-memory entry of a task: its durable record and whether a conmon watches it."""
@@ -538,7 +546,7 @@ class TaskManager:
         reported) and tasks whose container no longer exists are removed."""
         entries = await asyncio.to_thread(self._scan)
         found: list[RecoveredTask] = []
-        for name, record in entries:
+        for name, record, seen in entries:
             if name in self._tasks:
                 continue
             handler = self._handlers.get(record.runtime) if record else None
@@ -549,7 +557,7 @@ class TaskManager:
                 if handler is None:
                     log.warning("task %s uses unknown runtime %r; left alone", name, record.runtime)
                     continue
-                rec = await self._recover_one(record, handler)
+                rec = await self._recover_one(record, handler, seen)
             except Exception:
                 # one task's trouble never keeps the daemon from starting; its owner reports
                 # it as lost (it is not among the tasks found)
@@ -560,11 +568,21 @@ class TaskManager:
                 found.append(rec)
         return found
 
-    def _scan(self) -> list[tuple[str, TaskRecord | None]]:
-        out = []
+    def _scan(self) -> list[tuple[str, TaskRecord | None, _Seen | None]]:
+        """Blocking: every task directory's record and, for a task that got as far as a
+        conmon, whether that conmon is alive and the exit file (read after the liveness, as
+        a conmon writes its exit file before it ends). One thread does all of it: a hop to a
+        thread and back per task was most of a 100-pod restart's task recovery."""
+        out: list[tuple[str, TaskRecord | None, _Seen | None]] = []
         for d in sorted(self._tasks_dir.iterdir()):
-            if d.is_dir():
-                out.append((d.name, read_record(d)))
+            if not d.is_dir():
+                continue
+            record = read_record(d)
+            seen = None
+            if record is not None and record.pid > 0:
+                alive = procfs.is_same_process(record.conmon_pid, record.conmon_start_time)
+                seen = _Seen(alive, self._read_exit(record.id, record.cgroups_path))
+            out.append((d.name, record, seen))
         return out
 
     async def _remove_half_made(self, name: str, handler: RuntimeHandler | None) -> None:
@@ -575,14 +593,18 @@ class TaskManager:
         await asyncio.to_thread(self._remove_files, name, self._tasks_dir / name, None)
 
     async def _recover_one(
-        self, record: TaskRecord, handler: RuntimeHandler
+        self, record: TaskRecord, handler: RuntimeHandler, seen: _Seen | None
     ) -> RecoveredTask | None:
         task = _Task(record, handler, self._tasks_dir / record.id)
-        alive = await asyncio.to_thread(
-            procfs.is_same_process, record.conmon_pid, record.conmon_start_time
-        )
+        if seen is None:  # not scanned with the others
+            seen = await asyncio.to_thread(
+                lambda: _Seen(
+                    procfs.is_same_process(record.conmon_pid, record.conmon_start_time),
+                    self._read_exit(record.id, record.cgroups_path),
+                )
+            )
+        alive, exit = seen.conmon_alive, seen.exit
         self._tasks[record.id] = task
-        exit = await asyncio.to_thread(self._read_exit, record.id)
         if exit is not None:
             self._hub.preload(exit)
         elif alive:
@@ -598,7 +620,7 @@ class TaskManager:
                 )
                 return None
             await self._orphaned(task)
-            exit = await asyncio.to_thread(self._read_exit, record.id)
+            exit = await asyncio.to_thread(self._read_exit, record.id, record.cgroups_path)
             if exit is not None:
                 self._hub.preload(exit)
         return RecoveredTask(
@@ -610,13 +632,13 @@ class TaskManager:
             conmon_alive=alive,
         )
 
-    def _read_exit(self, task_id: str) -> ExitFact | None:
+    def _read_exit(self, task_id: str, cgroups_path: str | None) -> ExitFact | None:
+        """Blocking: the task's exit file as an exit fact, None while it has none."""
         got = read_exit_code(self._exit_dir / task_id)
         if got is None:
             return None
-        return ExitFact(
-            task_id, got[0], got[1], self._oom_probe(task_id), self._lost_probe(task_id)
-        )
+        oom = self._cgroup_saw_oom(cgroups_path)
+        return ExitFact(task_id, got[0], got[1], oom, self._lost_probe(task_id))
 
     # -- supervisors that die first --------------------------------------------------------
 
@@ -672,7 +694,10 @@ class TaskManager:
     def _oom_probe(self, task_id: str) -> bool:
         """Blocking: did the task's cgroup see an OOM kill? (runs on a thread)"""
         task = self._tasks.get(task_id)
-        path = task.record.cgroups_path if task else None
+        return self._cgroup_saw_oom(task.record.cgroups_path if task else None)
+
+    def _cgroup_saw_oom(self, path: str | None) -> bool:
+        """Blocking: did the cgroup at ``path`` see an OOM kill?"""
         if not path or self._mounts is None:
             return False
         return cgroups.read_oom_kills(self._mounts, path) > 0

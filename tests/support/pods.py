@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,6 +170,9 @@ class FakeNamespaces:
 
     def is_pinned(self, path: Path) -> bool:
         return path in self.pinned
+
+    def pinned_among(self, paths: Iterable[Path]) -> set[Path]:
+        return {p for p in paths if p in self.pinned}
 
     def break_pin(self, path: Path) -> None:
         self.pinned.discard(path)
