@@ -5,7 +5,9 @@ machine. The variants run in alternating rounds in one host-network pod, so load
 machine falls on all of them alike; each container is removed after its start is measured.
 Then the pod lifecycle (RunPodSandbox, CreateContainer + StartContainer, StopPodSandbox +
 RemovePodSandbox) of a pod in its own user namespace (``userns_options`` mode POD: the user
-namespace helper, id-mapped layers) next to a plain pod, also in alternating rounds.
+namespace helper, id-mapped layers), and of one whose container has two id-mapped volumes (a
+host directory and an image volume, as the kubelet sends them), next to a plain pod, also in
+alternating rounds, with the daemon's CPU seconds per lifecycle (``/proc/<pid>/stat``).
 
     .venv/bin/python -m benchmarks.bench_isolation [--runs 30] [--pods-only]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -68,25 +71,46 @@ def main() -> int:
                     image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)))
                 if not args.pods_only:
                     run(runtime, box, volume, args.runs)
-                pod_lifecycles(runtime, box, args.runs)
+                assert daemon.pid is not None
+                pod_lifecycles(runtime, box, volume, args.runs, daemon_pid=daemon.pid, base=base)
     return 0
 
 
-def pod_lifecycles(runtime, box: str, runs: int) -> None:
-    """A plain pod and a user-namespaced one (own network, IPC, UTS; PID per container),
-    each with one container, alternating; per phase."""
+def _cpu_seconds(pid: int) -> float:
+    """The user + system CPU seconds process ``pid`` has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pod_lifecycles(runtime, box: str, volume: str, runs: int, *, daemon_pid: int, base: Path):
+    """A plain pod, a user-namespaced one (own network, IPC, UTS; PID per container), and a
+    user-namespaced one whose container has what the kubelet sends for ``hostUsers: false``
+    volumes: an emptyDir-like host directory and an image volume, both with the pod's
+    mappings (id-mapped by pinnace); each with one container, alternating; per phase, and
+    the daemon's CPU per lifecycle."""
     mapping = pb.IDMapping(host_id=100000, container_id=0, length=65536)
+    userns = pb.UserNamespace(mode=pb.POD, uids=[mapping], gids=[mapping])
+    empty_dir = base / "empty-dir"
+    empty_dir.mkdir(mode=0o755, exist_ok=True)
+    volumes = [
+        pb.Mount(container_path="/data", host_path=str(empty_dir),
+                 uidMappings=[mapping], gidMappings=[mapping]),
+        pb.Mount(container_path="/v", image=pb.ImageSpec(image=volume), readonly=True,
+                 uidMappings=[mapping], gidMappings=[mapping]),
+    ]  # fmt: skip
     variants = {
-        "plain pod": None,
-        "userns pod (POD)": pb.UserNamespace(mode=pb.POD, uids=[mapping], gids=[mapping]),
+        "plain pod": (None, []),
+        "userns pod (POD)": (userns, []),
+        "userns + 2 id-mapped vols": (userns, volumes),
     }
     phases = ("RunPodSandbox", "Create+StartContainer", "Stop+RemovePodSandbox", "total")
     times = {k: {p: [] for p in phases} for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
     for n in range(runs + 1):  # the first round warms up
-        for label, userns in variants.items():
+        for label, (user_ns, mounts) in variants.items():
             ns = pb.NamespaceOption(pid=pb.CONTAINER)
-            if userns is not None:
-                ns.userns_options.CopyFrom(userns)
+            if user_ns is not None:
+                ns.userns_options.CopyFrom(user_ns)
             name = f"bench-{uuid.uuid4().hex[:8]}"
             pod = pb.PodSandboxConfig(
                 metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="b"),
@@ -99,10 +123,12 @@ def pod_lifecycles(runtime, box: str, runs: int) -> None:
                 metadata=pb.ContainerMetadata(name="c"),
                 image=pb.ImageSpec(image=box),
                 command=["sleep", "3600"],
+                mounts=mounts,
                 linux=pb.LinuxContainerConfig(
                     security_context=pb.LinuxContainerSecurityContext(namespace_options=ns)
                 ),
             )
+            c0 = _cpu_seconds(daemon_pid)
             t0 = time.perf_counter()
             pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
             t1 = time.perf_counter()
@@ -114,20 +140,23 @@ def pod_lifecycles(runtime, box: str, runs: int) -> None:
             runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
             runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
             t3 = time.perf_counter()
+            c1 = _cpu_seconds(daemon_pid)
             if n:
                 for phase, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
                     times[label][phase].append(value)
+                cpu[label].append(c1 - c0)
     print(f"\nPod lifecycle with one container, {runs} runs each, alternating (ms, median / p90)")
-    print(f"{'variant':20}" + "".join(f" {p:>24}" for p in phases))
+    print(f"{'variant':27}" + "".join(f" {p:>24}" for p in phases) + "  daemon CPU ms/pod")
     for label, by_phase in times.items():
         cells = "".join(
             f" {statistics.median(v) * 1000:12.1f} / {pct(v, 0.9) * 1000:8.1f}"
             for v in by_phase.values()
         )
-        print(f"{label:20}{cells}")
+        print(f"{label:27}{cells}  {statistics.mean(cpu[label]) * 1000:10.1f}")
     plain = statistics.median(times["plain pod"]["total"])
-    userns_total = statistics.median(times["userns pod (POD)"]["total"])
-    print(f"userns / plain (total, median): {userns_total / plain:.2f}x")
+    for label in list(variants)[1:]:
+        total = statistics.median(times[label]["total"])
+        print(f"{label} / plain (total, median): {total / plain:.2f}x")
 
 
 def run(runtime, box: str, volume: str, runs: int) -> None:

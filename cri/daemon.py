@@ -412,7 +412,19 @@ class Daemon:
         handler_features = await self._probe_handlers(cfg)
         self.clock.lap("runtime features")
         inner = snapshotter.inner
-        if isinstance(inner, OverlaySnapshotter):
+        if not isinstance(inner, OverlaySnapshotter):
+            # an id-mapped root file system is an overlay over id-mapped layers; the copying
+            # snapshotter's rootfs is one plain directory that nothing can id-map
+            why = (
+                "the native (copying) snapshotter cannot id-map a root file system; "
+                'set images.snapshotter = "overlay"'
+            )
+            log.info("pods in their own user namespace unavailable: %s", why)
+            handler_features = {
+                name: dataclasses.replace(f, host_idmapped_why=why)
+                for name, f in handler_features.items()
+            }
+        else:
             # pods in their own user namespace: the layers id-mapped where they live
             idmap_ok, why = await asyncio.to_thread(idmap.supported, cfg.daemon.root / "snapshots")
             if idmap_ok:
@@ -426,7 +438,7 @@ class Daemon:
             if not idmap_ok:
                 log.info("pods in their own user namespace unavailable: %s", why)
             handler_features = {
-                name: dataclasses.replace(f, host_idmapped_mounts=idmap_ok)
+                name: dataclasses.replace(f, host_idmapped_mounts=idmap_ok, host_idmapped_why=why)
                 for name, f in handler_features.items()
             }
         security_modules = await asyncio.to_thread(lsm.detect)

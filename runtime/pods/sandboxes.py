@@ -129,12 +129,12 @@ class SandboxController:
                 f"runtime handler {handler!r} is not configured; configured handlers: "
                 f"{', '.join(self._settings.handlers)}"
             )
-        if config.security.namespaces.userns is not None and not (
-            self._settings.features(handler).user_namespaces
-        ):
+        why_not = self._settings.features(handler).user_namespaces_unavailable
+        if config.security.namespaces.userns is not None and why_not:
             raise Unimplemented(
                 f"runtime handler {handler!r} cannot run pods in their own user namespace "
-                "(userns_options mode POD) on this node; use hostUsers: true (mode NODE)"
+                f"(userns_options mode POD) on this node: {why_not}; use hostUsers: true "
+                "(mode NODE)"
             )
         lsm.apparmor_profile(  # refuses a profile the host cannot apply, before any work
             config.security.apparmor,

@@ -44,6 +44,8 @@ class HandlerFeatures:
     # not the runtime's: whether this host can id-map the snapshotter's layers (the daemon
     # probes it once at start and sets it on every handler's features)
     host_idmapped_mounts: bool = False
+    # why not, when the host cannot (the snapshotter, the probe's failure), for refusals
+    host_idmapped_why: str = ""
 
     @property
     def recursive_read_only(self) -> bool:
@@ -61,6 +63,15 @@ class HandlerFeatures:
         ``user`` namespace (a runtime that states nothing, such as crun 1.8, is not assumed
         to), and the host can id-map the layers (pinnace id-maps them; the runtime need not)."""
         return PINNACE_USER_NAMESPACES and "user" in self.namespaces and self.host_idmapped_mounts
+
+    @property
+    def user_namespaces_unavailable(self) -> str:
+        """Why :attr:`user_namespaces` is False ("" when it is True), for a refusal."""
+        if self.user_namespaces:
+            return ""
+        if "user" not in self.namespaces:
+            return "its OCI runtime does not state the user namespace in its `features`"
+        return self.host_idmapped_why or "this host cannot id-map the image layers"
 
 
 def parse_features(document: bytes) -> HandlerFeatures:

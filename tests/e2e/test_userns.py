@@ -225,6 +225,9 @@ def test_user_namespace_refusals(daemon: Pinnaced, tmp_path: Path) -> None:
 def test_user_namespaced_pod_survives_a_daemon_restart(
     daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path
 ) -> None:
+    volume = daemon.short_dir / "volume"
+    volume.mkdir(mode=0o755)
+    (volume / "keep").write_text("host\n")
     pod = _pod_config(tmp_path, pid=pb.CONTAINER)
     pod_id = daemon.runtime.RunPodSandbox(
         pb.RunPodSandboxRequest(config=pod), timeout=120
@@ -232,7 +235,9 @@ def test_user_namespaced_pod_survives_a_daemon_restart(
     cid = daemon.runtime.CreateContainer(
         pb.CreateContainerRequest(
             pod_sandbox_id=pod_id,
-            config=_container(userns_images["box"], pod, [], pb.CONTAINER),
+            config=_container(
+                userns_images["box"], pod, [_idmapped("/data", str(volume))], pb.CONTAINER
+            ),
             sandbox_config=pod,
         ),
         timeout=60,
@@ -248,8 +253,19 @@ def test_user_namespaced_pod_survives_a_daemon_restart(
         timeout=60,
     )
     assert maps.stdout.decode().split() == ["0", str(HOST_ID), str(LENGTH)]
+    # the id-mapped volume made before the restart still serves the container
+    wrote = runtime.ExecSync(
+        pb.ExecSyncRequest(
+            container_id=cid, cmd=["sh", "-c", "touch /data/new && stat -c %u /data/keep"]
+        ),
+        timeout=60,
+    )
+    assert wrote.stdout == b"0\n", wrote
+    # the pod removed whole (its container with it): the id-mapped view is detached, and the
+    # host directory keeps every file
     runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert mounts_under([daemon.root, daemon.state]) == []
+    assert sorted(p.name for p in volume.iterdir()) == ["keep", "new"]
 
 
 def _idmapped(container_path: str, host_path: str, **kwargs: Any) -> pb.Mount:
@@ -413,3 +429,42 @@ def test_id_mapping_refusals(
     for sid in (pod_id, plain_id):
         runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
     assert mounts_under([daemon.root, daemon.state]) == []
+
+
+def test_root_file_systems_that_cannot_be_id_mapped_are_refused(
+    daemon: Pinnaced, pinnaced: Any, registry: Registry, tmp_path: Path
+) -> None:
+    # an image without layers has a plain directory for a root file system (no overlay):
+    # nothing to id-map, so its container is refused, saying why
+    empty = images.ImageBuilder(config=images.ImageConfig(cmd=("/none",))).build()
+    push_image(registry.url, "test/nolayers", "v1", empty)
+    ref = f"{registry.host}/test/nolayers:v1"
+    runtime, image = daemon.clients()
+    image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=60)
+    pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+    pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod), timeout=120).pod_sandbox_id
+    with pytest.raises(grpc.RpcError) as info:
+        runtime.CreateContainer(
+            pb.CreateContainerRequest(
+                pod_sandbox_id=pod_id,
+                config=_container(ref, pod, [], pb.CONTAINER),
+                sandbox_config=pod,
+            ),
+            timeout=60,
+        )
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "at least one layer" in info.value.details()
+    runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert mounts_under([daemon.root, daemon.state]) == []
+
+    # the native (copying) snapshotter's root file systems are plain directories too: such a
+    # node reports no user namespaces and refuses the pods, naming the snapshotter
+    native: Pinnaced = pinnaced(config_text='[images]\nsnapshotter = "native"\n', start=False)
+    native.short_dir.chmod(0o711)
+    native.start()
+    handlers = native.runtime.Status(pb.StatusRequest()).runtime_handlers
+    assert [h.features.user_namespaces for h in handlers] == [False] * len(handlers)
+    with pytest.raises(grpc.RpcError) as info:
+        native.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=_pod_config(tmp_path)))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "native (copying) snapshotter" in info.value.details()

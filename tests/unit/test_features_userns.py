@@ -15,3 +15,17 @@ def test_user_namespaces_need_the_runtime_the_host_and_pinnace() -> None:
     # a runtime that states nothing (crun 1.8: no `features` command) is not assumed to
     stated_nothing = features.HandlerFeatures(host_idmapped_mounts=True)
     assert stated_nothing.user_namespaces is False
+
+
+def test_why_user_namespaces_are_unavailable_is_said() -> None:
+    runc = features.HandlerFeatures(
+        namespaces=frozenset({"user"}), known=True, host_idmapped_mounts=True
+    )
+    assert runc.user_namespaces_unavailable == ""
+    native = features.HandlerFeatures(
+        namespaces=frozenset({"user"}), known=True, host_idmapped_why="the native snapshotter"
+    )
+    assert native.user_namespaces_unavailable == "the native snapshotter"
+    assert "does not state the user namespace" in (
+        features.HandlerFeatures().user_namespaces_unavailable
+    )
