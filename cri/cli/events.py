@@ -88,7 +88,8 @@ def render_json(envelope: epb.Envelope) -> str:
 
 
 def follow(c: Client, filters: list[str], *, json_lines: bool, out: IO[str]) -> int:
-    """Print envelopes as they arrive until interrupted (130) or the daemon ends the stream (0).
+    """Print envelopes as they arrive until the daemon ends the stream (0) or Ctrl-C (the
+    stream cancelled, the interrupt raised on for :func:`cri.cli.main.main` to end with 130).
     gRPC errors (a bad filter, being dropped as too slow) propagate as ``grpc.RpcError``."""
     call = c.subscribe(filters)
     render = render_json if json_lines else render_line
@@ -98,7 +99,7 @@ def follow(c: Client, filters: list[str], *, json_lines: bool, out: IO[str]) -> 
             out.flush()
     except KeyboardInterrupt:
         call.cancel()
-        return 130
+        raise
     return 0
 
 

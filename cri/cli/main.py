@@ -76,6 +76,18 @@ def _quiet_stdout() -> None:
         os.close(devnull)
 
 
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` after flushing what was printed, skipping the interpreter's
+    finalization: after an interrupt gRPC's threads may still hold calls the interrupt
+    abandoned, and nothing of ours needs finalizing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; every failure becomes one line and an exit code."""
     import grpc
@@ -85,14 +97,22 @@ def run(args: argparse.Namespace) -> int:
     from runtime.errors import PinnaceError
 
     client = Client(args.address, timeout=args.timeout)
+    interrupted = False
     try:
         return int(args.func(client, args))
     except grpc.RpcError as exc:
         return _fail(describe(exc, address=client.address).line)  # type: ignore[arg-type]
     except PinnaceError as exc:
         return _fail(str(exc))
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        client.close()
+        # A Ctrl-C that landed inside a blocking call leaves that call's completion queue with
+        # nobody to drain it, and grpc's Channel.close() then waits for it forever (seen: `logs
+        # -f` hung in close after ^C). The process is ending: leave the channel to the kernel.
+        if not interrupted:
+            client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         print(file=sys.stderr)  # end the line ^C was echoed on
+        if argv is None:  # the program itself, not a caller in this process
+            _exit_now(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _quiet_stdout()

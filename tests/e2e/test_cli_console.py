@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,10 +140,12 @@ def test_ctrl_c_exits_130_without_a_traceback(
     assert played.returncode == 0, played.stderr
     container = json.loads(played.stdout)["containers"]["interrupted-main"]
     try:
-        # top refreshes forever; logs -f waits for the container's exit
-        for argv, first in (
-            (["top", "--interval", "0.2"], "KIND"),
-            (["logs", "-f", container], "up"),
+        # top refreshes forever; logs -f waits for the container's exit. The interrupt lands at
+        # a few points after the first line: inside a blocking call it once left grpc's
+        # Channel.close() waiting forever for the abandoned call.
+        for argv, first, delay in (
+            (["top", "--interval", "0.2"], "KIND", 0.0),
+            *((["logs", "-f", container], "up", delay) for delay in (0.0, 0.002, 0.005, 0.01)),
         ):
             proc = subprocess.Popen(
                 [str(CONSOLE_SCRIPT), *argv],
@@ -156,6 +159,7 @@ def test_ctrl_c_exits_130_without_a_traceback(
                 assert proc.stdout is not None
                 line = proc.stdout.readline()
                 assert line.startswith(first), (argv, line, proc.poll())  # it is running
+                time.sleep(delay)
                 os.killpg(proc.pid, signal.SIGINT)
                 _, err = proc.communicate(timeout=90)  # generous: the host may be busy
             finally:
