@@ -96,6 +96,10 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {
     ),
 }
 
+# Gaps a replay meets only on some runs: the first-sample rule applies only when the kubelet's
+# stats call is the first sample of a container, which depends on timing.
+_SOMETIMES = {("ListContainerStats", "stats[].cpu.usage_nano_cores")}
+
 # Recorded errors pinnace may answer better: containerd 1.6 had no RuntimeConfig.
 _MAY_SUCCEED = {("RuntimeConfig", "UNIMPLEMENTED")}
 
@@ -307,7 +311,7 @@ def gaps_seen() -> Iterator[set[str]]:
     its entry should go so that the replay holds pinnace to it (a warning says so)."""
     seen: set[str] = set()
     yield seen
-    stale = sorted(set(KNOWN_GAPS.values()) - seen)
+    stale = sorted({text for key, text in KNOWN_GAPS.items() if key not in _SOMETIMES} - seen)
     if stale:
         warnings.warn(f"known gaps no replay met: {stale}", stacklevel=1)
 
