@@ -225,6 +225,14 @@ def is_mountpoint(path: Path) -> bool:
     return real in mountpoints()
 
 
+def set_propagation(target: Path, option: str) -> None:
+    """Change the propagation of the mount at ``target`` (``rslave``, ``rprivate``, ...)."""
+    propagation = parse_options((option,)).propagation
+    if not propagation:
+        raise ValueError(f"{option!r} is not a propagation option")
+    _sys_mount(None, target, None, propagation, None)
+
+
 def unmount_below(directory: Path) -> int:
     """Detach every mount at or below ``directory`` (deepest first); returns how many. Run
     before removing a directory tree: ``rmtree`` does not stop at mount points, and through a

@@ -18,9 +18,10 @@ id-mapped volume
     files there appear as ``nobody`` and stay unwritable to the pod.
 rules
     The mappings must be the pod's (one user namespace per pod, pinned); a mount with
-    mappings in a pod without a user namespace, or with propagation other than private (the
-    id-mapped copy is detached from the host's peer group, so nothing would propagate), is
-    InvalidArgument naming the mount.
+    mappings in a pod without a user namespace, or with bidirectional propagation (only for
+    privileged containers, which such a pod cannot have), is InvalidArgument naming the
+    mount. Host-to-container propagation works: the copy of a shared mount is its peer,
+    made a slave, so mounts made on the node below ``host_path`` later appear inside.
 cleanup
     Removal (and the undo of a failed create) detaches every mount below ``idmapped/``; a
     crash leaves them attached under the container directory, where the recovery sweep of
@@ -67,10 +68,12 @@ def check(mounts: Sequence[Mount], userns: UserNamespace | None) -> None:
                 f"{_shown(userns.uids)}, gids {_shown(userns.gids)}); a mount is id-mapped "
                 "through the pod's own user namespace only"
             )
-        if m.propagation is not Propagation.PRIVATE and not m.image:
+        if m.propagation is Propagation.BIDIRECTIONAL and not m.image:
             raise InvalidArgument(
-                f"{where}: an id-mapped mount is a private copy of the host's mount, so "
-                f"propagation {m.propagation.name} cannot reach it; use PROPAGATION_PRIVATE"
+                f"{where}: an id-mapped mount cannot be PROPAGATION_BIDIRECTIONAL (mounts "
+                "the pod's root makes would reach the node as host root's); the kubelet "
+                "allows it only for privileged containers, which a pod in its own user "
+                "namespace cannot have"
             )
 
 
@@ -86,7 +89,14 @@ def mount_volumes(
         if not m.idmapped or m.image:
             continue
         target = directory / DIRECTORY / str(index)
-        rootfs.bind_idmapped(Path(m.host_path), target, userns=userns, read_only=m.readonly)
+        propagation = "rslave" if m.propagation is Propagation.HOST_TO_CONTAINER else "rprivate"
+        rootfs.bind_idmapped(
+            Path(m.host_path),
+            target,
+            userns=userns,
+            read_only=m.readonly,
+            propagation=propagation,
+        )
         out[index] = dataclasses.replace(m, host_path=str(target), uid_mappings=(), gid_mappings=())
     return tuple(out)
 

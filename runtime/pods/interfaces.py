@@ -50,10 +50,19 @@ class RootfsMounts(Protocol):
         through the user namespace pinned at ``userns``; upper and work given to ``root``."""
         ...
 
-    def bind_idmapped(self, source: Path, target: Path, *, userns: Path, read_only: bool) -> None:
+    def bind_idmapped(
+        self,
+        source: Path,
+        target: Path,
+        *,
+        userns: Path,
+        read_only: bool,
+        propagation: str = "rprivate",
+    ) -> None:
         """Attach at ``target`` (created) an id-mapped copy of ``source`` (a host directory
         or file, with what is mounted below it) through the user namespace pinned at
-        ``userns``; read-only or not as asked. Undone by ``unmount(target)``."""
+        ``userns``; read-only or not as asked, its propagation ``rprivate`` or ``rslave``
+        (mounts made below ``source`` later reach it). Undone by ``unmount(target)``."""
         ...
 
 

@@ -4,6 +4,7 @@ controllers share. Blocking: call through ``asyncio.to_thread``."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,11 +40,16 @@ def mount_rootfs_idmapped(
     idmap.mount_idmapped_overlay(snapshot_mounts[0], target, userns=userns, root=root)
 
 
-def bind_idmapped(source: Path, target: Path, *, userns: Path, read_only: bool) -> None:
+def bind_idmapped(
+    source: Path, target: Path, *, userns: Path, read_only: bool, propagation: str = "rprivate"
+) -> None:
     """Attach at ``target`` (created: a directory, or an empty file for a file) an id-mapped
     copy of the mount tree at ``source`` through the pod's user namespace: files the host's
-    root owns appear as the pod's root's. InvalidArgument when ``source`` does not exist;
-    FailedPrecondition when its file system cannot be id-mapped."""
+    root owns appear as the pod's root's. ``propagation`` (``rprivate`` or ``rslave``) is set
+    on the copy: a copy of a shared mount is its peer, so ``rslave`` lets mounts made below
+    ``source`` later reach it (and the container's bind of it), ``rprivate`` cuts it off.
+    InvalidArgument when ``source`` does not exist; FailedPrecondition when its file system
+    cannot be id-mapped."""
     try:
         is_dir = source.is_dir()
         if not is_dir and not source.exists():
@@ -58,10 +64,17 @@ def bind_idmapped(source: Path, target: Path, *, userns: Path, read_only: bool) 
     try:
         idmap.idmapped_clone(source, target, userns, read_only=read_only)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            target.rmdir() if is_dir else target.unlink()
         raise FailedPrecondition(
             f"cannot id-map {source} for a pod in its own user namespace: {exc.strerror or exc}"
             " (its file system may not support id-mapped mounts)"
         ) from None
+    try:
+        mounts.set_propagation(target, propagation)
+    except BaseException:
+        mounts.unmount(target, detach=True, missing_ok=True)
+        raise
 
 
 def check_traversable(path: Path) -> None:
@@ -90,9 +103,17 @@ def give_to(paths: Sequence[Path], root: tuple[int, int]) -> None:
 
 
 def unmount_quietly(target: Path) -> None:
-    """Unmount whatever is mounted at ``target``; a missing target is fine."""
-    if target.exists():
+    """Unmount whatever is mounted at ``target``; a missing target is fine. A mount that
+    has mounts below it (the node's, propagated into an id-mapped volume) is busy: then
+    everything at and below ``target`` is detached, deepest first."""
+    if not target.exists():
+        return
+    try:
         mounts.unmount_all(target)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        mounts.unmount_below(target)
 
 
 def remove_snapshot(sn: Snapshotter, key: str) -> None:
@@ -123,8 +144,16 @@ class HostRootfs:
     ) -> None:
         mount_rootfs_idmapped(mounts, target, userns=userns, root=root)
 
-    def bind_idmapped(self, source: Path, target: Path, *, userns: Path, read_only: bool) -> None:
-        bind_idmapped(source, target, userns=userns, read_only=read_only)
+    def bind_idmapped(
+        self,
+        source: Path,
+        target: Path,
+        *,
+        userns: Path,
+        read_only: bool,
+        propagation: str = "rprivate",
+    ) -> None:
+        bind_idmapped(source, target, userns=userns, read_only=read_only, propagation=propagation)
 
 
 class HostDirs:

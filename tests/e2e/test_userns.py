@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from cri.api.runtime.v1 import api_pb2 as pb
+from runtime.mount import linux
 from tests.support import images
 from tests.support.daemon import Pinnaced, cgroup_dirs_of, mounts_under
 from tests.support.push import push_image
@@ -400,10 +401,10 @@ def test_id_mapping_refusals(
     )
     details = create(_container(userns_images["box"], pod, [mount], pb.CONTAINER), pod, pod_id)
     assert "mounts[0]" in details and "not the pod's" in details and "200000" in details
-    # an id-mapped mount cannot propagate
-    mount = _idmapped("/v", str(host_dir), propagation=pb.PROPAGATION_HOST_TO_CONTAINER)
+    # an id-mapped mount cannot send mounts back to the node
+    mount = _idmapped("/v", str(host_dir), propagation=pb.PROPAGATION_BIDIRECTIONAL)
     details = create(_container(userns_images["box"], pod, [mount], pb.CONTAINER), pod, pod_id)
-    assert "PROPAGATION_PRIVATE" in details
+    assert "cannot be PROPAGATION_BIDIRECTIONAL" in details
     # a container whose userns_options are not its pod's (other mappings, or none at all)
     mismatched = _container(userns_images["box"], pod, [], pb.CONTAINER)
     own = mismatched.linux.security_context.namespace_options.userns_options
@@ -468,3 +469,47 @@ def test_root_file_systems_that_cannot_be_id_mapped_are_refused(
         native.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=_pod_config(tmp_path)))
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "native (copying) snapshotter" in info.value.details()
+
+
+def test_an_id_mapped_volume_receives_mounts_from_the_node(
+    daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path
+) -> None:
+    # a shared host directory (as the kubelet's pod directories are under a shared /),
+    # mounted HostToContainer with the pod's mappings: a mount made below it on the node
+    # after the container started appears inside
+    shared = daemon.short_dir / "shared"
+    (shared / "sub").mkdir(parents=True, mode=0o755)
+    linux.bind(shared, shared)
+    try:
+        linux.set_propagation(shared, "rshared")
+        pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+        runtime = daemon.runtime
+        pod_id = runtime.RunPodSandbox(
+            pb.RunPodSandboxRequest(config=pod), timeout=120
+        ).pod_sandbox_id
+        mount = _idmapped("/shared", str(shared), propagation=pb.PROPAGATION_HOST_TO_CONTAINER)
+        cid = runtime.CreateContainer(
+            pb.CreateContainerRequest(
+                pod_sandbox_id=pod_id,
+                config=_container(userns_images["box"], pod, [mount], pb.CONTAINER),
+                sandbox_config=pod,
+            ),
+            timeout=60,
+        ).container_id
+        runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+        linux.mount_one(linux.Mount("tmpfs", "late", ("mode=0755",)), shared / "sub")
+        (shared / "sub" / "f").write_text("late\n")
+        seen = runtime.ExecSync(
+            pb.ExecSyncRequest(
+                container_id=cid,
+                cmd=["sh", "-c", "cat /shared/sub/f; stat -c %u /shared /shared/sub/f"],
+            ),
+            timeout=60,
+        )
+        # the propagated mount is the node's tmpfs as it is (a copy of a mount is not
+        # id-mapped): its root-owned file appears as nobody, the id-mapped volume as root
+        assert seen.stdout.decode().split() == ["late", "0", "65534"], seen
+        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        assert mounts_under([daemon.root, daemon.state]) == []
+    finally:
+        linux.unmount_below(shared)

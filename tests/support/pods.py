@@ -105,14 +105,22 @@ class FakeRootfs:
         self.mount(mounts, target)
         self.idmapped[target] = (userns, root)
 
-    def bind_idmapped(self, source: Path, target: Path, *, userns: Path, read_only: bool) -> None:
+    def bind_idmapped(
+        self,
+        source: Path,
+        target: Path,
+        *,
+        userns: Path,
+        read_only: bool,
+        propagation: str = "rprivate",
+    ) -> None:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
         target.parent.mkdir(parents=True, exist_ok=True)
         target.mkdir(exist_ok=True)
         mode = "ro" if read_only else "rw"
-        self.mounted[target] = (Mount("bind", str(source), ("rbind", mode)),)
+        self.mounted[target] = (Mount("bind", str(source), ("rbind", mode, propagation)),)
         self.idmapped[target] = (userns, (-1, -1))
 
 

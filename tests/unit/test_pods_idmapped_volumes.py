@@ -41,9 +41,10 @@ def test_only_mounts_with_the_pods_mappings_pass() -> None:
     wrong = dataclasses.replace(_mapped("/srv/a"), gid_mappings=other)
     with pytest.raises(InvalidArgument, match=r"gids 0:200000:65536\) are not the pod's"):
         idmapped_volumes.check([wrong], USERNS)
-    slave = _mapped("/srv/a", propagation=Propagation.HOST_TO_CONTAINER)
-    with pytest.raises(InvalidArgument, match="HOST_TO_CONTAINER cannot reach it"):
-        idmapped_volumes.check([slave], USERNS)
+    idmapped_volumes.check([_mapped("/srv/a", propagation=Propagation.HOST_TO_CONTAINER)], USERNS)
+    shared = _mapped("/srv/a", propagation=Propagation.BIDIRECTIONAL)
+    with pytest.raises(InvalidArgument, match="cannot be PROPAGATION_BIDIRECTIONAL"):
+        idmapped_volumes.check([shared], USERNS)
 
 
 def test_mapped_binds_point_at_their_copies_and_go_away(tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_mapped_binds_point_at_their_copies_and_go_away(tmp_path: Path) -> None:
     target = tmp_path / idmapped_volumes.DIRECTORY / "1"
     assert out[0] == plain and out[2] == image  # image volumes are id-mapped as views
     assert out[1].host_path == str(target) and not out[1].idmapped and out[1].readonly
-    assert rootfs.mounted[target][0].options == ("rbind", "ro")
+    assert rootfs.mounted[target][0].options == ("rbind", "ro", "rprivate")
     assert rootfs.idmapped[target][0] == tmp_path / "ns" / "user"
     idmapped_volumes.unmount_volumes(rootfs, directory=tmp_path)
     assert rootfs.mounted == {}
