@@ -31,31 +31,45 @@ def _write_all(fd: int, view: memoryview) -> None:
 
 
 class DirectAppender:
-    """Appends to the open file ``fd`` (positioned at an offset aligned to ``BUFFER_SIZE``'s
-    divisors, i.e. 0 for a new file) mostly with ``O_DIRECT``. Owns ``fd``: :meth:`close`
-    closes it. Not thread-safe."""
+    """Appends to the open file ``fd`` (positioned at an offset aligned to the block size, e.g.
+    0 for a new file) mostly with ``O_DIRECT`` (unless ``direct`` is false). Owns ``fd``:
+    :meth:`close` closes it. Not thread-safe."""
 
-    def __init__(self, fd: int, *, buffer_size: int = BUFFER_SIZE) -> None:
+    def __init__(self, fd: int, *, buffer_size: int = BUFFER_SIZE, direct: bool = True) -> None:
         self._fd = fd
         self._size = buffer_size
         self._buf = mmap.mmap(-1, buffer_size)  # page-aligned
         self._view = memoryview(self._buf)
         self._fill = 0
-        self._direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
         self.closed = False
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        self._direct = bool(flags & os.O_DIRECT)
+        if direct and not self._direct:
+            # Set on the open file rather than at open(2): a file system without O_DIRECT
+            # refuses it here (EINVAL) and the file stays usable, even one made O_EXCL.
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+                self._direct = True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, mode: int = 0o644) -> DirectAppender:
-        """A new file at ``path`` (truncated if it exists), written past the page cache where
-        its file system allows."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        mode: int = 0o644,
+        flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+    ) -> DirectAppender:
+        """A file opened at ``path`` with ``flags`` (by default created or truncated), written
+        past the page cache where its file system allows."""
+        fd = os.open(path, flags, mode)
         try:
-            fd = os.open(path, flags | os.O_DIRECT, mode)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            fd = os.open(path, flags, mode)
-        return cls(fd)
+            return cls(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
     @property
     def direct(self) -> bool:

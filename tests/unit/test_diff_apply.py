@@ -86,10 +86,21 @@ def test_fractional_pax_mtime(tmp_path: Path) -> None:
 
 
 def test_large_file_in_chunks(tmp_path: Path) -> None:
+    # large files are written past the page cache: bytes and metadata as for any other file
     data = os.urandom(3 * (1 << 20) + 12345)
-    apply(build(entry("big", data=data), entry("after", data=b"ok")), tmp_path)
+    big = entry("big", data=data, mode=0o751, pax={"SCHILY.xattr.user.k": "v"})
+    apply(build(big, entry("after", data=b"ok")), tmp_path)
     assert (tmp_path / "big").read_bytes() == data
+    st = os.stat(tmp_path / "big")
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o751, 1_600_000_000 * 10**9)
+    assert os.getxattr(tmp_path / "big", "user.k") == b"v"
     assert (tmp_path / "after").read_bytes() == b"ok"
+
+
+def test_truncated_large_file_data(tmp_path: Path) -> None:
+    tar = build(entry("f", data=os.urandom(2 * (1 << 20))))
+    with pytest.raises(InvalidArgument, match="ends inside the data"):
+        apply(tar[: (1 << 20) + 4096], tmp_path)
 
 
 def test_user_xattr(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ given, in order, whether the file system takes ``O_DIRECT`` or not."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 from pathlib import Path
@@ -26,8 +27,7 @@ def _chunks(seed: int, total: int) -> list[bytes]:
 def test_the_file_holds_exactly_the_bytes_written(tmp_path: Path, buffer_size: int) -> None:
     chunks = _chunks(1, 3 * (1 << 20) + 12_345)
     path = tmp_path / "blob"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
-    out = DirectAppender(fd, buffer_size=buffer_size)
+    out = DirectAppender(os.open(path, os.O_WRONLY | os.O_CREAT), buffer_size=buffer_size)
     for chunk in chunks:
         assert out.write(chunk) == len(chunk)
     out.close()
@@ -49,11 +49,11 @@ def test_a_flush_mid_file_completes_it_so_far_and_later_writes_follow(tmp_path: 
     assert path.read_bytes() == b"".join(first + second)
 
 
-def test_a_file_opened_without_o_direct_is_written_through_the_page_cache(
+def test_without_o_direct_the_file_is_written_through_the_page_cache(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "blob"
-    out = DirectAppender(os.open(path, os.O_WRONLY | os.O_CREAT))
+    out = DirectAppender(os.open(path, os.O_WRONLY | os.O_CREAT), direct=False)
     assert not out.direct
     chunks = _chunks(4, 2 * (1 << 20) + 7)
     for chunk in chunks:
@@ -66,13 +66,27 @@ def test_create_truncates_and_writes_direct_where_the_file_system_allows(tmp_pat
     path = tmp_path / "blob"
     path.write_bytes(b"x" * 10_000)
     out = DirectAppender.create(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_DIRECT
+    probe = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT)
     try:
-        os.close(os.open(tmp_path / "probe", flags))
+        fcntl.fcntl(probe, fcntl.F_SETFL, os.O_WRONLY | os.O_DIRECT)
         supported = True
     except OSError:
         supported = False
+    finally:
+        os.close(probe)
     assert out.direct is supported
     out.write(b"abc")
     out.close()
     assert path.read_bytes() == b"abc"
+
+
+def test_an_exclusive_create_keeps_its_flags(tmp_path: Path) -> None:
+    path = tmp_path / "new"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    out = DirectAppender.create(path, mode=0o600, flags=flags)
+    out.write(b"y" * 5000)
+    out.close()
+    assert path.read_bytes() == b"y" * 5000
+    assert path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        DirectAppender.create(path, flags=flags)
