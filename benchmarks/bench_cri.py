@@ -23,8 +23,10 @@ Figures (each round runs every workload once per runtime, runtimes in alternatin
   except the workload itself (pinnace: conmon, and the infra container where a pod needs one;
   containerd: the shim and the pause container), over ``--pods`` running pods;
 - cold pull throughput of ``--pull-mb`` MB in 5 incompressible gzip layers (the image is
-  removed after each pull, which garbage-collects it in both runtimes), and PullImage of an
-  image that is already present (client round trip).
+  removed after each pull, which garbage-collects it in both runtimes) and the daemon's CPU
+  per MB pulled (``/proc/<pid>/stat``; containerd unpacks in its daemon too), and PullImage of
+  an image that is already present (a tag: resolved against the registry by both runtimes;
+  client round trip, and pinnace's own server time from its request-duration metric).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from benchmarks.workload import (  # noqa: E402
     cmdline,
     concurrent_lifecycles,
     conmon_pids,
+    cpu_seconds,
     lifecycle,
     pids_whose_args,
     remove_pod,
@@ -76,7 +79,9 @@ FIGURES: list[tuple[str, str, str, str, float | None]] = [
     ("list_containers", "ListContainers with N pods, p50", "ms", "lower", 0.8),
     ("memory_per_pod", "memory added per pod (daemon + supervisor)", "MB", "lower", 0.15),
     ("cold_pull", "cold pull, 5 incompressible gzip layers", "MB/s", "higher", 1.4),
+    ("cold_pull_cpu", "cold pull, daemon CPU per MB", "ms", "lower", None),
     ("warm_pull", "PullImage of an image already present, p50", "ms", "lower", None),
+    ("warm_pull_server", "PullImage of an image already present, server mean", "ms", "lower", None),
 ]
 
 
@@ -91,6 +96,8 @@ class Target:
     daemon_pid: int | None = None
     # Returns the pids of the per-pod helpers this runtime started (supervisors, infra).
     helpers: Callable[[], list[int]] | None = None
+    # Returns (seconds, count) the daemon has spent answering PullImage so far (its metrics)
+    pull_server_time: Callable[[], tuple[float, float]] | None = None
     bridge: bool = True
     samples: dict[str, list[float]] = field(default_factory=dict)
 
@@ -174,12 +181,21 @@ def run_round(target: Target, image: str, big: str, args: argparse.Namespace) ->
                 remove_pod(rt, pod, ctr)
     if "pull" not in skip:
         spec = pb.ImageSpec(image=big)
+        cpu = cpu_seconds(target.daemon_pid) if target.daemon_pid else 0.0
         start = time.perf_counter()
         img.PullImage(pb.PullImageRequest(image=spec), timeout=600)
         took = time.perf_counter() - start
-        target.record("cold_pull", args.pull_mb * 1024 * 1024 / took / 1e6)
+        megabytes = args.pull_mb * 1024 * 1024 / 1e6
+        target.record("cold_pull", megabytes / took)
+        if target.daemon_pid:
+            target.record("cold_pull_cpu", (cpu_seconds(target.daemon_pid) - cpu) / megabytes * 1e3)
+        server = target.pull_server_time() if target.pull_server_time else None
         warm = timed(lambda: img.PullImage(pb.PullImageRequest(image=spec), timeout=60), 20)
         target.record("warm_pull", statistics.median(warm) * 1000)
+        if server is not None and target.pull_server_time is not None:
+            seconds, count = target.pull_server_time()
+            if count > server[1]:
+                target.record("warm_pull_server", (seconds - server[0]) / (count - server[1]) * 1e3)
         img.RemoveImage(pb.RemoveImageRequest(image=spec), timeout=120)
 
 
@@ -239,6 +255,32 @@ def _bridge_conflist(name: str, bridge: str, subnet: str, ipam_dir: Path) -> str
     )
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rpc_seconds(port: int, method: str) -> tuple[float, float]:
+    """(sum, count) of pinnace's request-duration histogram for ``method``, from /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        if (
+            line.startswith("pinnace_grpc_request_duration_seconds_")
+            and f'method="{method}"' in line
+        ):
+            kind = line.split("{", 1)[0].rsplit("_", 1)[1]
+            if kind in found:
+                found[kind] += float(line.rsplit(" ", 1)[1])
+    return found["sum"], found["count"]
+
+
 @contextlib.contextmanager
 def _targets(
     base: Path, registry: Registry, pause: str, args: argparse.Namespace
@@ -252,10 +294,11 @@ def _targets(
         for bridge in bridges:
             stack.callback(subprocess.run, ["ip", "link", "del", bridge], capture_output=True)
         (base / "pinnace").mkdir()
+        metrics_port = _free_port()
         daemon = Pinnaced(
             base / "pinnace",
             registry_hosts_dir=hosts,
-            extra_args=["--log-level", "info"],
+            extra_args=["--log-level", "info", "--metrics-address", f"127.0.0.1:{metrics_port}"],
             config_text=f'[images]\nsandbox_image = "{pause}"\n',
         )
         daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
@@ -270,6 +313,7 @@ def _targets(
                 *daemon.clients(),
                 daemon_pid=daemon.pid,
                 helpers=lambda: conmon_pids(daemon.state),
+                pull_server_time=lambda: _rpc_seconds(metrics_port, "PullImage"),
             )
         ]
         if args.reference == "containerd":
