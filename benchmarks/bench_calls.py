@@ -2,7 +2,10 @@
 side by side, a reference runtime, with ``--pods`` host-network pods running in each.
 
     .venv/bin/python -m benchmarks.bench_calls [--reference containerd] [--pods 30]
-                                               [--calls 2000] [--rounds 2]
+                                               [--calls 2000] [--rounds 2] [--baseline-tree DIR]
+
+``--baseline-tree DIR`` adds a second pinnaced running the sources in DIR (for an A/B of a
+change: ``git archive main | tar -x -C DIR``); its column is named "baseline".
 
 For Version, ListPodSandbox, ListContainers, PodSandboxStatus and ContainerStatus (of one pod
 and its container) and the kubelet-style relist (``bench_scale.relist``: both Lists, then a
@@ -81,9 +84,9 @@ def measure(target: Target, count: int) -> None:
 
 
 def print_table(targets: list[Target]) -> None:
+    """Medians over the rounds; ratios are pinnace's figure over each other target's."""
     head = "| call |" + "".join(f" {t.name} p50 / p99 ms | {t.name} CPU ms/call |" for t in targets)
-    if len(targets) > 1:
-        head += " p50 ratio | CPU ratio |"
+    head += "".join(f" p50 / CPU vs {t.name} |" for t in targets[1:])
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
     for name in targets[0].rounds:
@@ -96,9 +99,9 @@ def print_table(targets: list[Target]) -> None:
             cpu = statistics.median(r[2] for r in rs)
             meds.append((p50, cpu))
             row += f" {p50 * 1e3:.3f} / {p99 * 1e3:.3f} | {cpu * 1e3:.3f} |"
-        if len(targets) > 1:
-            row += f" {meds[0][0] / meds[1][0]:.2f} | "
-            row += f"{meds[0][1] / meds[1][1]:.2f} |" if meds[1][1] else "- |"
+        for p50, cpu in meds[1:]:
+            cpu_ratio = f"{meds[0][1] / cpu:.2f}" if cpu else "-"
+            row += f" {meds[0][0] / p50:.2f} / {cpu_ratio} |"
         print(row)
 
 
@@ -117,6 +120,17 @@ def _targets(base: Path, registry: Registry, args: argparse.Namespace) -> Iterat
         )
         stack.enter_context(daemon)
         targets = [Target("pinnace", *daemon.clients(), pid=daemon.pid or 0)]
+        if args.baseline_tree is not None:
+            (base / "baseline").mkdir()
+            old = Pinnaced(
+                base / "baseline",
+                registry_hosts_dir=hosts,
+                extra_args=["--log-level", "info"],
+                config_text=f'[images]\nsandbox_image = "{pause}"\n',
+                source_root=args.baseline_tree.resolve(),
+            )
+            stack.enter_context(old)
+            targets.append(Target("baseline", *old.clients(), pid=old.pid or 0))
         if args.reference == "containerd":
             reference.ensure_installed()
             (base / "containerd").mkdir()
@@ -132,6 +146,7 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=30)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline-tree", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-calls-") as tmp:
         base = Path(tmp)

@@ -19,7 +19,9 @@ time does. Servers:
 - ``aio-list30``: ``ListContainers`` answering one prebuilt 30-container message (serialized
   by grpc per call, as pinnaced's list cache does now);
 - ``aio-list30-bytes``: the same answered as bytes serialized once, through a generic handler
-  whose serializer is the identity.
+  whose serializer is the identity;
+- ``aio-list30-registered-bytes``: the bytes through the generated (registered) method, its
+  serializer passing bytes through, as pinnaced serves its cached List answers.
 - ``sync-list30-bytes``: the pre-serialized answer from the sync server.
 """
 
@@ -46,6 +48,7 @@ from grpc import aio  # noqa: E402
 from benchmarks.workload import cpu_seconds, pct, timed  # noqa: E402
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc  # noqa: E402
+from cri.server import passing_bytes  # noqa: E402
 from tests.support.daemon import cri_channel, cri_clients  # noqa: E402
 
 SERVERS = (
@@ -55,6 +58,7 @@ SERVERS = (
     "sync",
     "aio-list30",
     "aio-list30-bytes",
+    "aio-list30-registered-bytes",
     "sync-list30-bytes",
 )
 _SERVICE = "runtime.v1.RuntimeService"
@@ -108,6 +112,29 @@ class _Servicer(pb_grpc.RuntimeServiceServicer):
         return self._list
 
 
+class _BytesServicer(pb_grpc.RuntimeServiceServicer):
+    def __init__(self) -> None:
+        self._wire = list30().SerializeToString()
+
+    async def ListContainers(self, request: Any, context: Any) -> bytes:
+        return self._wire
+
+
+class _PassBytes(aio.ServerInterceptor):
+    """Rewraps each handler with a serializer that sends bytes as they are (pinnaced's
+    interceptor does this, ``cri/server.py``)."""
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            handler.unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=passing_bytes(handler.response_serializer),
+        )
+
+
 class _SyncServicer(pb_grpc.RuntimeServiceServicer):
     def Version(self, request: Any, context: Any) -> pb.VersionResponse:
         return pb.VersionResponse(version="0.1.0", runtime_name="floor")
@@ -158,11 +185,18 @@ def serve(kind: str, socket: Path) -> None:
         return
 
     async def run() -> None:
+        interceptors: list[aio.ServerInterceptor] = []
+        if kind == "aio+interceptor":
+            interceptors = [_NoopInterceptor()]
+        elif kind == "aio-list30-registered-bytes":
+            interceptors = [_PassBytes()]
         server = aio.server(
-            interceptors=[_NoopInterceptor()] if kind == "aio+interceptor" else [],
+            interceptors=interceptors,
             options=_CHEAP_OPTIONS if kind == "aio+options" else [],
         )
-        if kind == "aio-list30-bytes":
+        if kind == "aio-list30-registered-bytes":
+            pb_grpc.add_RuntimeServiceServicer_to_server(_BytesServicer(), server)
+        elif kind == "aio-list30-bytes":
             server.add_generic_rpc_handlers(
                 (_bytes_handler(list30().SerializeToString(), sync=False),)
             )

@@ -6,6 +6,9 @@ call passes through, which
 * records per-method latency, status counts and in-flight gauges;
 * logs each call at debug level.
 
+A unary handler may answer with ``bytes`` already serialized (the cached List answers,
+``cri/rpc/listcache.py``): the wrapped handler's response serializer passes bytes through.
+
 RPCs a servicer does not implement keep the generated base class's behaviour: UNIMPLEMENTED.
 Only that: a ``NotImplementedError`` raised by the generated base method itself (the servicer
 does not define the RPC) is UNIMPLEMENTED; one raised anywhere else is a bug like any other and
@@ -54,6 +57,22 @@ def not_served(exc: BaseException) -> bool:
     return tb.tb_frame.f_code.co_filename.endswith(_GENERATED_SUFFIX)
 
 
+def passing_bytes(
+    serializer: Callable[[Any], bytes] | None,
+) -> Callable[[Any], bytes] | None:
+    """``serializer``, except that a response which is already ``bytes`` goes out as it is."""
+    if serializer is None:
+        return None
+    inner = serializer
+
+    def serialize(response: Any) -> bytes:
+        if type(response) is bytes:
+            return response
+        return inner(response)
+
+    return serialize
+
+
 class CallInterceptor(aio.ServerInterceptor):
     """Error mapping, metrics and logging for every RPC."""
 
@@ -85,7 +104,7 @@ class CallInterceptor(aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(service, name, handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                response_serializer=passing_bytes(handler.response_serializer),
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(

@@ -59,8 +59,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     async def PodSandboxStatus(self, request: Any, context: Any) -> pb.PodSandboxStatusResponse:
         return sandboxes.pod_sandbox_status(self._deps, request)
 
-    async def ListPodSandbox(self, request: Any, context: Any) -> pb.ListPodSandboxResponse:
-        return sandboxes.list_pod_sandbox(self._deps, request)
+    # The List answers are cached and served serialized (the interceptor passes bytes through).
+    async def ListPodSandbox(self, request: Any, context: Any) -> bytes:
+        return sandboxes.list_pod_sandbox_serialized(self._deps, request)
 
     def StreamPodSandboxes(self, request: Any, context: Any) -> Any:
         return streams.stream_pod_sandboxes(self._deps, request)
@@ -86,8 +87,8 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     async def ContainerStatus(self, request: Any, context: Any) -> pb.ContainerStatusResponse:
         return containers.container_status(self._deps, request)
 
-    async def ListContainers(self, request: Any, context: Any) -> pb.ListContainersResponse:
-        return containers.list_containers(self._deps, request)
+    async def ListContainers(self, request: Any, context: Any) -> bytes:
+        return containers.list_containers_serialized(self._deps, request)
 
     def StreamContainers(self, request: Any, context: Any) -> Any:
         return streams.stream_containers(self._deps, request)

@@ -4,7 +4,7 @@ ListContainers, UpdateContainerResources, ReopenContainerLog, ExecSync."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc import resolve
@@ -87,6 +87,18 @@ def container_status(deps: Deps, request: pb.ContainerStatusRequest) -> pb.Conta
 
 
 def list_containers(deps: Deps, request: pb.ListContainersRequest) -> pb.ListContainersResponse:
+    return deps.lists.get("ListContainers", *_list_containers(deps, request))
+
+
+def list_containers_serialized(deps: Deps, request: pb.ListContainersRequest) -> bytes:
+    """ListContainers' answer as wire bytes (see :mod:`cri.rpc.listcache`)."""
+    return deps.lists.get_serialized("ListContainers", *_list_containers(deps, request))
+
+
+def _list_containers(
+    deps: Deps, request: pb.ListContainersRequest
+) -> tuple[bytes, tuple[int, ...], Callable[[], pb.ListContainersResponse]]:
+    """(the cache key's filter, the version, the build) of a ListContainers answer."""
     pods = deps.pods
     # The filter may name a sandbox by id prefix, so the sandboxes' version counts too.
     version = (pods.sandboxes_generation(), pods.containers_generation())
@@ -99,7 +111,7 @@ def list_containers(deps: Deps, request: pb.ListContainersRequest) -> pb.ListCon
             )
         return pb.ListContainersResponse(containers=[ctr.container_summary(c) for c in containers])
 
-    return deps.lists.get("ListContainers", request.filter.SerializeToString(), version, build)
+    return request.filter.SerializeToString(), version, build
 
 
 async def update_container_resources(

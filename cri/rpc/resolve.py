@@ -34,6 +34,9 @@ def container_id(deps: Deps, text: str) -> str | None:
 
 def require_sandbox(deps: Deps, text: str) -> Sandbox:
     """The sandbox ``text`` names; NotFound when there is none."""
+    exact = deps.pods.get_sandbox(text)  # a full id (what the kubelet sends) needs no scan
+    if exact is not None:
+        return exact
     found = sandbox_id(deps, text)
     sandbox = deps.pods.get_sandbox(found) if found else None
     if sandbox is None:
@@ -43,6 +46,9 @@ def require_sandbox(deps: Deps, text: str) -> Sandbox:
 
 def require_container(deps: Deps, text: str) -> Container:
     """The container ``text`` names; NotFound when there is none."""
+    exact = deps.pods.get_container(text)  # a full id needs no scan
+    if exact is not None:
+        return exact
     found = container_id(deps, text)
     container = deps.pods.get_container(found) if found else None
     if container is None:

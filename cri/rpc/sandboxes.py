@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.rpc import containers, resolve
@@ -55,6 +56,18 @@ def pod_sandbox_status(
 
 
 def list_pod_sandbox(deps: Deps, request: pb.ListPodSandboxRequest) -> pb.ListPodSandboxResponse:
+    return deps.lists.get("ListPodSandbox", *_list_pod_sandbox(deps, request))
+
+
+def list_pod_sandbox_serialized(deps: Deps, request: pb.ListPodSandboxRequest) -> bytes:
+    """ListPodSandbox's answer as wire bytes (see :mod:`cri.rpc.listcache`)."""
+    return deps.lists.get_serialized("ListPodSandbox", *_list_pod_sandbox(deps, request))
+
+
+def _list_pod_sandbox(
+    deps: Deps, request: pb.ListPodSandboxRequest
+) -> tuple[bytes, tuple[int, ...], Callable[[], pb.ListPodSandboxResponse]]:
+    """(the cache key's filter, the version, the build) of a ListPodSandbox answer."""
     pods_ = deps.pods
 
     def build() -> pb.ListPodSandboxResponse:
@@ -63,8 +76,7 @@ def list_pod_sandbox(deps: Deps, request: pb.ListPodSandboxRequest) -> pb.ListPo
             sandboxes = filters.SandboxFilter.from_pb(request.filter).apply(sandboxes)
         return pb.ListPodSandboxResponse(items=[pods.sandbox_summary(s) for s in sandboxes])
 
-    version = (pods_.sandboxes_generation(),)
-    return deps.lists.get("ListPodSandbox", request.filter.SerializeToString(), version, build)
+    return request.filter.SerializeToString(), (pods_.sandboxes_generation(),), build
 
 
 async def update_pod_sandbox_resources(

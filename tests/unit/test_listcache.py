@@ -66,3 +66,20 @@ def test_a_failed_build_caches_nothing() -> None:
         cache.get("L", b"", (1,), broken)
     cache.get("L", b"", (1,), _builder(calls, "a"))
     assert calls == ["a"]
+
+
+def test_the_serialized_answer_is_the_cached_message_serialized_once() -> None:
+    cache, calls = ListCache(), list[str]()
+    wire = cache.get_serialized("ListPodSandbox", b"", (1,), _builder(calls, "a"))
+    assert pb.ListPodSandboxResponse.FromString(wire).items[0].id == "a"
+    # the same entry serves both forms, and the bytes are kept with it
+    assert cache.get("ListPodSandbox", b"", (1,), _builder(calls, "b")).items[0].id == "a"
+    assert cache.get_serialized("ListPodSandbox", b"", (1,), _builder(calls, "c")) is wire
+    assert calls == ["a"]
+
+
+def test_a_new_version_serializes_the_rebuilt_answer() -> None:
+    cache, calls = ListCache(), list[str]()
+    cache.get_serialized("ListPodSandbox", b"", (1,), _builder(calls, "a"))
+    wire = cache.get_serialized("ListPodSandbox", b"", (2,), _builder(calls, "b"))
+    assert pb.ListPodSandboxResponse.FromString(wire).items[0].id == "b"

@@ -1,6 +1,7 @@
 """The interceptor's error mapping: an RPC the servicer does not define is UNIMPLEMENTED; a
 ``NotImplementedError`` raised by our own code is a bug (INTERNAL, logged); a deliberate
-``runtime.errors.Unimplemented`` keeps its message. Through a real grpc.aio server."""
+``runtime.errors.Unimplemented`` keeps its message; an answer already serialized goes out as
+it is. Through a real grpc.aio server."""
 
 from __future__ import annotations
 
@@ -26,7 +27,14 @@ def _helper_not_written_yet() -> None:
 
 
 class _Servicer(pb_grpc.RuntimeServiceServicer):
-    """Version has a bug; RuntimeConfig is a known gap; Status is not defined at all."""
+    """Version has a bug; RuntimeConfig is a known gap; Status is not defined at all;
+    ListContainers answers with bytes already serialized, ListPodSandbox with a message."""
+
+    async def ListContainers(self, request: Any, context: Any) -> bytes:
+        return pb.ListContainersResponse(containers=[pb.Container(id="c1")]).SerializeToString()
+
+    async def ListPodSandbox(self, request: Any, context: Any) -> pb.ListPodSandboxResponse:
+        return pb.ListPodSandboxResponse(items=[pb.PodSandbox(id="p1")])
 
     async def Version(self, request: Any, context: Any) -> pb.VersionResponse:
         _helper_not_written_yet()
@@ -92,6 +100,15 @@ async def test_a_deliberate_unimplemented_keeps_its_message(
         await stub.RuntimeConfig(pb.RuntimeConfigRequest(), timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert raised.value.details() == "RuntimeConfig: cgroup driver reporting is not built"
+
+
+async def test_an_answer_in_bytes_goes_out_as_they_are_and_a_message_is_serialized(
+    stub: pb_grpc.RuntimeServiceStub,
+) -> None:
+    containers = await stub.ListContainers(pb.ListContainersRequest(), timeout=10)
+    assert [c.id for c in containers.containers] == ["c1"]
+    pods = await stub.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10)
+    assert [p.id for p in pods.items] == ["p1"]
 
 
 def test_not_served_tells_the_generated_base_from_a_bug() -> None:
