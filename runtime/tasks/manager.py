@@ -38,7 +38,7 @@ from runtime.errors import (
     PinnaceError,
 )
 from runtime.tasks import conmon as conmon_mod
-from runtime.tasks import exec_session, procfs
+from runtime.tasks import exec_session, procfs, runc_state
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.attach import connect as attach_connect
 from runtime.tasks.execsync import exec_sync as _exec_sync
@@ -272,9 +272,33 @@ class TaskManager:
         await asyncio.to_thread(self._remove_files, task_id, task_dir, None)
 
     async def start(self, id: str) -> None:
-        """Run the created task's process (``<runtime> start``)."""
+        """Run the created task's process: what ``<runtime> start`` does, done here for a runc
+        container without hooks (:mod:`runtime.tasks.runc_state`), else by the runtime."""
         task = self._get(id)
+        rec = task.record
+        if task.supervised and rec.pid > 0 and rec.start_time > 0:
+            opened = await asyncio.to_thread(self._open_exec_fifo, task.handler, id)
+            if opened is not None:
+                state, fifo = opened
+                await runc_state.start(
+                    state,
+                    fifo,
+                    init_pid=rec.pid,
+                    init_start_time=rec.start_time,
+                    timeout=self._runtime_timeout,
+                )
+                return
         await check_runtime(task.handler, ["start", id], timeout=self._runtime_timeout)
+
+    @staticmethod
+    def _open_exec_fifo(
+        handler: RuntimeHandler, id: str
+    ) -> tuple[runc_state.RuncState, int] | None:
+        state = runc_state.read_state(handler.root, id)
+        if state is None or not state.startable:
+            return None
+        fifo = runc_state.open_exec_fifo(state)
+        return None if fifo is None else (state, fifo)
 
     # -- signals, exits, stop -------------------------------------------------------------
 
@@ -344,9 +368,11 @@ class TaskManager:
     # -- delete ---------------------------------------------------------------------------
 
     async def delete(self, id: str, *, force: bool = False) -> None:
-        """Remove an exited task: ``<runtime> delete``, then the exit file, socket link, state
-        and conmon's files in the bundle; waits for its conmon to be gone. A live task raises
-        FailedPrecondition unless ``force`` (SIGKILL first). Unknown ids are fine."""
+        """Remove an exited task: what ``<runtime> delete`` does (done here for a runc
+        container that allows it, see :mod:`runtime.tasks.runc_state`), then the exit file,
+        socket link, state and conmon's files in the bundle; waits for its conmon to be gone.
+        A live task raises FailedPrecondition unless ``force`` (SIGKILL first). Unknown ids
+        are fine."""
         task = self._tasks.get(id)
         if task is None:
             return
@@ -354,7 +380,32 @@ class TaskManager:
             if not force:
                 raise FailedPrecondition(f"task {id} is still running")
             await self.stop(id, timeout=0)
-        self._conmons.unwatch(id)
+        conmon_fd = self._conmons.take(id)
+        if conmon_fd is not None:
+            await self._await_pidfd(task.record, conmon_fd)
+        bundle = Path(task.record.bundle)
+        # conmon reaped the init (its exit is known), so to runc the container is stopped
+        if not (
+            task.supervised and await asyncio.to_thread(self._destroy_and_remove, task, id, bundle)
+        ):
+            await self._runtime_delete(task, id)
+            await asyncio.to_thread(self._remove_files, id, task.task_dir, bundle)
+        self._hub.forget(id)
+        self._tasks.pop(id, None)
+
+    def _destroy_and_remove(self, task: _Task, id: str, bundle: Path) -> bool:
+        """runc's delete of a stopped container and the task's files, in one thread hop; False
+        (nothing done) when runc's state does not allow doing it without runc."""
+        state = runc_state.read_state(task.handler.root, id)
+        if state is None or not state.deletable:
+            return False
+        busy = runc_state.destroy(state)
+        if busy:  # runc logs these and carries on as well
+            log.warning("cgroups of task %s stayed busy: %s", id, ", ".join(busy))
+        self._remove_files(id, task.task_dir, bundle)
+        return True
+
+    async def _runtime_delete(self, task: _Task, id: str) -> None:
         args = ["delete", id] if task.supervised else ["delete", "-f", id]
         res = await run_runtime(task.handler, args, timeout=self._runtime_timeout)
         if res.returncode != 0:
@@ -363,17 +414,8 @@ class TaskManager:
                 await check_runtime(
                     task.handler, ["delete", "-f", id], timeout=self._runtime_timeout
                 )
-        await self._await_conmon_gone(task.record)
-        await asyncio.to_thread(self._remove_files, id, task.task_dir, Path(task.record.bundle))
-        self._hub.forget(id)
-        self._tasks.pop(id, None)
 
-    async def _await_conmon_gone(self, record: TaskRecord) -> None:
-        if record.conmon_pid <= 0:
-            return
-        fd = await asyncio.to_thread(procfs.open_pidfd, record.conmon_pid, record.conmon_start_time)
-        if fd is None:
-            return
+    async def _await_pidfd(self, record: TaskRecord, fd: int) -> None:
         try:
             await procfs.wait_pidfd(fd, 5.0)
         except DeadlineExceeded:

@@ -58,6 +58,14 @@ class ConmonWatch:
             asyncio.get_running_loop().remove_reader(fd)
             os.close(fd)
 
+    def take(self, task_id: str) -> int | None:
+        """Stop watching and hand over the pidfd (the caller closes it); None when that conmon
+        is not watched (it has ended, or was never seen alive). Call on the running loop."""
+        fd = self._fds.pop(task_id, None)
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+        return fd
+
     def close(self) -> None:
         for task_id in list(self._fds):
             self.unwatch(task_id)

@@ -383,3 +383,89 @@ async def test_recover_finds_exits_and_removes_half_made(env: Env) -> None:
         assert (await m.wait("rc1", 0)).exit_code == 9
         await m.delete("rc1")
         assert await m.recover() == []
+
+
+# -- runc's start and delete done by the manager itself (runtime/tasks/runc_state.py) -------
+def _runc_has(env: Env, id: str) -> bool:
+    h = env.handlers["runc"]
+    res = subprocess.run(
+        [str(h.binary), "--root", str(h.root), "state", id], capture_output=True, text=True
+    )
+    return res.returncode == 0
+
+
+async def test_start_and_delete_without_runc_leave_what_runc_leaves(env: Env) -> None:
+    spec = env.spec("rs1", ["true"])
+    async with env.manager() as m:
+        await m.create(spec)
+        state_dir = env.handlers["runc"].root / "rs1"
+        assert (state_dir / "exec.fifo").exists()
+        await m.start("rs1")  # the init runs `true` and may be gone at once: still started
+        assert not (state_dir / "exec.fifo").exists()
+        assert (await m.wait("rs1", 10)).exit_code == 0
+        dirs = [d for d in env.mounts.hierarchy_dirs(f"{env.cgroup_parent}/rs1") if d.exists()]
+        assert dirs, "runc made the container's cgroups"
+        await m.delete("rs1")
+        assert [d for d in dirs if d.exists()] == []
+        assert not state_dir.exists()
+        assert not _runc_has(env, "rs1")
+
+
+async def test_start_of_a_dead_init_fails(env: Env) -> None:
+    spec = env.spec("rs2", ["sleep", "1000"])
+    async with env.manager() as m:
+        info = await m.create(spec)
+        os.kill(info.pid, signal.SIGKILL)
+        await m.wait("rs2", 10)
+        with pytest.raises(FailedPrecondition):
+            await m.start("rs2")
+        await m.delete("rs2")
+        assert not _runc_has(env, "rs2")
+
+
+async def test_delete_with_a_poststop_hook_runs_it(env: Env) -> None:
+    marker = env.base / "poststop-ran"
+    config = minispec.spec(["sleep", "1000"], cgroups_path=f"{env.cgroup_parent}/rs3")
+    config["hooks"] = {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}]}
+    bundle = minispec.write_bundle(env.base / "b" / "rs3", env.rootfs, config)
+    env.made.append(("runc", "rs3"))
+    spec = TaskSpec(id="rs3", bundle=bundle, runtime="runc", log_path=env.base / "l" / "rs3")
+    async with env.manager() as m:
+        await m.create(spec)
+        await m.start("rs3")
+        await m.stop("rs3", timeout=0)
+        await m.delete("rs3")  # runc's own delete: the hook is its to run
+        assert marker.exists()
+        assert not _runc_has(env, "rs3")
+
+
+async def test_delete_without_an_own_pid_namespace_kills_what_is_left(env: Env) -> None:
+    # The init's background child outlives it in the host PID namespace; only runc's delete
+    # (which kills every process of the cgroup) ends it, so the manager must not skip it.
+    config = minispec.spec(
+        ["sh", "-c", "sleep 1000 & exec sleep 1001"], cgroups_path=f"{env.cgroup_parent}/rs4"
+    )
+    config["linux"]["namespaces"] = [
+        ns for ns in config["linux"]["namespaces"] if ns["type"] != "pid"
+    ]
+    bundle = minispec.write_bundle(env.base / "b" / "rs4", env.rootfs, config)
+    env.made.append(("runc", "rs4"))
+    spec = TaskSpec(id="rs4", bundle=bundle, runtime="runc", log_path=env.base / "l" / "rs4")
+    cg = env.mounts.controller_dir("pids", f"{env.cgroup_parent}/rs4")
+    assert cg is not None
+    try:
+        async with env.manager() as m:
+            await m.create(spec)
+            await m.start("rs4")
+            for _ in range(100):
+                if len((cg / "cgroup.procs").read_text().split()) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            await m.stop("rs4", timeout=0)
+            await m.delete("rs4")
+            assert not cg.exists()
+    finally:  # a delete that failed to kill the child leaves it for us to end, by pid
+        with contextlib.suppress(FileNotFoundError):
+            for pid in (cg / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
