@@ -297,6 +297,8 @@ def test_volumes_are_id_mapped_as_the_kubelet_asks(
     config_map = daemon.short_dir / "config-map"
     config_map.mkdir(mode=0o755)
     (config_map / "key").write_text("value\n")
+    termination_log = daemon.short_dir / "termination-log"  # the kubelet's, a file
+    termination_log.touch(mode=0o644)
     plain = daemon.short_dir / "plain"
     plain.mkdir(mode=0o755)
     (plain / "secret").write_text("host\n")
@@ -309,6 +311,7 @@ def test_volumes_are_id_mapped_as_the_kubelet_asks(
         _idmapped("/config", str(config_map), readonly=True),
         pb.Mount(container_path="/plain", host_path=str(plain)),
         _idmapped("/image", "", image=pb.ImageSpec(image=userns_images["box"]), readonly=True),
+        _idmapped("/dev/termination-log", str(termination_log)),
     ]
     cid = runtime.CreateContainer(
         pb.CreateContainerRequest(
@@ -354,6 +357,10 @@ def test_volumes_are_id_mapped_as_the_kubelet_asks(
     assert (os.stat(empty_dir / "new").st_uid, os.stat(empty_dir / "new").st_gid) == (0, 0)
     assert not (config_map / "new").exists()
     assert (plain / "secret").read_text() == "host\n"
+    # a file mount is id-mapped too: the container's root writes its termination message
+    message = sh("stat -c '%u:%g' /dev/termination-log && echo done > /dev/termination-log")
+    assert message.stdout == b"0:0\n", message
+    assert termination_log.read_text() == "done\n"
     # a binary from the id-mapped image volume runs
     ran = sh("/image/bin/busybox echo from-image")
     assert ran.stdout == b"from-image\n", ran
@@ -370,6 +377,7 @@ def test_volumes_are_id_mapped_as_the_kubelet_asks(
     assert mounts_under([daemon.root, daemon.state / "containers"]) == []
     assert sorted(p.name for p in empty_dir.iterdir()) == ["new", "root-file", "user-file"]
     assert (config_map / "key").read_text() == "value\n"
+    assert termination_log.read_text() == "done\n"
     runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert mounts_under([daemon.root, daemon.state]) == []
 
