@@ -150,47 +150,60 @@ class Unpacker:
         key = f"extract-{uuid.uuid4().hex[:12]}-{plan.chain_id}"
         if not self._independent and parent is not None:
             await parent
-        async with self._limit:
-            prepare_parent = "" if self._independent else plan.parent_chain_id
-            await asyncio.to_thread(self._sn.prepare, key, prepare_parent)
-            try:
-                target: Path = await asyncio.to_thread(self._sn.layer_dir, key)
-                await self._fetch_and_apply(plan, target, source, progress, ref)
-            except BaseException:
-                await shielded(asyncio.to_thread(self._sn.remove, key))
-                raise
+        # The snapshot is prepared before waiting for a download slot, so that a slot that
+        # frees goes straight to the next layer's request.
+        prepare_parent = "" if self._independent else plan.parent_chain_id
+        target, stored = await asyncio.to_thread(
+            self._prepare, key, prepare_parent, plan.desc.digest
+        )
+        try:
+            await self._fetch_and_apply(plan, target, stored, source, progress, ref)
+        except BaseException:
+            await shielded(asyncio.to_thread(self._sn.remove, key))
+            raise
         try:
             if parent is not None:
                 await parent
-            if await asyncio.to_thread(self._snapshot_exists, plan.chain_id):
-                await asyncio.to_thread(self._sn.remove, key)
-                return
-            if self._independent:
-                await asyncio.to_thread(
-                    lambda: self._sn.commit(plan.chain_id, key, parent=plan.parent_chain_id or None)
-                )
-            else:
-                await asyncio.to_thread(self._sn.commit, plan.chain_id, key)
+            await asyncio.to_thread(self._commit, plan, key)
         except BaseException:
             await shielded(asyncio.to_thread(_remove_quietly, self._sn, key))
             raise
         progress(Progress(ref, Phase.DONE, plan.desc.digest, plan.desc.size, plan.desc.size))
 
+    def _prepare(self, key: str, parent: str, digest: str) -> tuple[Path, bool]:
+        """Blocking: prepare snapshot ``key``; its layer directory, and whether the content
+        store already holds the blob ``digest`` (one thread hop for the three)."""
+        self._sn.prepare(key, parent)
+        try:
+            return self._sn.layer_dir(key), self._content.exists(digest)
+        except BaseException:
+            _remove_quietly(self._sn, key)
+            raise
+
+    def _commit(self, plan: LayerPlan, key: str) -> None:
+        """Blocking: commit ``key`` as ``plan.chain_id`` (linked to its parent where layers are
+        independent), or drop it if a concurrent pull committed that chain first."""
+        if self._snapshot_exists(plan.chain_id):
+            self._sn.remove(key)
+        elif self._independent:
+            self._sn.commit(plan.chain_id, key, parent=plan.parent_chain_id or None)
+        else:
+            self._sn.commit(plan.chain_id, key)
+
     async def _fetch_and_apply(
         self,
         plan: LayerPlan,
         target: Path,
+        stored: bool,
         source: BlobSource,
         progress: ProgressSink,
         ref: str,
     ) -> None:
         desc = plan.desc
-        compression = detect(desc.media_type, b"")
-        overlay = self._independent
-        content = self._content
-
-        if await asyncio.to_thread(content.exists, desc.digest):
+        if stored:
             progress(Progress(ref, Phase.UNPACKING, desc.digest, 0, desc.size))
+            compression = detect(desc.media_type, b"")
+            content, overlay = self._content, self._independent
 
             def from_store() -> str:
                 with _open_blob(content, desc.digest) as raw:
@@ -199,9 +212,33 @@ class Unpacker:
                     _drain(hashed)
                     return hashed.digest()
 
-            _check_diff_id(plan, await asyncio.to_thread(from_store))
+            async with self._limit:
+                _check_diff_id(plan, await asyncio.to_thread(from_store))
             return
 
+        # A download slot is held from the request until the last byte is received (not
+        # until the unpacker is done with the tail in the feed): the next layer's download
+        # overlaps the end of this one's unpacking.
+        await self._limit.acquire()
+        slot = _Slot(self._limit)
+        try:
+            await self._download_and_apply(plan, target, source, progress, ref, slot)
+        finally:
+            slot.release()
+
+    async def _download_and_apply(
+        self,
+        plan: LayerPlan,
+        target: Path,
+        source: BlobSource,
+        progress: ProgressSink,
+        ref: str,
+        slot: _Slot,
+    ) -> None:
+        desc = plan.desc
+        compression = detect(desc.media_type, b"")
+        overlay = self._independent
+        content = self._content
         writer = await asyncio.to_thread(
             content.writer,
             f"pull-{desc.digest}",
@@ -270,6 +307,7 @@ class Unpacker:
                 ) from None
             finally:
                 await _aclose(chunks)
+                slot.release()
             feed.close()
 
         producer = asyncio.ensure_future(produce())
@@ -300,6 +338,18 @@ class Unpacker:
         else:
             await asyncio.to_thread(_close_quietly, writer)
         raise error
+
+
+class _Slot:
+    """One acquired place of a semaphore, released once however many times it is asked to."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore: asyncio.Semaphore | None = semaphore
+
+    def release(self) -> None:
+        if self._semaphore is not None:
+            self._semaphore.release()
+            self._semaphore = None
 
 
 def _open_blob(content: BlobStore, digest: str) -> BinaryIO:
