@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,8 @@ __all__ = [
 
 DEFAULT_LOG_ROOT = "/var/log/pods"
 DEFAULT_PLAY_ROOT = "/var/lib/pinnace-play"
+# ids per pod in its own user namespace (the kubelet's default: 0-65535 inside)
+USERNS_LENGTH = 65536
 DEFAULT_NAMESPACE = "default"
 #: Annotations play adds to the sandbox so ``play --down`` can clean up what it created.
 LOG_DIRECTORY_ANNOTATION = "io.pinnace.play.log-directory"
@@ -209,11 +211,15 @@ def plan_pod(
     log_root: str = DEFAULT_LOG_ROOT,
     play_root: str = DEFAULT_PLAY_ROOT,
     host_resolv_conf: str | None = None,
+    userns_host_id: int = USERNS_LENGTH,
 ) -> PodPlan:
     """Validate ``pod`` and translate it into CRI configs. ``uid`` becomes the pod's uid
     (``metadata.uid`` if the manifest has one wins); ``host_resolv_conf`` is the node's resolv.conf
     text, which every dnsPolicy but ``None`` starts from (play has no cluster DNS, so
-    ``ClusterFirst`` falls back to ``Default`` as kubelet does without one)."""
+    ``ClusterFirst`` falls back to ``Default`` as kubelet does without one). For
+    ``hostUsers: false`` the pod gets its own user namespace as the kubelet sends it: ids
+    0-65535 mapped from ``userns_host_id`` (see :func:`free_userns_host_id`), the mappings on
+    the pod, on every container and on every mount (which the runtime then id-maps)."""
     validate(pod)
     meta, spec = pod.metadata, pod.spec
     assert meta is not None and spec is not None and meta.name
@@ -229,6 +235,11 @@ def plan_pod(
         pid=pb.NODE if spec.host_pid else pb.POD if spec.share_process_namespace else pb.CONTAINER,
         ipc=pb.NODE if spec.host_ipc else pb.POD,
     )
+    userns: pb.UserNamespace | None = None
+    if spec.host_users is False:
+        mapping = pb.IDMapping(host_id=userns_host_id, container_id=0, length=USERNS_LENGTH)
+        userns = pb.UserNamespace(mode=pb.POD, uids=[mapping], gids=[mapping])
+        namespaces.userns_options.CopyFrom(userns)
     pod_sc = spec.security_context
     all_containers = [*(spec.init_containers or []), *spec.containers]
     sandbox_sc = pb.LinuxSandboxSecurityContext(
@@ -293,7 +304,7 @@ def plan_pod(
             config = _container_config(
                 c, pod_sc=pod_sc, namespaces=namespaces, supplemental=supplemental,
                 identity=identity, grace=grace, volumes=volumes,
-                volume_directory=volume_directory, directories=directories,
+                volume_directory=volume_directory, directories=directories, userns=userns,
             )  # fmt: skip
             sc = c.security_context
             non_root = bool(
@@ -407,6 +418,7 @@ def _container_config(
     volumes: Mapping[str, Any],
     volume_directory: str,
     directories: list[str],
+    userns: pb.UserNamespace | None,
 ) -> pb.ContainerConfig:
     env: dict[str, str] = {}
     for var in c.env or []:
@@ -449,7 +461,7 @@ def _container_config(
         args=[expand(x, env) for x in c.args or []],
         working_dir=c.working_dir or "",
         envs=[pb.KeyValue(key=k, value=v.encode()) for k, v in env.items()],
-        mounts=_mounts(c, volumes, volume_directory, directories),
+        mounts=_mounts(c, volumes, volume_directory, directories, userns),
         labels={**identity, CONTAINER_NAME_LABEL: c.name},
         annotations=annotations,
         log_path=f"{c.name}/0.log",
@@ -461,7 +473,11 @@ def _container_config(
 
 
 def _mounts(
-    c: V1Container, volumes: Mapping[str, Any], volume_directory: str, directories: list[str]
+    c: V1Container,
+    volumes: Mapping[str, Any],
+    volume_directory: str,
+    directories: list[str],
+    userns: pb.UserNamespace | None,
 ) -> list[pb.Mount]:
     out = []
     for vm in c.volume_mounts or []:
@@ -480,9 +496,22 @@ def _mounts(
                 readonly=bool(vm.read_only),
                 propagation=MOUNT_PROPAGATION[vm.mount_propagation],
                 recursive_read_only=vm.recursive_read_only == "Enabled",
+                # the kubelet sets the pod's mappings on every mount of such a pod
+                uidMappings=list(userns.uids) if userns is not None else [],
+                gidMappings=list(userns.gids) if userns is not None else [],
             )
         )
     return out
+
+
+def free_userns_host_id(taken: Iterable[int]) -> int:
+    """The lowest 65536-id block above the node's own ids (0-65535) that no pod's mapping
+    in ``taken`` starts at: the kubelet's default allocation (one block per pod)."""
+    used = set(taken)
+    for block in range(1, (1 << 32) // USERNS_LENGTH):
+        if block * USERNS_LENGTH not in used:
+            return block * USERNS_LENGTH
+    raise FailedPrecondition("every user-namespace id range of this node is taken")
 
 
 def _resources(c: V1Container) -> pb.LinuxContainerResources:

@@ -177,7 +177,11 @@ def _validate_spec(spec: Any, errs: _Errors) -> None:
         if getattr(spec, attr, None):
             errs.unsupported(f"spec.{key}", detail=_NOT_PLAYABLE)
     if spec.host_users is False:
-        errs.unsupported("spec.hostUsers", False, "user namespaces are not supported")
+        # the API server's rule: a pod in its own user namespace uses none of the node's
+        for attr, key in (("host_network", "hostNetwork"), ("host_ipc", "hostIPC"),
+                          ("host_pid", "hostPID")):  # fmt: skip
+            if getattr(spec, attr, None):
+                errs.add(f"spec.{key}", "Forbidden", "when `hostUsers` is false")
     policy = getattr(spec.security_context, "supplemental_groups_policy", None)
     if policy not in (None, "Merge", "Strict"):
         errs.unsupported("spec.securityContext.supplementalGroupsPolicy", policy)

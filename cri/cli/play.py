@@ -72,6 +72,21 @@ def find_pods(c: Client, name: str, namespace: str) -> list[pb.PodSandbox]:
     )
 
 
+def taken_userns_host_ids(c: Client) -> list[int]:
+    """Where the user-namespace mappings of the daemon's pods start (their host uids), so a
+    new pod gets a range of its own. Two plays at once may pick the same one: the pods then
+    share host ids (less isolated from each other, still not the node's)."""
+    out: list[int] = []
+    for sandbox in c.list_pods():
+        try:
+            status = c.pod_status(sandbox.id).status
+        except grpc.RpcError:
+            continue  # removed meanwhile
+        userns = status.linux.namespaces.options.userns_options
+        out.extend(m.host_id for m in userns.uids)
+    return out
+
+
 def prepare_host_paths(plan: manifest.PodPlan, *, play_root: str) -> None:
     """Check the hostPaths that must exist, then create the directories and files the pod's
     volumes need. emptyDir directories are world-writable, as kubelet makes them."""
@@ -243,6 +258,9 @@ def cmd_play(c: Client, args: argparse.Namespace) -> int:
     roots = playdirs.PlayRoots(
         log_root=os.path.abspath(args.log_root), play_root=os.path.abspath(args.play_root)
     )
+    userns_host_id = manifest.USERNS_LENGTH
+    if pod.spec is not None and pod.spec.host_users is False and not args.down:
+        userns_host_id = manifest.free_userns_host_id(taken_userns_host_ids(c))
     try:
         plan = manifest.plan_pod(
             pod,
@@ -250,6 +268,7 @@ def cmd_play(c: Client, args: argparse.Namespace) -> int:
             log_root=roots.log_root,
             play_root=roots.play_root,
             host_resolv_conf=resolv,
+            userns_host_id=userns_host_id,
         )
     except InvalidArgument as exc:
         raise InvalidArgument(

@@ -16,6 +16,7 @@ import pytest
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from runtime.mount import linux
+from tests.e2e.test_cli_pods import Cli
 from tests.support import images
 from tests.support.daemon import Pinnaced, cgroup_dirs_of, mounts_under
 from tests.support.push import push_image
@@ -521,3 +522,42 @@ def test_an_id_mapped_volume_receives_mounts_from_the_node(
         assert mounts_under([daemon.root, daemon.state]) == []
     finally:
         linux.unmount_below(shared)
+
+
+def test_play_a_pod_with_host_users_false(
+    daemon: Pinnaced,
+    userns_images: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: userns-play, namespace: e2e}\n"
+        "spec:\n  hostUsers: false\n  terminationGracePeriodSeconds: 1\n"
+        "  volumes: [{name: scratch, emptyDir: {}}]\n"
+        f"  containers:\n  - name: main\n    image: {userns_images['box']}\n"
+        '    command: ["sleep", "3600"]\n'
+        "    volumeMounts: [{name: scratch, mountPath: /scratch}]\n"
+    )
+    play_root = tmp_path / "play"
+    pinnace = Cli(
+        daemon,
+        capsys,
+        ["--log-root", str(tmp_path / "logs"), "--play-root", str(play_root), "--resolv-conf", ""],
+    )
+    played = pinnace.json("play", str(manifest), *pinnace.play_args, "--quiet")
+    cid = played["containers"]["main"]
+    seen = daemon.runtime.ExecSync(
+        pb.ExecSyncRequest(
+            container_id=cid,
+            cmd=["sh", "-c", "cat /proc/self/uid_map; stat -c %u /scratch; touch /scratch/made"],
+        ),
+        timeout=60,
+    )
+    # the first range above the node's ids, the kubelet's default; the emptyDir play made
+    # (host root's) is the pod root's through its id-mapped mount
+    assert seen.stdout.decode().split() == ["0", "65536", "65536", "0"], seen
+    (made,) = play_root.rglob("made")
+    assert os.stat(made).st_uid == 0
+    pinnace.ok("play", "--down", str(manifest), *pinnace.play_args)
+    assert mounts_under([daemon.root, daemon.state]) == []

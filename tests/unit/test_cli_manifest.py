@@ -500,7 +500,10 @@ def test_invalid_volume_mounts(mount: dict[str, Any], field: str) -> None:
             lambda d: d["spec"].update(hostAliases=[{"ip": "127.0.0.1", "hostnames": ["a"]}]),
             "spec.hostAliases",
         ),
-        (lambda d: d["spec"].update(hostUsers=False), "spec.hostUsers"),
+        (
+            lambda d: d["spec"].update(hostUsers=False, hostNetwork=True),
+            "spec.hostNetwork: Forbidden: when `hostUsers` is false",
+        ),
         (
             lambda d: d["spec"]["containers"][0].update(imagePullPolicy="Sometimes"),
             "imagePullPolicy",
@@ -651,3 +654,26 @@ def test_parse_labels() -> None:
     assert parse_labels(["a=b", "c=", "d=e=f"]) == {"a": "b", "c": "", "d": "e=f"}
     with pytest.raises(InvalidArgument):
         parse_labels(["novalue"])
+
+
+def test_host_users_false_plans_the_pods_own_user_namespace_as_the_kubelet_sends_it() -> None:
+    data = pod(
+        hostUsers=False,
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+        containers=[container(volumeMounts=[{"name": "scratch", "mountPath": "/s"}])],
+    )
+    p = plan(data, uid="u", userns_host_id=3 * 65536)
+    mapping = pb.IDMapping(host_id=3 * 65536, container_id=0, length=65536)
+    want = pb.UserNamespace(mode=pb.POD, uids=[mapping], gids=[mapping])
+    assert p.sandbox.linux.security_context.namespace_options.userns_options == want
+    (main,) = p.containers
+    assert main.config.linux.security_context.namespace_options.userns_options == want
+    (mount,) = main.config.mounts
+    assert list(mount.uidMappings) == [mapping] and list(mount.gidMappings) == [mapping]
+    host = plan(pod(), uid="u")
+    assert not host.sandbox.linux.security_context.namespace_options.HasField("userns_options")
+
+
+def test_free_user_namespace_ranges_start_above_the_nodes_ids() -> None:
+    assert manifest.free_userns_host_id([]) == 65536
+    assert manifest.free_userns_host_id([65536, 131072, 262144]) == 196608
