@@ -2,13 +2,13 @@
 
 The tar is read as a stream (``tarfile`` mode ``r|``, never seeking), framed as Go's
 ``archive/tar`` frames it (:mod:`runtime.diff.tarframe`: where a layer may end early, where
-it may not), and each entry is applied
-here, not by ``extractall``: regular files (data copied straight from the stream in 1 MiB
-chunks), directories, symlinks, hard links (to entries inside the target), character and block
-devices, fifos. Metadata: numeric owner (``lchown``; skipped when not running as root), mode
-including setuid/setgid/sticky (set after chown, which clears them), xattrs from PAX
-``SCHILY.xattr.*`` headers, and times (directories' at the very end, since adding children
-changes them; symlinks' without following them).
+it may not), and each entry is applied here, not by ``extractall``: regular files (data
+copied straight from the stream in 1 MiB chunks; files of 1 MiB or more past the page cache,
+:mod:`runtime.directio`), directories, symlinks, hard links (to entries inside the target),
+character and block devices, fifos. Metadata: numeric owner (``lchown``; skipped when not
+running as root), mode including setuid/setgid/sticky (set after chown, which clears them),
+xattrs from PAX ``SCHILY.xattr.*`` headers, and times (directories' at the very end, since
+adding children changes them; symlinks' without following them).
 
 xattrs: ``trusted.overlay.*`` from a layer is dropped (it would let a layer forge overlay
 metadata such as redirects); failures to set ``security.*`` with EPERM or ENOTSUP are ignored (an
@@ -44,12 +44,18 @@ from pathlib import Path
 from runtime.diff.compression import Readable
 from runtime.diff.paths import Missing, Tree, normalize
 from runtime.diff.tarframe import GoTarFraming
+from runtime.directio import DirectAppender
 from runtime.errors import InvalidArgument
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 _CHUNK = 1 << 20
+# Regular files this large are written past the page cache (runtime/directio.py): the copy
+# into new page-cache pages was the largest CPU cost of unpacking left, and a pull does not
+# then push a node's hot pages out for image data most of which is never read. A container's
+# first read of such a file comes from the disk; small files stay buffered.
+_DIRECT_MIN = 1 << 20
 _XATTR_PREFIX = "SCHILY.xattr."
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -211,6 +217,7 @@ class _Applier:
 
     def _regular(self, tar: tarfile.TarFile, path: str, m: tarfile.TarInfo) -> None:
         fd = os.open(path, _FILE_FLAGS, 0o600)
+        direct: DirectAppender | None = None
         try:
             remaining = m.size
             read: Callable[[int], bytes]
@@ -220,21 +227,31 @@ class _Applier:
                 read = src.read
             else:
                 read = tar.fileobj.read  # type: ignore[union-attr]
+                if m.size >= _DIRECT_MIN:
+                    direct = DirectAppender(fd)
             write = os.write
             while remaining > 0:
                 chunk = read(_CHUNK if remaining > _CHUNK else remaining)
                 if not chunk:
                     raise InvalidArgument(f"layer ends inside the data of {m.name!r}")
                 remaining -= len(chunk)
+                if direct is not None:
+                    direct.write(chunk)
+                    continue
                 written = write(fd, chunk)
                 if written != len(chunk):
                     view = memoryview(chunk)[written:]
                     while view:
                         view = view[write(fd, view) :]
+            if direct is not None:
+                direct.flush()
             self._bytes += m.size
             self._metadata_fd(fd, m)
         finally:
-            os.close(fd)
+            if direct is not None:
+                direct.close()  # closes fd
+            else:
+                os.close(fd)
 
     def _hardlink(self, path: str, m: tarfile.TarInfo) -> None:
         link = normalize(m.linkname)
