@@ -56,8 +56,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     async def RemovePodSandbox(self, request: Any, context: Any) -> pb.RemovePodSandboxResponse:
         return await sandboxes.remove_pod_sandbox(self._deps, request)
 
-    async def PodSandboxStatus(self, request: Any, context: Any) -> pb.PodSandboxStatusResponse:
-        return sandboxes.pod_sandbox_status(self._deps, request)
+    # Status answers are cached per state of their records and served serialized.
+    async def PodSandboxStatus(self, request: Any, context: Any) -> bytes:
+        return sandboxes.pod_sandbox_status_serialized(self._deps, request)
 
     # The List answers are cached and served serialized (the interceptor passes bytes through).
     async def ListPodSandbox(self, request: Any, context: Any) -> bytes:
@@ -84,8 +85,8 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     async def RemoveContainer(self, request: Any, context: Any) -> pb.RemoveContainerResponse:
         return await containers.remove_container(self._deps, request)
 
-    async def ContainerStatus(self, request: Any, context: Any) -> pb.ContainerStatusResponse:
-        return containers.container_status(self._deps, request)
+    async def ContainerStatus(self, request: Any, context: Any) -> bytes:
+        return containers.container_status_serialized(self._deps, request)
 
     async def ListContainers(self, request: Any, context: Any) -> bytes:
         return containers.list_containers_serialized(self._deps, request)

@@ -12,6 +12,7 @@ from cri.rpc.deps import Deps
 from cri.translate import containers as ctr
 from cri.translate import filters
 from runtime.errors import DeadlineExceeded, InvalidArgument
+from runtime.images.store import ImageRecord
 from runtime.model.pods import Container
 
 
@@ -55,11 +56,28 @@ async def remove_container(
 def status_of(deps: Deps, container: Container) -> pb.ContainerStatus:
     """The CRI status of ``container``, its image named from the image's record (see
     :mod:`runtime.images.naming`); every RPC that reports a container status uses this."""
-    image = deps.images.lookup(container.image_id)
+    return _status(container, deps.images.lookup(container.image_id))
+
+
+def _status(container: Container, image: ImageRecord | None) -> pb.ContainerStatus:
     return ctr.container_status(
         container,
         repo_tags=image.repo_tags if image is not None else (),
         repo_digests=image.repo_digests if image is not None else (),
+    )
+
+
+def container_status_serialized(deps: Deps, request: pb.ContainerStatusRequest) -> bytes:
+    """ContainerStatus's answer as wire bytes, built once per state of the container's and its
+    image's records (:mod:`cri.rpc.statuscache`); a verbose one is built per call."""
+    if request.verbose:
+        return container_status(deps, request).SerializeToString()
+    container = resolve.require_container(deps, request.container_id)
+    image = deps.images.lookup(container.image_id)
+    return deps.statuses.get(
+        ("ContainerStatus", container.id),
+        (container, image),
+        lambda: pb.ContainerStatusResponse(status=_status(container, image)),
     )
 
 

@@ -9,6 +9,7 @@ from cri.config import Config
 from cri.metrics import Metrics
 from cri.nri.adaptation import Adaptation
 from cri.rpc.listcache import ListCache
+from cri.rpc.statuscache import StatusCache
 from cri.streaming.requests import StreamingEndpoint
 from runtime.cdi import CdiRegistry
 from runtime.events.exchange import Exchange
@@ -36,3 +37,4 @@ class Deps:
     handler_features: Mapping[str, HandlerFeatures] = field(default_factory=dict)
     nri: Adaptation | None = None
     lists: ListCache = field(default_factory=ListCache)
+    statuses: StatusCache = field(default_factory=StatusCache)

@@ -55,6 +55,27 @@ def pod_sandbox_status(
     )
 
 
+def pod_sandbox_status_serialized(deps: Deps, request: pb.PodSandboxStatusRequest) -> bytes:
+    """PodSandboxStatus's answer as wire bytes: built once per state of the records it is made
+    of (the sandbox, its containers and their images; :mod:`cri.rpc.statuscache`), then this
+    call's timestamp appended as a field of its own (protobuf parses concatenated messages as
+    one, and the cached part has no timestamp). A verbose answer is built per call."""
+    if request.verbose:
+        return pod_sandbox_status(deps, request).SerializeToString()
+    sandbox = resolve.require_sandbox(deps, request.pod_sandbox_id)
+    members = deps.pods.containers_of(sandbox.id)
+    images = [deps.images.lookup(c.image_id) for c in members]
+
+    def build() -> pb.PodSandboxStatusResponse:
+        return pb.PodSandboxStatusResponse(
+            status=pods.sandbox_status(sandbox),
+            containers_statuses=[containers.status_of(deps, c) for c in members],
+        )
+
+    body = deps.statuses.get(("PodSandboxStatus", sandbox.id), (sandbox, *members, *images), build)
+    return body + pb.PodSandboxStatusResponse(timestamp=time.time_ns()).SerializeToString()
+
+
 def list_pod_sandbox(deps: Deps, request: pb.ListPodSandboxRequest) -> pb.ListPodSandboxResponse:
     return deps.lists.get("ListPodSandbox", *_list_pod_sandbox(deps, request))
 
