@@ -13,12 +13,12 @@ from runtime.oci.resources import resources_spec
 
 
 def write_spec(path: Path, spec: dict[str, Any]) -> None:
-    """Write ``spec`` as ``path`` so that a reader sees the old file or the new one whole."""
+    """Write ``spec`` as ``path`` so that a reader sees the old file or the new one whole, also
+    after the daemon is killed. No fsync: bundles live in the state directory, which does not
+    outlive a boot (see ``runtime/tasks/statefile.py``)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(spec, handle, separators=(",", ":"))
-        handle.flush()
-        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 

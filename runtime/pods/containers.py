@@ -416,8 +416,8 @@ class ContainerController:
             raise FailedPrecondition(f"pod sandbox of container {container_id} is gone")
         sandbox_step(sandbox.state, SandboxAction.START_CONTAINER, id=sandbox.id)
         directory = Path(container.bundle)
+        # (the task service makes the log file's directory)
         log_path = Path(container.log_path) if container.log_path else directory / "console.log"
-        await asyncio.to_thread(log_path.parent.mkdir, parents=True, exist_ok=True)
         spec = TaskSpec(
             id=container_id,
             bundle=directory,
@@ -596,26 +596,7 @@ class ContainerController:
             else:
                 await self._tasks.delete(container_id, force=True)
             faults.point("container.remove.task-deleted")
-            directory = Path(container.bundle)
-            await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
-            await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, container.snapshot_key)
-            await asyncio.to_thread(
-                functools.partial(
-                    idmapped_volumes.unmount_volumes, self._rootfs, directory=directory
-                )
-            )
-            if image_volumes.image_mounts(container.config.mounts):
-                await asyncio.to_thread(
-                    functools.partial(
-                        image_volumes.unmount_volumes,
-                        self._sn,
-                        self._rootfs,
-                        container_id=container_id,
-                        directory=directory,
-                        count=len(container.config.mounts),
-                    )
-                )
-            await asyncio.to_thread(self._dirs.remove, directory)
+            await asyncio.to_thread(self._remove_files, container)
             faults.point("container.remove.files-removed")
             await asyncio.to_thread(self._store.containers.remove, container_id)
         sandbox = self._store.sandboxes.get(container.sandbox_id)
@@ -632,6 +613,23 @@ class ContainerController:
         )
         if sandbox is not None:
             await self._hooks.remove_container(sandbox, container)
+
+    def _remove_files(self, container: Container) -> None:
+        """The rootfs unmounted, its snapshot removed, id-mapped and image volumes unmounted,
+        then the container's directory removed: one thread hop. Blocking."""
+        directory = Path(container.bundle)
+        self._rootfs.unmount(directory / "rootfs")
+        rootfs_mod.remove_snapshot(self._sn, container.snapshot_key)
+        idmapped_volumes.unmount_volumes(self._rootfs, directory=directory)
+        if image_volumes.image_mounts(container.config.mounts):
+            image_volumes.unmount_volumes(
+                self._sn,
+                self._rootfs,
+                container_id=container.id,
+                directory=directory,
+                count=len(container.config.mounts),
+            )
+        self._dirs.remove(directory)
 
     async def remove_all(self, sandbox_id: str) -> None:
         for container in self._store.containers_of(sandbox_id):

@@ -148,8 +148,9 @@ class TaskService(Protocol):
     ``delete`` (idempotent)."""
 
     async def create(self, spec: TaskSpec) -> TaskInfo:
-        """Create the task (``runtime create`` under a new conmon); FailedPrecondition carries
-        the runtime's message when it fails; AlreadyExists for a live id."""
+        """Create the task (``runtime create`` under a new conmon), making the directory of
+        ``spec.log_path`` if missing; FailedPrecondition carries the runtime's message when it
+        fails; AlreadyExists for a live id."""
         ...
 
     async def start(self, id: str) -> None:

@@ -183,23 +183,13 @@ class TaskManager:
                     cwd=task_dir,
                     timeout=self._create_timeout,
                 )
-                conmon_pid, conmon_start, started = await asyncio.to_thread(
-                    self._read_pids, task_dir, pid
-                )
+                record = await asyncio.to_thread(self._complete_create, task_dir, pid, record)
             except BaseException:
                 await asyncio.shield(self._undo_create(handler, spec.id, task_dir))
                 raise
-            record = replace(
-                record,
-                pid=pid,
-                conmon_pid=conmon_pid,
-                conmon_start_time=conmon_start,
-                start_time=started or 0,
-            )
-            await asyncio.to_thread(write_atomic, task_dir / "state.json", record.to_json())
             task = _Task(record, handler, task_dir)
             self._tasks[spec.id] = task
-            self._conmons.watch(spec.id, conmon_pid, conmon_start)
+            self._conmons.watch(spec.id, record.conmon_pid, record.conmon_start_time)
             return task.info()
         finally:
             self._creating.discard(spec.id)
@@ -242,10 +232,19 @@ class TaskManager:
         )
 
     @classmethod
-    def _read_pids(cls, task_dir: Path, pid: int) -> tuple[int, int, int | None]:
-        """conmon's pid and start time, then the container's start time (one thread hop)."""
+    def _complete_create(cls, task_dir: Path, pid: int, record: TaskRecord) -> TaskRecord:
+        """conmon's pid and start time and the container's start time into the record, which
+        is written (one thread hop)."""
         conmon_pid, conmon_start = cls._read_conmon(task_dir)
-        return conmon_pid, conmon_start, procfs.start_time(pid)
+        record = replace(
+            record,
+            pid=pid,
+            conmon_pid=conmon_pid,
+            conmon_start_time=conmon_start,
+            start_time=procfs.start_time(pid) or 0,
+        )
+        write_atomic(task_dir / "state.json", record.to_json())
+        return record
 
     @staticmethod
     def _read_conmon(task_dir: Path) -> tuple[int, int]:

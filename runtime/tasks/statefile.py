@@ -2,7 +2,7 @@
 
 Layout under the manager's state directory::
 
-    tasks/<id>/state.json   this record (written atomically: temp file, fsync, rename)
+    tasks/<id>/state.json   this record (written atomically: temp file, rename)
     tasks/<id>/conmon.pid   written by conmon (its daemonized pid)
     tasks/<id>/pid          written by the runtime (the container's init pid)
     tasks/<id>/supervisor-lost  written by the manager when conmon died before the process
@@ -12,6 +12,13 @@ Layout under the manager's state directory::
 
 A record with ``pid == 0`` was written before conmon reported back: the daemon died in the
 middle of ``create``, and recovery removes whatever the runtime made of it.
+
+Durability: a written record survives the daemon's death (the page cache outlives the process;
+the rename makes it whole or absent), which is what recovery needs; ``tests/e2e`` crash points
+kill the daemon at every step to prove it. No fsync: the state directory does not outlive a
+boot (its default ``/run/pinnace`` is a tmpfs, where fsync does nothing) and neither do the
+tasks it describes; runc writes its own state there the same way. An unreadable record after a
+power cut is a half-made task to recovery.
 """
 
 from __future__ import annotations
@@ -72,12 +79,11 @@ class TaskRecord:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so a reader sees the old or the new file, never a torn
-    one. Blocking."""
+    one, also after the daemon is killed (no fsync: see the module's note). Blocking."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
