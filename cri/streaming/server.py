@@ -20,22 +20,36 @@ import ssl
 import subprocess
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cri.config import StreamingConfig
-from cri.streaming import bridge, http1, portforward, websocket
-from cri.streaming import remotecommand as rc
 from cri.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest, StreamRequest
-from cri.streaming.spdy_conn import (
-    RemoteCommandStreams,
-    SpdyConnection,
-    StreamTransport,
-    expected_streams,
-)
 from cri.streaming.tokens import RequestKind, TokenCache
+from runtime import lazy
 from runtime.errors import FailedPrecondition, PinnaceError
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.exec_session import ExecSession
+
+if TYPE_CHECKING:
+    from cri.streaming import bridge, http1, portforward, spdy_conn, websocket
+    from cri.streaming import remotecommand as rc
+else:
+    # The protocols (h11, wsproto, SPDY and the bridges: ~60 ms of imports) are imported when
+    # the first connection arrives, on a thread (``_accept``), not with the daemon's start.
+    bridge = lazy.module("cri.streaming.bridge")
+    http1 = lazy.module("cri.streaming.http1")
+    portforward = lazy.module("cri.streaming.portforward")
+    spdy_conn = lazy.module("cri.streaming.spdy_conn")
+    websocket = lazy.module("cri.streaming.websocket")
+    rc = lazy.module("cri.streaming.remotecommand")
+_PROTOCOLS = (
+    "cri.streaming.bridge",
+    "cri.streaming.http1",
+    "cri.streaming.portforward",
+    "cri.streaming.spdy_conn",
+    "cri.streaming.websocket",
+    "cri.streaming.remotecommand",
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +88,7 @@ class StreamingServer:
         )
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._protocols_loaded = False
         self.port = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -181,6 +196,9 @@ class StreamingServer:
         assert task is not None
         self._connections.add(task)
         try:
+            if not self._protocols_loaded:
+                await asyncio.to_thread(lazy.preload, *_PROTOCOLS)
+                self._protocols_loaded = True
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
@@ -286,10 +304,12 @@ class StreamingServer:
         writer.write(http1.switching_protocols([
             ("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), (rc.HEADER_PROTOCOL, protocol),
         ]))  # fmt: skip
-        conn = SpdyConnection(StreamTransport(reader, writer), idle_timeout=self._cfg.idle_timeout)
-        streams = RemoteCommandStreams(
+        conn = spdy_conn.SpdyConnection(
+            spdy_conn.StreamTransport(reader, writer), idle_timeout=self._cfg.idle_timeout
+        )
+        streams = spdy_conn.RemoteCommandStreams(
             conn,
-            expected=expected_streams(
+            expected=spdy_conn.expected_streams(
                 protocol, stdin=request.stdin, stdout=request.stdout,
                 stderr=request.stderr, tty=request.tty,
             ),

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runtime.cdi.edits import apply_edits
 from runtime.cdi.spec import ContainerEdits, Spec, parse_qualified_name, parse_spec
 from runtime.errors import InvalidArgument
@@ -165,7 +163,7 @@ class CdiRegistry:
         for priority, path in files:
             try:
                 spec = _read(path)
-            except (OSError, ValueError, yaml.YAMLError, InvalidArgument) as exc:
+            except (OSError, ValueError, InvalidArgument) as exc:
                 errors[str(path)] = str(exc)
                 log.warning("CDI spec %s skipped: %s", path, exc)
                 continue
@@ -191,5 +189,15 @@ class CdiRegistry:
 
 def _read(path: Path) -> Spec:
     text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        # imported for the first YAML spec only: most nodes have none, and PyYAML was ~10 ms
+        # of every daemon start
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from None
     return parse_spec(data, source=str(path))

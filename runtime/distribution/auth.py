@@ -25,12 +25,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
-
+from runtime import lazy
 from runtime.distribution.failures import registry_error
 from runtime.errors import InvalidArgument, RegistryUnavailable, Unauthenticated
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported with the first client (transport.load_http_stack), not at the daemon's start
+    httpx = lazy.module("httpx")
 
 DEFAULT_TOKEN_LIFETIME = 60.0
 CLIENT_ID = "pinnace"

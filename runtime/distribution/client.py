@@ -19,11 +19,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-import httpx
-
-from runtime import ocispec
+from runtime import lazy, ocispec
 from runtime.distribution.auth import Authorizer, Credentials
 from runtime.distribution.failures import is_tls_failure, registry_error
 from runtime.distribution.hosts import DOCKER_HUB, DOCKER_HUB_UPSTREAM, RegistryHost, load_hosts
@@ -37,6 +35,11 @@ from runtime.errors import (
     Unavailable,
 )
 from runtime.ocispec import GENERIC_TYPES, compute_digest, schema1_error, sniff_media_type
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported with the first client (transport.load_http_stack), not at the daemon's start
+    httpx = lazy.module("httpx")
 
 T = TypeVar("T")
 

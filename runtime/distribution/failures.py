@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import ssl
+from typing import TYPE_CHECKING
 
-import httpx
-
+from runtime import lazy
 from runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -20,6 +20,11 @@ from runtime.errors import (
     Unauthenticated,
     Unavailable,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported with the first client (transport.load_http_stack), not at the daemon's start
+    httpx = lazy.module("httpx")
 
 _MAX_DETAIL = 300
 

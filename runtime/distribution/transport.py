@@ -1,28 +1,42 @@
 """HTTP clients for registry hosts: one ``httpx.AsyncClient`` (and so one connection pool) per
 distinct TLS configuration, built lazily, off the event loop (loading CA bundles reads files).
+
+The HTTP stack itself (httpx, httpcore, h11, anyio's asyncio backend: ~100 ms of imports) is
+imported when the first client is built, on a thread (:func:`load_http_stack`): a daemon that
+has not pulled yet has not paid for it, and its event loop never holds the import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpcore
-import httpx
-
+from runtime import lazy
 from runtime.distribution.hosts import RegistryHost
 from runtime.errors import InvalidArgument
 
+if TYPE_CHECKING:
+    import httpcore
+    import httpx
+else:
+    httpcore = lazy.module("httpcore")
+    httpx = lazy.module("httpx")
+
+
 # httpcore reaches the event loop through anyio, whose asyncio backend (some 30 modules) is
 # imported on the first request: 50-90 ms of imports holding the loop in the first pull of a
-# daemon's life (seen by the e2e loop watch). Importing it with this module, when the daemon
-# starts and before the loop serves, keeps that off the loop.
-with contextlib.suppress(ImportError):
-    importlib.import_module("anyio._backends._asyncio")
+# daemon's life (seen by the e2e loop watch). It is imported with the rest, on the thread.
+def load_http_stack() -> None:
+    """Import the HTTP stack now (idempotent; after the first call, dictionary lookups).
+    Blocking: the first call takes ~100 ms, so call it on a thread while a loop runs."""
+    lazy.preload("httpx", "httpcore")
+    with contextlib.suppress(ImportError):
+        lazy.preload("anyio._backends._asyncio")
+    _tune_httpcore()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +85,6 @@ class ClientPool:
         limits: Limits = Limits(),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        _tune_httpcore()
         self._user_agent = user_agent
         self._timeouts = timeouts
         self._limits = limits
@@ -90,6 +103,7 @@ class ClientPool:
                 raise RuntimeError("registry client used after aclose()")
             client = self._clients.get(key)
             if client is None:
+                await asyncio.to_thread(load_http_stack)
                 verify: ssl.SSLContext | bool = True
                 if self._transport is None:
                     verify = await asyncio.to_thread(
