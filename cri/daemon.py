@@ -395,22 +395,37 @@ class Daemon:
             await asyncio.to_thread(self.metrics.close)  # shutdown() waits out a 0.5 s poll
             await asyncio.to_thread(self.db.close)
 
-    async def _serve_with_tasks(self, cfg: Config) -> None:
+    async def _open_snapshots(self, cfg: Config) -> Snapshotter:
         await asyncio.to_thread(self.image_store.load)
         snapshotter = await asyncio.to_thread(
             self._choose_snapshotter, cfg.daemon.root / "snapshots"
         )
         await asyncio.to_thread(snapshotter.cleanup)
-        self.clock.lap("images+snapshots")
-        # prepares, commits and removes are published on the exchange from here on
-        snapshotter = PublishingSnapshotter(snapshotter, self.exchange)
-        images = self._build_images(snapshotter)
+        return snapshotter
+
+    async def _probe_cgroups(self) -> tuple[CgroupMounts, HostResources]:
         cgroup_mounts = await asyncio.to_thread(cgroups.detect)
         host_resources = await asyncio.to_thread(cgroups_host.detect, cgroup_mounts)
         log.info("resource controls this node applies: %s", host_resources)
-        self.clock.lap("cgroups")
-        handler_features = await self._probe_handlers(cfg)
-        self.clock.lap("runtime features")
+        return cgroup_mounts, host_resources
+
+    async def _serve_with_tasks(self, cfg: Config) -> None:
+        # independent of each other (files, the kernel, `runc features`): side by side
+        (
+            opened,
+            (cgroup_mounts, host_resources),
+            handler_features,
+            security_modules,
+        ) = await asyncio.gather(
+            self._open_snapshots(cfg),
+            self._probe_cgroups(),
+            self._probe_handlers(cfg),
+            asyncio.to_thread(lsm.detect),
+        )
+        self.clock.lap("images+snapshots, cgroups, runtime features, lsm")
+        # prepares, commits and removes are published on the exchange from here on
+        snapshotter = PublishingSnapshotter(opened, self.exchange)
+        images = self._build_images(snapshotter)
         inner = snapshotter.inner
         if not isinstance(inner, OverlaySnapshotter):
             # an id-mapped root file system is an overlay over id-mapped layers; the copying
@@ -441,8 +456,7 @@ class Daemon:
                 name: dataclasses.replace(f, host_idmapped_mounts=idmap_ok, host_idmapped_why=why)
                 for name, f in handler_features.items()
             }
-        security_modules = await asyncio.to_thread(lsm.detect)
-        self.clock.lap("idmap+lsm")
+        self.clock.lap("idmap")
         log.info("security modules enabled on this host: %s", security_modules)
         pods = self._build_pods(
             cgroup_mounts, host_resources, images, snapshotter, handler_features, security_modules
