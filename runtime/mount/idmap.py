@@ -64,13 +64,18 @@ def _fail(what: str) -> OSError:
     return OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def idmapped_clone(source: Path, target: Path, userns: Path, *, read_only: bool = True) -> None:
+def idmapped_clone(
+    source: Path, target: Path, userns: Path, *, read_only: bool = True, recursive: bool = True
+) -> None:
     """Attach at ``target`` (an existing directory, or file for a file) an id-mapped clone of
-    the mount tree at ``source``, mapped through the user namespace whose nsfs file is
-    ``userns``. Read-only by default: a lower layer needs no more, and should a crash leave a
-    clone attached, a later ``rmtree`` of its directory cannot reach through it into the
-    image's layer. A read-write clone (a volume) must be unmounted before anything removes
-    the directory it is attached in (``runtime.mount.linux.unmount_below``)."""
+    the mount tree at ``source`` (with the mounts below it, as ``rbind``), mapped through the
+    user namespace whose nsfs file is ``userns``. Read-only by default: a lower layer needs
+    no more, and should a crash leave a clone attached, a later ``rmtree`` of its directory
+    cannot reach through it into the image's layer. A read-write clone (a volume) must be
+    unmounted before anything removes the directory it is attached in
+    (``runtime.mount.linux.unmount_below``). ``recursive=False``: only the top mount is
+    id-mapped (and made read-only); the mounts below it stay as they are, which is what runc's
+    ``idmap`` (not ``ridmap``) does for the mounts containerd hands it."""
     tree = _libc.syscall(
         _SYS_OPEN_TREE,
         ctypes.c_int(_AT_FDCWD),
@@ -89,7 +94,7 @@ def idmapped_clone(source: Path, target: Path, userns: Path, *, read_only: bool 
                     _SYS_MOUNT_SETATTR,
                     ctypes.c_int(tree),
                     b"",
-                    ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE),
+                    ctypes.c_uint(_AT_EMPTY_PATH | (_AT_RECURSIVE if recursive else 0)),
                     ctypes.byref(attr),
                     ctypes.c_size_t(ctypes.sizeof(attr)),
                 )

@@ -10,7 +10,10 @@ make id-mapped mounts, so pinnace makes them itself before runc sees a path:
 id-mapped volume
     ``open_tree(host_path, OPEN_TREE_CLONE | AT_RECURSIVE)`` + ``mount_setattr(MOUNT_ATTR_IDMAP)``
     with the pod's user-namespace file + ``move_mount`` onto ``<container dir>/idmapped/<n>``
-    (read-only too when the mount is), and the spec binds that instead of ``host_path``.
+    (read-only too when the mount is), and the spec binds that instead of ``host_path``. The
+    mounts below ``host_path`` come along (as ``rbind``) but only the top one is id-mapped and
+    made read-only: runc's ``idmap`` (not ``ridmap``) for the mounts containerd hands it, and
+    ``ro`` without ``rro`` is the top mount only.
     Through it, a file the host's uid ``k`` owns appears owned by ``k`` inside the container
     (host root as the pod's root), and what the pod's root writes lands as the host's root:
     the mapping says "this pod is root of these files", which is why the kubelet sets it only

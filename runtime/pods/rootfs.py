@@ -62,7 +62,9 @@ def bind_idmapped(
     else:
         target.touch(exist_ok=True)
     try:
-        idmap.idmapped_clone(source, target, userns, read_only=read_only)
+        # the top mount only, as runc's `idmap` for containerd's mounts: a mount below the
+        # volume is the node's, seen as it is (its host-root files stay unwritable)
+        idmap.idmapped_clone(source, target, userns, read_only=read_only, recursive=False)
     except OSError as exc:
         with contextlib.suppress(OSError):
             target.rmdir() if is_dir else target.unlink()

@@ -488,9 +488,14 @@ def test_an_id_mapped_volume_receives_mounts_from_the_node(
     # after the container started appears inside
     shared = daemon.short_dir / "shared"
     (shared / "sub").mkdir(parents=True, mode=0o755)
+    (shared / "early").mkdir(mode=0o755)
     linux.bind(shared, shared)
     try:
         linux.set_propagation(shared, "rshared")
+        # a mount already below the volume (the node's): only the volume's own mount is
+        # id-mapped, as runc's idmap does, so this one's root-owned files stay the node's
+        linux.mount_one(linux.Mount("tmpfs", "early", ("mode=0755",)), shared / "early")
+        (shared / "early" / "f").write_text("node\n")
         pod = _pod_config(tmp_path, pid=pb.CONTAINER)
         runtime = daemon.runtime
         pod_id = runtime.RunPodSandbox(
@@ -518,6 +523,15 @@ def test_an_id_mapped_volume_receives_mounts_from_the_node(
         # the propagated mount is the node's tmpfs as it is (a copy of a mount is not
         # id-mapped): its root-owned file appears as nobody, the id-mapped volume as root
         assert seen.stdout.decode().split() == ["late", "0", "65534"], seen
+        early = runtime.ExecSync(
+            pb.ExecSyncRequest(
+                container_id=cid,
+                cmd=["sh", "-c", "stat -c %u /shared/early/f; echo x >> /shared/early/f; echo $?"],
+            ),
+            timeout=60,
+        )
+        assert early.stdout.decode().split() == ["65534", "1"], early
+        assert (shared / "early" / "f").read_text() == "node\n"
         runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
         assert mounts_under([daemon.root, daemon.state]) == []
     finally:
