@@ -100,6 +100,10 @@ class Unpacker:
         self._sn = snapshotter
         self._independent = snapshotter.independent_layers
         self._limit = asyncio.Semaphore(max(1, max_concurrent))
+        # Snapshots are prepared ahead of the download slots, one at a time: the snapshotter
+        # serialises them anyway, and an image of many layers must not fill the default
+        # executor with hops waiting on its lock (every other to_thread would wait too).
+        self._preparing = asyncio.Semaphore(1)
         self._progress_timeout = progress_timeout
         # chain id -> the task making that snapshot; concurrent pulls of images that share
         # layers wait on one another's work instead of repeating it.
@@ -153,9 +157,10 @@ class Unpacker:
         # The snapshot is prepared before waiting for a download slot, so that a slot that
         # frees goes straight to the next layer's request.
         prepare_parent = "" if self._independent else plan.parent_chain_id
-        target, stored = await asyncio.to_thread(
-            self._prepare, key, prepare_parent, plan.desc.digest
-        )
+        async with self._preparing:
+            target, stored = await asyncio.to_thread(
+                self._prepare, key, prepare_parent, plan.desc.digest
+            )
         try:
             await self._fetch_and_apply(plan, target, stored, source, progress, ref)
         except BaseException:
