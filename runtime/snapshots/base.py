@@ -13,6 +13,14 @@ the same transaction that inserts its row; a removed one is renamed to ``.removi
 transaction that deletes its row, and deleted after the commit. :meth:`cleanup` therefore knows
 what every leftover means: ``new-*`` and ids without a row are deleted; ``.removing-<id>`` is
 deleted if its row is gone, and renamed back if the row survived (the transaction rolled back).
+
+Durability: every transaction survives the daemon's death (sqlite's WAL is written before the
+commit returns). Those that concern committed snapshots (commit, removing a committed one) are
+also synced to disk before they return (``synchronous=FULL``), so image layers survive a power
+cut. Those that only make or remove a view or an active snapshot (a container's writable layer,
+a pull's scratch) are not (``synchronous=NORMAL``): a power cut may roll back the newest of
+them, which leaves what :meth:`cleanup` already handles (a directory without a row, or a
+``.removing-`` one whose row came back), and the next synced commit writes them out in order.
 """
 
 from __future__ import annotations
@@ -89,15 +97,23 @@ class DirectorySnapshotter:
         return self._conn
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; ``synced=False`` for one that need not survive a power cut
+        (see the module's note on durability)."""
         conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
+        if not synced:
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if not synced:
+                conn.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         with self._lock:
@@ -192,7 +208,8 @@ class DirectorySnapshotter:
             if self._uses_workdir:
                 (staging / "work").mkdir(mode=0o700)
             self._populate(staging / "fs", parents)
-            with self._lock, self._transaction() as conn:
+            # views and active snapshots only (commit makes committed ones)
+            with self._lock, self._transaction(synced=False) as conn:
                 if md.find(conn, key) is not None:
                     raise AlreadyExists(f"snapshot {key} already exists")
                 parents = self._lookup_parent(conn, parent)
@@ -256,7 +273,8 @@ class DirectorySnapshotter:
 
     def remove(self, key: str) -> None:
         with self._lock:
-            with self._transaction() as conn:
+            synced = md.get(self._db(), key).kind is Kind.COMMITTED
+            with self._transaction(synced=synced) as conn:
                 record = md.get(conn, key)
                 if md.has_children(conn, record.id):
                     raise FailedPrecondition(f"snapshot {key} has children; remove them first")
