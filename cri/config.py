@@ -167,6 +167,11 @@ class RuntimeConfig:
     # daemons on one host never share (see pod_cgroup_root).
     cgroup_root: str = ""
     conmon: Path = Path("/usr/bin/conmon")
+    # ExecSync in runc containers without seccomp, AppArmor, SELinux or a user namespace
+    # runs pinnace-exec (compiled on the node with cc into exec_helper_dir, default
+    # <daemon.root>/bin) instead of `runc exec`; false: always the OCI runtime.
+    exec_helper: bool = True
+    exec_helper_dir: Path | None = None
     always_infra: bool = False
     shm_size: int = 64 * 1024 * 1024
     # containerd's option of the same name: hugepage limits are dropped (not failing the

@@ -205,7 +205,16 @@ class Daemon:
             )
             for name, handler in cfg.runtime.handlers.items()
         }
-        self.tasks = TaskManager(cfg.daemon.state, handlers, cfg.runtime.conmon)
+        self.tasks = TaskManager(
+            cfg.daemon.state,
+            handlers,
+            cfg.runtime.conmon,
+            exec_helper_dir=(
+                (cfg.runtime.exec_helper_dir or cfg.daemon.root / "bin")
+                if cfg.runtime.exec_helper
+                else None
+            ),
+        )
         self.network = NetworkManager(
             self.exchange,
             conf_dir=cfg.network.cni_conf_dir,
@@ -620,6 +629,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--cni-conf-dir", type=Path, help="CNI network configs directory")
     parser.add_argument("--nri-socket", type=Path, help="NRI socket plugins connect to")
+    parser.add_argument(
+        "--exec-helper-dir", type=Path, help="where pinnace-exec is compiled (a cache)"
+    )
     parser.add_argument("--nri-plugin-dir", type=Path, help="pre-installed NRI plugins")
     parser.add_argument("--nri-config-dir", type=Path, help="NRI plugins' drop-in configs")
     parser.add_argument(
@@ -665,6 +677,7 @@ def build_config(args: argparse.Namespace) -> Config:
         nri__socket_path=args.nri_socket,
         nri__plugin_path=args.nri_plugin_dir,
         nri__plugin_config_path=args.nri_config_dir,
+        runtime__exec_helper_dir=args.exec_helper_dir,
     )
 
 

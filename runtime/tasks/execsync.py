@@ -18,6 +18,7 @@ import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from runtime.errors import DeadlineExceeded, FailedPrecondition
 from runtime.tasks.interfaces import ExecResult, RuntimeHandler
@@ -94,6 +95,23 @@ async def exec_sync(
 ) -> ExecResult:
     """Run ``argv`` in task ``task_id``. A runtime failure that started no process (no such
     binary, task not running) raises FailedPrecondition with the runtime's message."""
+    cmd = exec_argv(handler, task_id, argv, pid_file=pid_file, env=env, cwd=cwd, user=user, tty=tty)
+    return await run_exec(cmd, pid_file=pid_file, timeout=timeout, what=f"{handler.name} exec")
+
+
+async def run_exec(
+    cmd: Sequence[str],
+    *,
+    pid_file: Path,
+    timeout: float | None,  # noqa: ASYNC109
+    what: str,
+    exec_fd: int | None = None,
+) -> ExecResult:
+    """Run an exec command line (``runc exec`` or ``pinnace-exec``: both write ``pid_file``
+    once the command runs, pass their stdio to it, and exit with its code or 128 + its
+    signal) and collect the result. Nothing started (no pid file): FailedPrecondition with
+    the message ``what`` printed. ``exec_fd``: the program is that open file (executed as
+    ``/proc/self/fd/N``, ``cmd[0]`` only names it)."""
     loop = asyncio.get_running_loop()
     removed = False
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -102,20 +120,15 @@ async def exec_sync(
     try:
         for c in collectors:
             os.set_blocking(c.fd, False)
+        extra: dict[str, Any] = {}
+        if exec_fd is not None:
+            extra = {"executable": f"/proc/self/fd/{exec_fd}", "pass_fds": (exec_fd,)}
         proc = await asyncio.create_subprocess_exec(
-            *exec_argv(
-                handler,
-                task_id,
-                argv,
-                pid_file=pid_file,
-                env=env,
-                cwd=cwd,
-                user=user,
-                tty=tty,
-            ),
+            *cmd,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out_w,
             stderr=err_w,
+            **extra,
         )
         os.close(out_w)
         os.close(err_w)
@@ -137,9 +150,7 @@ async def exec_sync(
         started = await asyncio.to_thread(_remove_pid_file, pid_file)
         removed = True
         if not started and not timed_out:
-            raise FailedPrecondition(
-                f"{handler.name} exec: {runtime_message(bytes(collectors[1].data))}"
-            )
+            raise FailedPrecondition(f"{what}: {runtime_message(bytes(collectors[1].data))}")
         return ExecResult(
             exit_code=code if code >= 0 else 128 - code,
             stdout=bytes(collectors[0].data),

@@ -38,10 +38,12 @@ from runtime.errors import (
     PinnaceError,
 )
 from runtime.tasks import conmon as conmon_mod
-from runtime.tasks import exec_session, procfs, runc_state
+from runtime.tasks import exec_session, fastexec, procfs, runc_state
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.attach import connect as attach_connect
+from runtime.tasks.exec_helper import build_helper, runtime_version, sealed_copy
 from runtime.tasks.execsync import exec_sync as _exec_sync
+from runtime.tasks.execsync import run_exec
 from runtime.tasks.exits import ExitHub
 from runtime.tasks.inotify import IN_CREATE, IN_MOVED_TO, DirectoryWatch, InotifyEvent
 from runtime.tasks.interfaces import (
@@ -87,6 +89,8 @@ class _Task:
     handler: RuntimeHandler
     task_dir: Path
     supervised: bool = True
+    # how ExecSync runs here: the helper's plan, or why runc exec must (None: not read yet)
+    exec_plan: fastexec.ExecPlan | str | None = None
 
     def info(self) -> TaskInfo:
         r = self.record
@@ -100,7 +104,10 @@ class TaskManager:
     ``state_dir`` must be short (conmon's attach socket lives at
     ``<state_dir>/sockets/<id>/attach`` and unix socket paths are limited to 107 bytes).
     ``handlers`` maps handler names to runtimes; ``conmon`` is the conmon binary.
-    ``cgroup_mounts`` defaults to the host's (read when entering)."""
+    ``cgroup_mounts`` defaults to the host's (read when entering). ``exec_helper_dir``: build
+    ``pinnace-exec`` (``runtime/tasks/exec_helper.c``) there when entering (in the
+    background; the first ExecSync awaits it) and run ExecSync with it where a container
+    allows (``runtime/tasks/fastexec.py``); None: always ``<runtime> exec``."""
 
     def __init__(
         self,
@@ -111,6 +118,7 @@ class TaskManager:
         cgroup_mounts: cgroups.CgroupMounts | None = None,
         create_timeout: float = 120.0,
         runtime_timeout: float = 30.0,
+        exec_helper_dir: Path | None = None,
     ) -> None:
         self._state_dir = state_dir
         self._handlers = dict(handlers)
@@ -127,6 +135,11 @@ class TaskManager:
         self._hub = ExitHub(self._exit_dir, self._oom_probe, self._lost_probe)
         self._conmons = ConmonWatch(self._conmon_gone)
         self._orphan_tasks: set[asyncio.Task[None]] = set()
+        self._exec_helper_dir = exec_helper_dir
+        self._exec_helper: Path | None = None
+        self._exec_helper_fd = -1  # a sealed memfd of the helper, what is executed
+        self._helper_build: asyncio.Task[Path | None] | None = None
+        self._nofile_soft_to_hard: dict[str, bool] = {}  # by handler name
 
     # -- lifecycle of the manager ---------------------------------------------------------
 
@@ -143,6 +156,9 @@ class TaskManager:
 
         self._mounts = await asyncio.to_thread(prepare)
         self._hub.start()
+        if self._exec_helper_dir is not None:
+            # in the background: a first build compiles (~0.3 s of CPU), later ones find it
+            self._helper_build = asyncio.create_task(asyncio.to_thread(self._build_helper))
         return self
 
     async def __aexit__(
@@ -156,6 +172,11 @@ class TaskManager:
             t.cancel()
         await asyncio.gather(*self._orphan_tasks, return_exceptions=True)
         await self._hub.close()
+        if self._helper_build is not None:
+            await asyncio.gather(self._helper_build, return_exceptions=True)
+        if self._exec_helper_fd >= 0:
+            os.close(self._exec_helper_fd)
+            self._exec_helper_fd = -1
 
     # -- create / start -------------------------------------------------------------------
 
@@ -472,17 +493,88 @@ class TaskManager:
         task = self._get(id)
         if not argv:
             raise InvalidArgument("exec needs a command")
+        pid_file = task.task_dir / f"exec-{uuid.uuid4().hex[:12]}.pid"
+        helper = await self.exec_helper()
+        if helper is not None and user is None and not tty:
+            plan = await self._exec_plan(task)
+            if isinstance(plan, fastexec.ExecPlan):
+                cmd = fastexec.helper_argv(helper, plan, argv, pid_file=pid_file, env=env, cwd=cwd)
+                return await run_exec(
+                    cmd,
+                    pid_file=pid_file,
+                    timeout=timeout,
+                    what="exec",
+                    exec_fd=self._exec_helper_fd,
+                )
         return await _exec_sync(
             task.handler,
             id,
             argv,
-            pid_file=task.task_dir / f"exec-{uuid.uuid4().hex[:12]}.pid",
+            pid_file=pid_file,
             timeout=timeout,
             env=env,
             cwd=cwd,
             user=user,
             tty=tty,
         )
+
+    def _build_helper(self) -> Path | None:
+        assert self._exec_helper_dir is not None
+        helper = build_helper(self._exec_helper_dir)
+        if helper is not None:
+            try:
+                self._exec_helper_fd = sealed_copy(helper)
+            except OSError as exc:
+                log.warning("exec helper: no sealed copy (%s); execs use the OCI runtime", exc)
+                return None
+            for h in self._handlers.values():
+                if h.binary.name == "runc":
+                    self._nofile_soft_to_hard[h.name] = fastexec.raises_nofile(
+                        runtime_version(h.binary)
+                    )
+        return helper
+
+    async def exec_helper(self) -> Path | None:
+        """The ``pinnace-exec`` binary once its build is over (awaited); None without one."""
+        if self._helper_build is not None and not self._helper_build.done():
+            await asyncio.wait([self._helper_build])
+        return self._ready_exec_helper()
+
+    async def exec_plan(self, id: str) -> fastexec.ExecPlan | str:
+        """How ExecSync runs in task ``id``: the helper's plan, or why ``runc exec`` must."""
+        return await self._exec_plan(self._get(id))
+
+    def _ready_exec_helper(self) -> Path | None:
+        build = self._helper_build
+        if self._exec_helper is None and build is not None and build.done():
+            self._helper_build = None
+            if not build.cancelled() and build.exception() is None:
+                self._exec_helper = build.result()
+        return self._exec_helper
+
+    async def _exec_plan(self, task: _Task) -> fastexec.ExecPlan | str:
+        """The task's exec plan, read once (runc's state file and the bundle's spec)."""
+        plan = task.exec_plan
+        if isinstance(plan, fastexec.ExecPlan) and plan.init_pid != task.record.pid:
+            plan = None  # not this process's
+        if plan is None:
+            if task.handler.binary.name != "runc":
+                plan = f"runtime {task.handler.binary.name} (the plan reads runc's state)"
+            else:
+                plan = await asyncio.to_thread(
+                    fastexec.load_plan,
+                    task.handler.root / task.record.id / "state.json",
+                    Path(task.record.bundle),
+                    task.record.id,
+                    nofile_soft_to_hard=self._nofile_soft_to_hard.get(task.handler.name, False),
+                )
+            if isinstance(plan, str):
+                log.debug("task %s: ExecSync runs %s exec: %s", task.record.id,
+                          task.handler.name, plan)  # fmt: skip
+            else:
+                log.debug("task %s: ExecSync runs pinnace-exec", task.record.id)
+            task.exec_plan = plan
+        return plan
 
     async def exec_session(
         self, id: str, argv: Sequence[str], *, tty: bool = False, stdin: bool = False

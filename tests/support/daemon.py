@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+EXEC_HELPER_CACHE = Path(tempfile.gettempdir()) / "pinnace-exec-helper-cache"
 _MNT_DETACH = 2
 _STARTUP_TIMEOUT = 60.0
 _CHANNEL_OPTIONS = (
@@ -390,6 +391,10 @@ class Pinnaced:
             "--nri-config-dir", str(self.nri_config_dir),
             "--log-level", "debug",
         ]  # fmt: skip
+        if "--exec-helper-dir" in (self.source_root / "cri" / "daemon.py").read_text():
+            # one build of pinnace-exec for every test daemon (named by its source's hash);
+            # an older checkout (benchmarks) has no such flag
+            args += ["--exec-helper-dir", str(EXEC_HELPER_CACHE)]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
         if self.slow_callback_ms > 0:

@@ -1,0 +1,811 @@
+/*
+ * pinnace-exec: run one command inside a running runc container, as `runc exec` does for a
+ * container without seccomp, AppArmor, SELinux, user namespace or Intel RDT (the daemon
+ * falls back to `runc exec` for every other container; see runtime/tasks/fastexec.py).
+ *
+ * The daemon computes everything from runc's state.json and the bundle's config.json and
+ * passes it on the command line:
+ *
+ *   pinnace-exec --init PID:STARTTIME [--frozen FILE:VALUE] [--ns TYPE:PATH]...
+ *                [--cgroup DIR]... [--oom N] [--keyring NAME] [--rlimit RES:SOFT:HARD]...
+ *                --uid N --gid N [--groups G,G...] --caps B:E:P:I:A --nnp 0|1
+ *                [--nofile-soft-to-hard 1] --cwd DIR
+ *                [--env K=V]... --pid-file FILE -- ARGV...
+ *
+ * What happens, in runc 1.1's order (libcontainer/nsenter/nsexec.c, process_linux.go
+ * setnsProcess.start, setns_init_linux.go, init_linux.go finalizeNamespace/setupUser):
+ *
+ *   parent (host context): open the namespace files, check the init process is still the
+ *     container's (start time) and not frozen, setns(pid) for its children, fork.
+ *   child: waits for the parent; the parent writes the child's pid into every cgroup
+ *     (cgroup.procs) and sets its rlimits (prlimit), then lets it go.
+ *   child: non-dumpable, oom_score_adj, setns into the other namespaces (types in runc's
+ *     order: ipc, uts, net, mnt, cgroup), setsid, new session keyring "_ses.<id>",
+ *     no_new_privs, fds >= 3 close-on-exec, chdir, drop the bounding set, keep caps,
+ *     user (stdio chown, setgroups, setgid, setuid; HOME from /etc/passwd when unset),
+ *     chdir again if it was refused before, capset, ambient, PATH lookup as Go's
+ *     exec.LookPath, execve.
+ *   parent: learns of the execve through a close-on-exec pipe (or reads the child's error
+ *     from it), writes the pid file, waits, exits with the child's code (128 + signal).
+ *
+ * A failure before the command runs prints `pinnace-exec failed: ...` on stderr, writes no
+ * pid file and exits 255, as runc does.
+ *
+ * The helper refuses to run unless /proc/self/exe is a sealed memfd (the daemon execs it
+ * from one): until its execve the child is this binary inside the container, and a command
+ * such as `#!/proc/self/exe` would otherwise hand the container a writable handle on the
+ * host's binary (runc's CVE-2019-5736; runc copies itself into a sealed memfd for the same
+ * reason).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_LOWER 3
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+
+#ifndef F_GET_SEALS
+#define F_GET_SEALS 1034
+#endif
+#ifndef F_SEAL_SEAL
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+#define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+#define MAX_ITEMS 64
+
+struct ns_item {
+	int type;
+	const char *path;
+	int fd;
+};
+
+struct rlimit_item {
+	int resource;
+	struct rlimit limit;
+};
+
+static struct {
+	pid_t init_pid;
+	const char *init_start;
+	const char *frozen_file, *frozen_value;
+	struct ns_item ns[MAX_ITEMS];
+	int n_ns;
+	const char *cgroups[MAX_ITEMS];
+	int n_cgroups;
+	const char *oom;
+	const char *keyring;
+	struct rlimit_item rlimits[MAX_ITEMS];
+	int n_rlimits;
+	uid_t uid;
+	gid_t gid;
+	const char *groups;
+	uint64_t caps[5]; /* bounding, effective, permitted, inheritable, ambient */
+	int nnp;
+	int nofile_soft_to_hard;
+	const char *cwd;
+	char **env;
+	int n_env;
+	const char *pid_file;
+	char **argv;
+} opt;
+
+static int err_fd = -1; /* the child's error pipe to the parent */
+
+/* Report a failure and exit 255. In the child the message goes to the parent, which prints
+ * it: the child's stderr is the command's. */
+static void die(const char *fmt, ...)
+{
+	char buf[4096];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n >= (int)sizeof(buf))
+		n = sizeof(buf) - 1;
+	if (err_fd >= 0) {
+		if (write(err_fd, buf, n) < 0) {
+			/* nothing more to do: the parent sees no exec and no message */
+		}
+		_exit(255);
+	}
+	dprintf(2, "pinnace-exec failed: %.*s\n", n, buf);
+	exit(255);
+}
+
+static long long parse_ll(const char *s, const char *what)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		die("bad %s %s", what, s);
+	return v;
+}
+
+static uint64_t parse_hex(const char *s, char **end)
+{
+	errno = 0;
+	return strtoull(s, end, 16);
+}
+
+static int ns_type(const char *name)
+{
+	static const struct {
+		const char *name;
+		int type;
+	} types[] = {
+		{"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+		{"net", CLONE_NEWNET},   {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
+		{"cgroup", CLONE_NEWCGROUP},
+	};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (!strcmp(types[i].name, name))
+			return types[i].type;
+	die("unknown namespace type %s", name);
+	return 0;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	int i;
+
+	opt.env = calloc(argc, sizeof(char *));
+	if (!opt.env)
+		die("out of memory");
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--")) {
+			opt.argv = &argv[i + 1];
+			break;
+		}
+		if (!v)
+			die("option %s needs a value", a);
+		i++;
+		if (!strcmp(a, "--init")) {
+			char *colon = strchr(v, ':');
+			if (!colon)
+				die("--init wants PID:STARTTIME");
+			*colon = '\0';
+			opt.init_pid = (pid_t)parse_ll(v, "init pid");
+			opt.init_start = colon + 1;
+		} else if (!strcmp(a, "--frozen")) {
+			char *colon = strrchr(v, ':');
+			if (!colon)
+				die("--frozen wants FILE:VALUE");
+			*colon = '\0';
+			opt.frozen_file = v;
+			opt.frozen_value = colon + 1;
+		} else if (!strcmp(a, "--ns")) {
+			char *colon = strchr(v, ':');
+			if (!colon || opt.n_ns == MAX_ITEMS)
+				die("bad --ns %s", v);
+			*colon = '\0';
+			opt.ns[opt.n_ns].type = ns_type(v);
+			opt.ns[opt.n_ns].path = colon + 1;
+			opt.n_ns++;
+		} else if (!strcmp(a, "--cgroup")) {
+			if (opt.n_cgroups == MAX_ITEMS)
+				die("too many cgroups");
+			opt.cgroups[opt.n_cgroups++] = v;
+		} else if (!strcmp(a, "--oom")) {
+			parse_ll(v, "oom_score_adj");
+			opt.oom = v;
+		} else if (!strcmp(a, "--keyring")) {
+			opt.keyring = v;
+		} else if (!strcmp(a, "--rlimit")) {
+			long long res, soft, hard;
+			if (opt.n_rlimits == MAX_ITEMS ||
+			    sscanf(v, "%lld:%lld:%lld", &res, &soft, &hard) != 3)
+				die("bad --rlimit %s", v);
+			opt.rlimits[opt.n_rlimits].resource = (int)res;
+			opt.rlimits[opt.n_rlimits].limit.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
+			opt.rlimits[opt.n_rlimits].limit.rlim_max = hard < 0 ? RLIM_INFINITY : (rlim_t)hard;
+			opt.n_rlimits++;
+		} else if (!strcmp(a, "--uid")) {
+			opt.uid = (uid_t)parse_ll(v, "uid");
+		} else if (!strcmp(a, "--gid")) {
+			opt.gid = (gid_t)parse_ll(v, "gid");
+		} else if (!strcmp(a, "--groups")) {
+			opt.groups = v;
+		} else if (!strcmp(a, "--caps")) {
+			char *p = (char *)v;
+			for (int k = 0; k < 5; k++) {
+				char *end;
+				opt.caps[k] = parse_hex(p, &end);
+				if (errno || end == p || (k < 4 ? *end != ':' : *end != '\0'))
+					die("bad --caps %s", v);
+				p = end + 1;
+			}
+		} else if (!strcmp(a, "--nnp")) {
+			opt.nnp = !strcmp(v, "1");
+		} else if (!strcmp(a, "--nofile-soft-to-hard")) {
+			opt.nofile_soft_to_hard = !strcmp(v, "1");
+		} else if (!strcmp(a, "--cwd")) {
+			opt.cwd = v;
+		} else if (!strcmp(a, "--env")) {
+			opt.env[opt.n_env++] = (char *)v;
+		} else if (!strcmp(a, "--pid-file")) {
+			opt.pid_file = v;
+		} else {
+			die("unknown option %s", a);
+		}
+	}
+	if (!opt.argv || !opt.argv[0])
+		die("no command");
+	if (!opt.init_pid || !opt.pid_file || !opt.cwd)
+		die("--init, --cwd and --pid-file are required");
+}
+
+/* Field 22 of /proc/PID/stat (the start time in clock ticks), as text. */
+static int read_start_time(pid_t pid, char *out, size_t size)
+{
+	char path[64], buf[4096], *p;
+	int fd, field;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	/* after ") " comes field 3 (state); field 22 is 19 fields further */
+	p += 2;
+	for (field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p)
+		return -1;
+	n = strcspn(p, " ");
+	if ((size_t)n >= size)
+		return -1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+static void check_running(void)
+{
+	char start[64];
+
+	if (read_start_time(opt.init_pid, start, sizeof(start)) < 0 || strcmp(start, opt.init_start))
+		die("cannot exec in a stopped container");
+	if (opt.frozen_file) {
+		char buf[64];
+		int fd = open(opt.frozen_file, O_RDONLY | O_CLOEXEC);
+		ssize_t n;
+		if (fd < 0)
+			die("open %s: %s", opt.frozen_file, strerror(errno));
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n < 0)
+			die("read %s: %s", opt.frozen_file, strerror(errno));
+		while (n > 0 && isspace((unsigned char)buf[n - 1]))
+			n--;
+		buf[n] = '\0';
+		if (!strcmp(buf, opt.frozen_value))
+			die("cannot exec in a paused container");
+	}
+}
+
+/* ---- the child, from "go" to execve ---------------------------------------------------- */
+
+/* Go's strconv.Atoi as libcontainer/user's parseLine uses it: a bad number is 0. */
+static long atoi_go(const char *s, size_t n)
+{
+	char buf[32], *end;
+	long v;
+
+	if (n == 0 || n >= sizeof(buf))
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	errno = 0;
+	v = strtol(buf, &end, 10);
+	if (errno || *end || isspace((unsigned char)buf[0]))
+		return 0;
+	return v;
+}
+
+/* Split a trimmed line at ':' into at most max fields; returns the count. */
+static int split_fields(char *line, char **fields, size_t *lens, int max)
+{
+	int n = 0;
+	char *p = line;
+
+	while (n < max) {
+		char *colon = strchr(p, ':');
+		fields[n] = p;
+		lens[n] = colon ? (size_t)(colon - p) : strlen(p);
+		n++;
+		if (!colon)
+			break;
+		p = colon + 1;
+	}
+	return n;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* The home directory of the first /etc/passwd entry with our uid (runc: "/" without one). */
+static void passwd_home(char *home, size_t size)
+{
+	FILE *f = fopen("/etc/passwd", "re");
+	char *line = NULL;
+	size_t cap = 0;
+
+	snprintf(home, size, "/");
+	if (!f) {
+		if (errno != ENOENT)
+			die("unable to setup user: open /etc/passwd: %s", strerror(errno));
+		return;
+	}
+	while (getline(&line, &cap, f) >= 0) {
+		char *fields[7];
+		size_t lens[7];
+		char *t = trim(line);
+		int n;
+
+		if (!*t)
+			continue;
+		n = split_fields(t, fields, lens, 7);
+		if ((uid_t)atoi_go(n > 2 ? fields[2] : "", n > 2 ? lens[2] : 0) != opt.uid)
+			continue;
+		if (n > 5)
+			snprintf(home, size, "%.*s", (int)lens[5], fields[5]);
+		else
+			snprintf(home, size, "%s", "");
+		break;
+	}
+	free(line);
+	fclose(f);
+}
+
+/* libcontainer/user GetAdditionalGroups: each requested group (a decimal gid here) is the
+ * first /etc/group entry named so or with that gid that is not taken yet, else the number. */
+static int additional_groups(gid_t *out, int max)
+{
+	char *list, *tok, *save = NULL;
+	int n = 0;
+
+	if (!opt.groups || !*opt.groups)
+		return 0;
+	list = strdup(opt.groups);
+	if (!list)
+		die("out of memory");
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		FILE *f = fopen("/etc/group", "re");
+		char *line = NULL;
+		size_t cap = 0;
+		int found = 0;
+		long gid = -1;
+
+		while (f && getline(&line, &cap, f) >= 0) {
+			char *fields[4], num[32];
+			size_t lens[4];
+			char *t = trim(line);
+			int nf, taken = 0;
+			long g;
+
+			if (!*t)
+				continue;
+			nf = split_fields(t, fields, lens, 4);
+			g = atoi_go(nf > 2 ? fields[2] : "", nf > 2 ? lens[2] : 0);
+			snprintf(num, sizeof(num), "%ld", g);
+			if (!((lens[0] == strlen(tok) && !strncmp(fields[0], tok, lens[0])) ||
+			      !strcmp(num, tok)))
+				continue;
+			for (int k = 0; k < n; k++)
+				taken |= out[k] == (gid_t)g;
+			if (!taken) {
+				gid = g;
+				found = 1;
+				break;
+			}
+		}
+		free(line);
+		if (f)
+			fclose(f);
+		if (!found) {
+			long long v = parse_ll(tok, "additional gid");
+			if (v < 0 || v > INT_MAX)
+				die("unable to setup user: additional gid %s out of range", tok);
+			gid = (long)v;
+		}
+		if (n == max)
+			die("too many additional groups");
+		{
+			int dup = 0;
+			for (int k = 0; k < n; k++)
+				dup |= out[k] == (gid_t)gid;
+			if (!dup)
+				out[n++] = (gid_t)gid;
+		}
+	}
+	free(list);
+	return n;
+}
+
+static void fix_stdio(void)
+{
+	struct stat null, st;
+
+	if (stat("/dev/null", &null) < 0)
+		die("unable to setup user: stat /dev/null: %s", strerror(errno));
+	for (int fd = 0; fd < 3; fd++) {
+		if (fstat(fd, &st) < 0)
+			die("unable to setup user: fstat %d: %s", fd, strerror(errno));
+		if (st.st_uid == opt.uid || st.st_rdev == null.st_rdev)
+			continue;
+		if (fchown(fd, opt.uid, st.st_gid) < 0 && errno != EINVAL && errno != EPERM &&
+		    errno != EROFS)
+			die("unable to setup user: chown stdio: %s", strerror(errno));
+	}
+}
+
+static int last_cap(void)
+{
+	char buf[16];
+	int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 40;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 40;
+	buf[n] = '\0';
+	return atoi(buf);
+}
+
+static void apply_caps(int last)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	uint64_t eff = opt.caps[1], perm = opt.caps[2], inh = opt.caps[3];
+
+	for (int k = 0; k < 2; k++) {
+		data[k].effective = (uint32_t)(eff >> (32 * k));
+		data[k].permitted = (uint32_t)(perm >> (32 * k));
+		data[k].inheritable = (uint32_t)(inh >> (32 * k));
+	}
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		die("unable to apply caps: %s", strerror(errno));
+	/* gocapability: raise what is asked, lower the rest; errors are not reported */
+	for (int c = 0; c <= last; c++)
+		prctl(PR_CAP_AMBIENT, (opt.caps[4] >> c) & 1 ? PR_CAP_AMBIENT_RAISE : PR_CAP_AMBIENT_LOWER,
+		      c, 0, 0);
+}
+
+/* Go's exec.LookPath with the command's own PATH (from its environment). */
+static const char *look_path(const char *file, char *buf, size_t size)
+{
+	const char *path = NULL;
+	struct stat st;
+
+	if (strchr(file, '/')) {
+		if (stat(file, &st) < 0)
+			die("exec: \"%s\": stat %s: %s", file, file, strerror(errno));
+		if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
+			die("exec: \"%s\": permission denied", file);
+		return file;
+	}
+	for (int i = 0; i < opt.n_env; i++)
+		if (!strncmp(opt.env[i], "PATH=", 5))
+			path = opt.env[i] + 5;
+	if (path && *path) {
+		const char *p = path;
+		for (;;) {
+			const char *colon = strchr(p, ':');
+			size_t len = colon ? (size_t)(colon - p) : strlen(p);
+			if (len == 0)
+				snprintf(buf, size, "./%s", file);
+			else
+				snprintf(buf, size, "%.*s/%s", (int)len, p, file);
+			if (stat(buf, &st) == 0 && !S_ISDIR(st.st_mode) && (st.st_mode & 0111)) {
+				if (buf[0] != '/')
+					die("exec: \"%s\": cannot run executable found relative to "
+					    "current directory", file);
+				return buf;
+			}
+			if (!colon)
+				break;
+			p = colon + 1;
+		}
+	}
+	die("exec: \"%s\": executable file not found in $PATH", file);
+	return NULL;
+}
+
+static void set_env(char ***envp)
+{
+	/* Go's os.Clearenv + os.Setenv for each K=V: a repeated name keeps its first place */
+	char **env = calloc(opt.n_env + 2, sizeof(char *));
+	int n = 0, home = -1;
+
+	if (!env)
+		die("out of memory");
+	for (int i = 0; i < opt.n_env; i++) {
+		const char *kv = opt.env[i];
+		const char *eq = strchr(kv, '=');
+		int k;
+		if (!eq)
+			die("invalid environment variable: missing '='");
+		if (eq == kv)
+			die("invalid environment variable: name cannot be empty");
+		for (k = 0; k < n; k++)
+			if (!strncmp(env[k], kv, eq - kv + 1))
+				break;
+		env[k] = (char *)kv;
+		if (k == n)
+			n++;
+	}
+	for (int k = 0; k < n; k++)
+		if (!strncmp(env[k], "HOME=", 5))
+			home = k;
+	if (home < 0 || env[home][5] == '\0') {
+		char dir[PATH_MAX], *kv;
+		passwd_home(dir, sizeof(dir));
+		if (asprintf(&kv, "HOME=%s", dir) < 0)
+			die("out of memory");
+		if (home < 0)
+			home = n++;
+		env[home] = kv;
+	}
+	env[n] = NULL;
+	*envp = env;
+}
+
+static void child(int go_fd)
+{
+	char buf[1];
+	gid_t groups[1024];
+	int ngroups, chdir_later = 0, last;
+	char **envp;
+	char pathbuf[PATH_MAX];
+	const char *file;
+
+	if (read(go_fd, buf, 1) != 1)
+		_exit(255); /* the parent failed and said so */
+	close(go_fd);
+
+	/* the command starts with default signal dispositions and nothing blocked, as after
+	 * runc's Go runtime */
+	{
+		sigset_t none;
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		die("failed to set process as non-dumpable: %s", strerror(errno));
+	if (opt.nofile_soft_to_hard) {
+		/* what Go >= 1.19 does when runc init starts (runc < 1.1.13 lets it stand) */
+		struct rlimit lim;
+		if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != lim.rlim_max) {
+			lim.rlim_cur = lim.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &lim);
+		}
+	}
+	if (opt.oom) {
+		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, opt.oom, strlen(opt.oom)) < 0)
+			die("failed to update /proc/self/oom_score_adj: %s", strerror(errno));
+		close(fd);
+	}
+	for (int i = 0; i < opt.n_ns; i++)
+		if (opt.ns[i].type != CLONE_NEWPID && setns(opt.ns[i].fd, opt.ns[i].type) < 0)
+			die("failed to setns to %s: %s", opt.ns[i].path, strerror(errno));
+	for (int i = 0; i < opt.n_ns; i++)
+		close(opt.ns[i].fd);
+	if (setsid() < 0)
+		die("setsid failed: %s", strerror(errno));
+	if (opt.keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, opt.keyring) < 0 &&
+	    errno != ENOSYS)
+		die("unable to join session keyring: %s", strerror(errno));
+	if (opt.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		die("prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
+
+	/* finalizeNamespace */
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		die("error closing exec fds: %s", strerror(errno));
+	if (chdir(opt.cwd) < 0) {
+		if (errno != EACCES && errno != EPERM)
+			die("chdir to cwd (\"%s\") set in config.json failed: %s", opt.cwd,
+			    strerror(errno));
+		chdir_later = 1;
+	}
+	last = last_cap();
+	for (int c = 0; c <= last; c++)
+		if (!((opt.caps[0] >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
+		    errno != EINVAL)
+			die("unable to apply bounding set: %s", strerror(errno));
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		die("unable to set keep caps: %s", strerror(errno));
+	/* setupUser */
+	set_env(&envp);
+	ngroups = additional_groups(groups, 1024);
+	fix_stdio();
+	if (setgroups(ngroups, groups) < 0)
+		die("unable to setup user: setgroups: %s", strerror(errno));
+	if (setgid(opt.gid) < 0)
+		die("unable to setup user: setgid: %s", strerror(errno));
+	if (setuid(opt.uid) < 0)
+		die("unable to setup user: setuid: %s", strerror(errno));
+	if (chdir_later && chdir(opt.cwd) < 0)
+		die("chdir to cwd (\"%s\") set in config.json failed: %s", opt.cwd, strerror(errno));
+	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+		die("unable to clear keep caps: %s", strerror(errno));
+	apply_caps(last);
+
+	file = look_path(opt.argv[0], pathbuf, sizeof(pathbuf));
+	execve(file, opt.argv, envp);
+	die("exec failed: %s", strerror(errno));
+}
+
+static void write_pid_file(pid_t pid)
+{
+	char tmp[PATH_MAX], num[32];
+	const char *slash = strrchr(opt.pid_file, '/');
+	int fd, len = snprintf(num, sizeof(num), "%d", pid);
+
+	if (slash)
+		snprintf(tmp, sizeof(tmp), "%.*s/.%s", (int)(slash - opt.pid_file), opt.pid_file,
+			 slash + 1);
+	else
+		snprintf(tmp, sizeof(tmp), ".%s", opt.pid_file);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, num, len) != len || close(fd) < 0 || rename(tmp, opt.pid_file) < 0)
+		die("failed to write pid file %s: %s", opt.pid_file, strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+	int go[2], errp[2], status;
+	pid_t pid;
+	char msg[4096];
+	ssize_t n;
+
+	{
+		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+		int seals = self < 0 ? -1 : fcntl(self, F_GET_SEALS);
+		if (self >= 0)
+			close(self);
+		if (seals < 0 || (seals & SEALS) != SEALS)
+			die("not running from a sealed memfd (the daemon starts this helper)");
+	}
+	parse_args(argc, argv);
+	for (int i = 0; i < opt.n_ns; i++) {
+		opt.ns[i].fd = open(opt.ns[i].path, O_RDONLY | O_CLOEXEC);
+		if (opt.ns[i].fd < 0)
+			die("open namespace %s: %s", opt.ns[i].path, strerror(errno));
+	}
+	/* the namespaces are the init's only if it is still the same process */
+	check_running();
+	for (int i = 0; i < opt.n_ns; i++)
+		if (opt.ns[i].type == CLONE_NEWPID && setns(opt.ns[i].fd, CLONE_NEWPID) < 0)
+			die("failed to setns to %s: %s", opt.ns[i].path, strerror(errno));
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
+		die("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(go[1]);
+		close(errp[0]);
+		err_fd = errp[1];
+		child(go[0]);
+	}
+	close(go[0]);
+	close(errp[1]);
+	for (int i = 0; i < opt.n_ns; i++)
+		close(opt.ns[i].fd);
+
+	/* from here a failure must not leave the child behind */
+	{
+		char path[PATH_MAX], num[32];
+		int len = snprintf(num, sizeof(num), "%d", pid);
+		for (int i = 0; i < opt.n_cgroups; i++) {
+			int fd;
+			snprintf(path, sizeof(path), "%s/cgroup.procs", opt.cgroups[i]);
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0 || write(fd, num, len) != len) {
+				int e = errno;
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				errno = e;
+				die("error adding pid %d to cgroups: %s: %s", pid, path, strerror(errno));
+			}
+			close(fd);
+		}
+		for (int i = 0; i < opt.n_rlimits; i++) {
+			if (prlimit(pid, opt.rlimits[i].resource, &opt.rlimits[i].limit, NULL) < 0) {
+				int e = errno;
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				die("error setting rlimits for process: %s", strerror(e));
+			}
+		}
+	}
+	if (write(go[1], "g", 1) != 1)
+		die("sync with child: %s", strerror(errno));
+	close(go[1]);
+
+	/* EOF without a message: the execve happened */
+	n = read(errp[0], msg, sizeof(msg) - 1);
+	while (n < 0 && errno == EINTR)
+		n = read(errp[0], msg, sizeof(msg) - 1);
+	close(errp[0]);
+	if (n > 0) {
+		msg[n] = '\0';
+		waitpid(pid, NULL, 0);
+		dprintf(2, "pinnace-exec failed: unable to start container process: %s\n", msg);
+		return 255;
+	}
+	write_pid_file(pid);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
