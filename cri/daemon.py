@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import functools
 import grp
 import logging
 import os
@@ -21,7 +22,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
-from importlib import metadata as pkg_metadata
 from pathlib import Path
 from typing import IO
 
@@ -85,11 +85,20 @@ from runtime.tasks.manager import TaskManager
 log = logging.getLogger("pinnaced")
 
 
+@functools.cache
 def pinnace_version() -> str:
-    try:
-        return pkg_metadata.version("pinnace")
-    except pkg_metadata.PackageNotFoundError:
-        return "0.0.0+source"
+    """The installed distribution's version, from its ``pinnace-<version>.dist-info`` directory
+    name on ``sys.path`` (what ``importlib.metadata.version`` finds, without the ~12 ms its
+    import added to every start); ``0.0.0+source`` when pinnace is not installed."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("pinnace-") and name.endswith(".dist-info"):
+                return name[len("pinnace-") : -len(".dist-info")]
+    return "0.0.0+source"
 
 
 class RootLock:
