@@ -13,7 +13,8 @@ For each step (host-network pods, one busybox container each, grown from the pre
   wall time p50/p99 over 10 relists;
 - pinnaced CPU while idle (utime + stime over 10 s, % of one core), its RSS, and the memory added
   per pod (daemon growth plus each pod's conmon, RSS);
-- at ``--restart-at`` pods: SIGTERM, start again, time until the CRI answers and lists every pod.
+- at ``--restart-at`` pods: SIGTERM, start again, time until READY=1 and until a List shows every
+  pod and container (as with ``--only restart`` below).
 Then a storm: ``--storm-pods`` pod lifecycles by 1, 8 and 32 concurrent clients while a sampler
 calls ListPodSandbox every 20 ms: pods/s, errors, ListPodSandbox p99 during the storm.
 
@@ -99,17 +100,6 @@ def measure_step(daemon: Pinnaced, n: int, baseline_rss: float, idle_s: float) -
     )
 
 
-def restart_to_ready(daemon: Pinnaced, expected: int) -> float:
-    daemon.stop()
-    start = time.perf_counter()
-    daemon.start()
-    listed = len(daemon.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items)
-    took = time.perf_counter() - start
-    if listed != expected:
-        raise RuntimeError(f"after restart {listed} pods are listed, {expected} exist")
-    return took
-
-
 def _cpu_self_children(pid: int) -> tuple[float, float]:
     """(utime + stime, cutime + cstime) of ``pid`` in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -161,6 +151,21 @@ def _startup_steps(daemon: Pinnaced) -> str:
     return lines[-1].split(" after ", 1)[1] if lines and " after " in lines[-1] else "-"
 
 
+def _notify_and_env(base: Path, *, bytecode_cache: bool) -> tuple[socket.socket, dict[str, str]]:
+    """A notify socket under ``base`` for the daemon's READY=1, and the daemon's environment."""
+    notify_path = base / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(120)
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
+    if bytecode_cache:
+        # as installed by pip (bytecode compiled once), not as a checkout that forbids it;
+        # outside the trees, so nothing is written into them
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+    return notify, env
+
+
 def restart_only(args: argparse.Namespace) -> int:
     sig = signal.SIGKILL if args.signal == "kill" else signal.SIGTERM
     trees = [("this tree", REPO_ROOT)]
@@ -168,16 +173,7 @@ def restart_only(args: argparse.Namespace) -> int:
         trees.insert(0, (f"{args.against}", args.against.resolve()))
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-restart-") as tmp:
         base = Path(tmp)
-        notify_path = base / "notify.sock"
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(notify_path))
-        notify.settimeout(120)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
-        if not args.no_bytecode_cache:
-            # as installed by pip (bytecode compiled once), not as a checkout that forbids it;
-            # outside the trees, so nothing is written into them
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+        notify, env = _notify_and_env(base, bytecode_cache=not args.no_bytecode_cache)
         with notify, Registry.plain(parent_dir=base) as registry:
             push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
             image = f"{registry.host}/bench/busybox:v1"
@@ -309,7 +305,7 @@ def main() -> int:
     parser.add_argument(
         "--no-bytecode-cache",
         action="store_true",
-        help="with --only restart: keep PYTHONDONTWRITEBYTECODE (every start compiles)",
+        help="keep PYTHONDONTWRITEBYTECODE from the environment (every daemon start compiles)",
     )
     parser.add_argument(
         "--profile", type=Path, help="with --only restart: one more start under cProfile, to here"
@@ -327,10 +323,14 @@ def main() -> int:
             image = f"{registry.host}/bench/busybox:v1"
             hosts_toml(base / "certs.d", registry.host, plain_http=True)
             (base / "d").mkdir()
+            notify, env = _notify_and_env(base, bytecode_cache=not args.no_bytecode_cache)
             daemon = Pinnaced(
-                base / "d", registry_hosts_dir=base / "certs.d", extra_args=["--log-level", "info"]
+                base / "d",
+                registry_hosts_dir=base / "certs.d",
+                extra_args=["--log-level", "info"],
+                env=env,
             )
-            with daemon:
+            with notify, daemon:
                 daemon.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
                 baseline = rss_pss_kb(daemon.pid or 0)[0] / 1024
                 pods: list[tuple[str, str]] = []
@@ -339,15 +339,20 @@ def main() -> int:
                     "| relist p50/p99 ms | idle CPU % | RSS MB | MB per pod |"
                 )
                 print("| --- | --- | --- | --- | --- | --- | --- |")
-                restart: float | None = None
+                restart: tuple[float, float, float, float] | None = None
                 for n in steps:
                     while len(pods) < n:
                         pods.append(run_pod(daemon.runtime, image, "host"))
                     measure_step(daemon, n, baseline, args.idle_seconds)
                     if n == args.restart_at:
-                        restart = restart_to_ready(daemon, n)
+                        restart = timed_restart(daemon, notify, n, signal.SIGTERM)
                 if restart is not None:
-                    print(f"restart to ready with {args.restart_at} pods: {restart * 1e3:.0f} ms")
+                    print(
+                        f"restart to ready with {args.restart_at} pods: READY=1 after "
+                        f"{restart[0] * 1e3:.0f} ms, every pod and container listed after "
+                        f"{restart[1] * 1e3:.0f} ms, pinnaced CPU {restart[2]:.2f} s; "
+                        f"its account: {_startup_steps(daemon)}"
+                    )
                 for pod, ctr in pods:
                     remove_pod(daemon.runtime, pod, ctr)
                 print("| clients | pods | pods/s | errors | ListPodSandbox during p50/p99 ms |")

@@ -98,6 +98,9 @@ def parse_mountinfo(text: str) -> CgroupMounts:
     v1: dict[str, Path] = {}
     unified: Path | None = None
     for line in text.splitlines():
+        # a node has thousands of mounts (every pod's), a dozen of them cgroups
+        if " - cgroup" not in line:
+            continue
         before, sep, after = line.partition(" - ")
         if not sep:
             continue
@@ -105,8 +108,10 @@ def parse_mountinfo(text: str) -> CgroupMounts:
         tail = after.split()
         if len(fields) < 5 or len(tail) < 3:
             continue
-        mount_point = Path(_unescape(fields[4]))
         fstype, super_opts = tail[0], tail[2]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        mount_point = Path(_unescape(fields[4]))
         if fstype == "cgroup2":
             unified = mount_point
         elif fstype == "cgroup":
