@@ -34,6 +34,7 @@ __all__ = [
     "Device",
     "DnsConfig",
     "IdMapping",
+    "IdMappings",
     "Mount",
     "NamespaceMode",
     "NamespaceOptions",
@@ -70,6 +71,10 @@ class IdMapping:
 
     def line(self) -> str:
         return f"{self.container_id} {self.host_id} {self.length}\n"
+
+
+# a mount's own (uids, gids) mappings (any lines, as a CRI Mount may carry)
+IdMappings = tuple[tuple[IdMapping, ...], tuple[IdMapping, ...]]
 
 
 @dataclass(frozen=True, slots=True)

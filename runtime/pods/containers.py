@@ -314,9 +314,11 @@ class ContainerController:
     ) -> tuple[Mount, ...]:
         """The container's mounts with each bind that asks to be id-mapped pointed at an
         id-mapped copy (:mod:`runtime.pods.idmapped_volumes`); undone by ``undo``."""
-        user = sandbox.namespace_paths.get("user")
-        if not user or not any(m.idmapped for m in mounts):
+        if not any(m.idmapped and not m.image for m in mounts):
             return mounts
+        user = sandbox.namespace_paths.get("user")
+        userns = sandbox.config.security.namespaces.userns
+        pod = (Path(user), userns) if user and userns is not None else None
         undo.push_async_callback(
             asyncio.to_thread,
             functools.partial(idmapped_volumes.unmount_volumes, self._rootfs, directory=directory),
@@ -327,7 +329,7 @@ class ContainerController:
                 self._rootfs,
                 mounts,
                 directory=directory,
-                userns=Path(user),
+                pod=pod,
             )
         )
         faults.point("container.create.volumes-idmapped")

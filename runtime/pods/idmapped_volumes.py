@@ -20,11 +20,15 @@ id-mapped volume
     for the pod's own volumes. A mount the caller did not ask to id-map is not: host root's
     files there appear as ``nobody`` and stay unwritable to the pod.
 rules
-    The mappings must be the pod's (one user namespace per pod, pinned); a mount with
-    mappings in a pod without a user namespace, or with bidirectional propagation (only for
-    privileged containers, which such a pod cannot have), is InvalidArgument naming the
-    mount. Host-to-container propagation works: the copy of a shared mount is its peer,
-    made a slave, so mounts made on the node below ``host_path`` later appear inside.
+    A mount with the pod's mappings (what the kubelet sends) is mapped through the pod's
+    pinned user namespace; one with other mappings, or in a pod without a user namespace,
+    through a short-lived user namespace made for its own mappings, as runc does for the
+    mappings containerd hands it. Refused (InvalidArgument naming the mount): bidirectional
+    propagation in a pod with its own user namespace (only for privileged containers, which
+    such a pod cannot have), and an image volume with mappings other than its pod's (it is
+    id-mapped through the pod's namespace as a read-only view). Host-to-container
+    propagation works: the copy of a shared mount is its peer, made a slave, so mounts made
+    on the node below ``host_path`` later appear inside.
 cleanup
     Removal (and the undo of a failed create) detaches every mount below ``idmapped/``; a
     crash leaves them attached under the container directory, where the recovery sweep of
@@ -43,7 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.errors import InvalidArgument
-from runtime.model.pods import IdMapping, Mount, Propagation, UserNamespace
+from runtime.model.pods import IdMapping, IdMappings, Mount, Propagation, UserNamespace
 from runtime.pods.interfaces import RootfsMounts
 
 DIRECTORY = "idmapped"
@@ -59,46 +63,58 @@ def check(mounts: Sequence[Mount], userns: UserNamespace | None) -> None:
         if not m.idmapped:
             continue
         where = f"mounts[{i}] ({m.image or m.host_path} at {m.container_path})"
-        if userns is None:
+        pods = userns is not None and (m.uid_mappings, m.gid_mappings) == (userns.uids, userns.gids)
+        if m.image and not pods:
+            shown = "none" if userns is None else f"uids {_shown(userns.uids)}"
             raise InvalidArgument(
-                f"{where}: uidMappings/gidMappings need a pod in its own user namespace "
-                "(userns_options mode POD); this pod uses the node's"
+                f"{where}: an image volume is id-mapped through its pod's user namespace "
+                f"only; its mappings (uids {_shown(m.uid_mappings)}, gids "
+                f"{_shown(m.gid_mappings)}) are not the pod's ({shown})"
             )
-        if m.uid_mappings != userns.uids or m.gid_mappings != userns.gids:
+        if userns is not None and m.propagation is Propagation.BIDIRECTIONAL:
             raise InvalidArgument(
-                f"{where}: its mappings (uids {_shown(m.uid_mappings)}, gids "
-                f"{_shown(m.gid_mappings)}) are not the pod's user namespace's (uids "
-                f"{_shown(userns.uids)}, gids {_shown(userns.gids)}); a mount is id-mapped "
-                "through the pod's own user namespace only"
+                f"{where}: an id-mapped mount of a pod in its own user namespace cannot be "
+                "PROPAGATION_BIDIRECTIONAL (mounts the pod's root makes would reach the node "
+                "as host root's); the kubelet allows it only for privileged containers, "
+                "which such a pod cannot have"
             )
-        if m.propagation is Propagation.BIDIRECTIONAL and not m.image:
-            raise InvalidArgument(
-                f"{where}: an id-mapped mount cannot be PROPAGATION_BIDIRECTIONAL (mounts "
-                "the pod's root makes would reach the node as host root's); the kubelet "
-                "allows it only for privileged containers, which a pod in its own user "
-                "namespace cannot have"
-            )
+
+
+_PROPAGATION = {
+    Propagation.PRIVATE: "rprivate",
+    Propagation.HOST_TO_CONTAINER: "rslave",
+    Propagation.BIDIRECTIONAL: "rshared",
+}
 
 
 def mount_volumes(
-    rootfs: RootfsMounts, mounts: Sequence[Mount], *, directory: Path, userns: Path
+    rootfs: RootfsMounts,
+    mounts: Sequence[Mount],
+    *,
+    directory: Path,
+    pod: tuple[Path, UserNamespace] | None,
 ) -> tuple[Mount, ...]:
     """Id-map each bind mount of ``mounts`` that asks for it under ``directory/idmapped``
     and return the mounts the spec needs (those binds pointed at the id-mapped copies, their
-    mappings dropped: runc binds an id-mapped mount as it is). The caller undoes a failure
-    with :func:`unmount_volumes`."""
+    mappings dropped: runc binds an id-mapped mount as it is). ``pod``: the pod's pinned
+    user-namespace file and its mappings; a mount with those is mapped through it, any other
+    through a user namespace made for its own mappings (as runc does for the mappings it is
+    given). The caller undoes a failure with :func:`unmount_volumes`."""
     out = list(mounts)
     for index, m in enumerate(mounts):
         if not m.idmapped or m.image:
             continue
+        own: IdMappings = (m.uid_mappings, m.gid_mappings)
+        through: Path | IdMappings = own
+        if pod is not None and own == (pod[1].uids, pod[1].gids):
+            through = pod[0]
         target = directory / DIRECTORY / str(index)
-        propagation = "rslave" if m.propagation is Propagation.HOST_TO_CONTAINER else "rprivate"
         rootfs.bind_idmapped(
             Path(m.host_path),
             target,
-            userns=userns,
+            userns=through,
             read_only=m.readonly,
-            propagation=propagation,
+            propagation=_PROPAGATION[m.propagation],
         )
         out[index] = dataclasses.replace(m, host_path=str(target), uid_mappings=(), gid_mappings=())
     return tuple(out)

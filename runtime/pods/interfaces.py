@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runtime.images.store import ImageRecord
-from runtime.model.pods import UserNamespace
+from runtime.model.pods import IdMappings, UserNamespace
 from runtime.mount.types import Mount
 from runtime.sandbox.namespaces import NamespaceKind, PinnedNamespaces
 from runtime.tasks.interfaces import TaskService
@@ -55,14 +55,15 @@ class RootfsMounts(Protocol):
         source: Path,
         target: Path,
         *,
-        userns: Path,
+        userns: Path | IdMappings,
         read_only: bool,
         propagation: str = "rprivate",
     ) -> None:
         """Attach at ``target`` (created) an id-mapped copy of ``source`` (a host directory
         or file, with what is mounted below it) through the user namespace pinned at
-        ``userns``; read-only or not as asked, its propagation ``rprivate`` or ``rslave``
-        (mounts made below ``source`` later reach it). Undone by ``unmount(target)``."""
+        ``userns``, or one made for the ``(uids, gids)`` mappings given instead; read-only or
+        not as asked, its propagation ``rprivate``, ``rslave`` (mounts made below ``source``
+        later reach it) or ``rshared``. Undone by ``unmount(target)``."""
         ...
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runtime import mount as mounts
 from runtime.errors import FailedPrecondition, InvalidArgument, NotFound
-from runtime.model.pods import UserNamespace
+from runtime.model.pods import IdMappings, UserNamespace
 from runtime.mount import idmap
 from runtime.sandbox import namespaces as nsmod
 from runtime.sandbox import userns as userns_mod
@@ -41,14 +41,21 @@ def mount_rootfs_idmapped(
 
 
 def bind_idmapped(
-    source: Path, target: Path, *, userns: Path, read_only: bool, propagation: str = "rprivate"
+    source: Path,
+    target: Path,
+    *,
+    userns: Path | IdMappings,
+    read_only: bool,
+    propagation: str = "rprivate",
 ) -> None:
     """Attach at ``target`` (created: a directory, or an empty file for a file) an id-mapped
-    copy of the mount tree at ``source`` through the pod's user namespace: files the host's
-    root owns appear as the pod's root's. ``propagation`` (``rprivate`` or ``rslave``) is set
-    on the copy: a copy of a shared mount is its peer, so ``rslave`` lets mounts made below
-    ``source`` later reach it (and the container's bind of it), ``rprivate`` cuts it off.
-    InvalidArgument when ``source`` does not exist; FailedPrecondition when its file system
+    copy of the mount tree at ``source`` through the user namespace pinned at ``userns`` (the
+    pod's), or through one made for the ``(uids, gids)`` mappings given instead: with the
+    pod's, files the host's root owns appear as the pod's root's. ``propagation``
+    (``rprivate``, ``rslave`` or ``rshared``) is set on the copy: a copy of a shared mount is
+    its peer, so ``rslave`` lets mounts made below ``source`` later reach it (and the
+    container's bind of it), ``rprivate`` cuts it off. InvalidArgument when ``source`` does
+    not exist or the kernel refuses the mappings; FailedPrecondition when its file system
     cannot be id-mapped."""
     try:
         is_dir = source.is_dir()
@@ -64,12 +71,20 @@ def bind_idmapped(
     try:
         # the top mount only, as runc's `idmap` for containerd's mounts: a mount below the
         # volume is the node's, seen as it is (its host-root files stay unwritable)
-        idmap.idmapped_clone(source, target, userns, read_only=read_only, recursive=False)
-    except OSError as exc:
+        with contextlib.ExitStack() as stack:
+            through = (
+                userns
+                if isinstance(userns, Path)
+                else stack.enter_context(userns_mod.transient_user_namespace(*userns))
+            )
+            idmap.idmapped_clone(source, target, through, read_only=read_only, recursive=False)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             target.rmdir() if is_dir else target.unlink()
+        if not isinstance(exc, OSError):
+            raise
         raise FailedPrecondition(
-            f"cannot id-map {source} for a pod in its own user namespace: {exc.strerror or exc}"
+            f"cannot id-map {source}: {exc.strerror or exc}"
             " (its file system may not support id-mapped mounts)"
         ) from None
     try:
@@ -151,7 +166,7 @@ class HostRootfs:
         source: Path,
         target: Path,
         *,
-        userns: Path,
+        userns: Path | IdMappings,
         read_only: bool,
         propagation: str = "rprivate",
     ) -> None:

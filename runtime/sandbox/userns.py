@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from runtime import mount
-from runtime.errors import AlreadyExists, FailedPrecondition
-from runtime.model.pods import UserNamespace
+from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from runtime.model.pods import IdMapping, UserNamespace
 from runtime.sandbox import namespaces as nsmod
 from runtime.sandbox.namespaces import NamespaceKind, PinnedNamespaces
 
@@ -130,4 +132,38 @@ async def pin_user_namespaces(
     return pins[USER_FILE], PinnedNamespaces(directory=directory, paths=paths)
 
 
-__all__ = ["USER_FILE", "pin_user_namespaces"]
+@contextlib.contextmanager
+def transient_user_namespace(
+    uids: Sequence[IdMapping], gids: Sequence[IdMapping]
+) -> Iterator[Path]:
+    """A user namespace with these mappings for as long as the block runs (its nsfs file,
+    for ``mount_setattr(MOUNT_ATTR_IDMAP)``, which keeps its own reference: a mount id-mapped
+    through it stays so after the namespace's helper exits). Blocking. InvalidArgument when
+    the kernel refuses the mappings (overlapping ranges, ...)."""
+    child = subprocess.Popen(
+        [_unshare_binary(), "--user", "--", "/bin/sh", "-c", "echo ready; read _"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        if child.stdout.readline() != _READY:
+            raise FailedPrecondition("cannot create a user namespace for an id-mapped mount")
+        proc = Path(f"/proc/{child.pid}")
+        for name, mappings in (("uid_map", uids), ("gid_map", gids)):
+            try:
+                (proc / name).write_text("".join(m.line() for m in mappings))
+            except OSError as exc:
+                shown = ",".join(f"{m.container_id}:{m.host_id}:{m.length}" for m in mappings)
+                raise InvalidArgument(
+                    f"the kernel refuses the {name} {shown}: {exc.strerror or exc}"
+                ) from None
+        yield proc / "ns" / USER_FILE
+    finally:
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+        child.wait()
+
+
+__all__ = ["USER_FILE", "pin_user_namespaces", "transient_user_namespace"]

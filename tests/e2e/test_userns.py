@@ -383,6 +383,75 @@ def test_volumes_are_id_mapped_as_the_kubelet_asks(
     assert mounts_under([daemon.root, daemon.state]) == []
 
 
+def test_mounts_with_their_own_mappings(
+    daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path
+) -> None:
+    """As runc does for the mappings containerd hands it: a mount's own mappings apply,
+    whatever the pod's user namespace (pinnace maps it through a namespace made for them)."""
+    runtime = daemon.runtime
+    users = daemon.short_dir / "users"  # a host directory of host user 1000's
+    users.mkdir(mode=0o755)
+    os.chown(users, 1000, 1000)
+    (users / "file").write_text("a\n")
+    os.chown(users / "file", 1000, 1000)
+    rooted = daemon.short_dir / "rooted"  # and one of host root's
+    rooted.mkdir(mode=0o755)
+    (rooted / "file").write_text("b\n")
+
+    def sh(cid: str, script: str) -> list[str]:
+        out = runtime.ExecSync(
+            pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script]), timeout=60
+        )
+        return out.stdout.decode().split()
+
+    # in a pod with its own user namespace (0 -> 100000): host uid 1000 as the pod's root
+    pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+    pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod), timeout=120).pod_sandbox_id
+    to_root = pb.IDMapping(container_id=1000, host_id=HOST_ID, length=1)
+    mount = pb.Mount(
+        container_path="/users", host_path=str(users), uidMappings=[to_root], gidMappings=[to_root]
+    )
+    cid = runtime.CreateContainer(
+        pb.CreateContainerRequest(
+            pod_sandbox_id=pod_id,
+            config=_container(userns_images["box"], pod, [mount], pb.CONTAINER),
+            sandbox_config=pod,
+        ),
+        timeout=60,
+    ).container_id
+    runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+    assert sh(cid, "stat -c %u:%g /users/file; touch /users/new; echo $?") == ["0:0", "0"]
+    assert (os.stat(users / "new").st_uid, os.stat(users / "new").st_gid) == (1000, 1000)
+
+    # in a pod in the node's user namespace: host root's files shown as uid 1000, and root
+    # (unmapped on that mount) cannot create files there (the kernel has no on-disk owner
+    # to give them)
+    plain_pod = _pod_config(tmp_path, pid=pb.CONTAINER)
+    plain_pod.linux.security_context.namespace_options.ClearField("userns_options")
+    plain_id = runtime.RunPodSandbox(
+        pb.RunPodSandboxRequest(config=plain_pod), timeout=120
+    ).pod_sandbox_id
+    shift = pb.IDMapping(container_id=0, host_id=1000, length=1)
+    mount = pb.Mount(
+        container_path="/rooted", host_path=str(rooted), uidMappings=[shift], gidMappings=[shift]
+    )
+    config = _container(userns_images["box"], plain_pod, [mount], pb.CONTAINER)
+    config.linux.security_context.namespace_options.ClearField("userns_options")
+    plain_cid = runtime.CreateContainer(
+        pb.CreateContainerRequest(pod_sandbox_id=plain_id, config=config, sandbox_config=plain_pod),
+        timeout=60,
+    ).container_id
+    runtime.StartContainer(pb.StartContainerRequest(container_id=plain_cid), timeout=60)
+    seen = sh(plain_cid, "id -u; stat -c %u /rooted/file; touch /rooted/new; echo $?")
+    assert seen == ["0", "1000", "1"], seen
+    assert not (rooted / "new").exists()
+
+    for sid in (pod_id, plain_id):
+        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+    assert mounts_under([daemon.root, daemon.state]) == []
+    assert sorted(p.name for p in users.iterdir()) == ["file", "new"]
+
+
 def test_id_mapping_refusals(
     daemon: Pinnaced, userns_images: dict[str, str], tmp_path: Path
 ) -> None:
@@ -392,52 +461,52 @@ def test_id_mapping_refusals(
     pod = _pod_config(tmp_path, pid=pb.CONTAINER)
     pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod), timeout=120).pod_sandbox_id
 
-    def create(config: pb.ContainerConfig, sandbox: pb.PodSandboxConfig, sid: str) -> str:
+    def create(config: pb.ContainerConfig) -> str:
         with pytest.raises(grpc.RpcError) as info:
             runtime.CreateContainer(
-                pb.CreateContainerRequest(
-                    pod_sandbox_id=sid, config=config, sandbox_config=sandbox
-                ),
+                pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod),
                 timeout=60,
             )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
         return str(info.value.details())
 
-    # mappings other than the pod's
-    other = pb.IDMapping(host_id=200000, container_id=0, length=LENGTH)
-    mount = pb.Mount(
-        container_path="/v", host_path=str(host_dir), uidMappings=[other], gidMappings=[other]
-    )
-    details = create(_container(userns_images["box"], pod, [mount], pb.CONTAINER), pod, pod_id)
-    assert "mounts[0]" in details and "not the pod's" in details and "200000" in details
-    # an id-mapped mount cannot send mounts back to the node
+    # an id-mapped mount of a user-namespaced pod cannot send mounts back to the node
     mount = _idmapped("/v", str(host_dir), propagation=pb.PROPAGATION_BIDIRECTIONAL)
-    details = create(_container(userns_images["box"], pod, [mount], pb.CONTAINER), pod, pod_id)
-    assert "cannot be PROPAGATION_BIDIRECTIONAL" in details
+    details = create(_container(userns_images["box"], pod, [mount], pb.CONTAINER))
+    assert "mounts[0]" in details and "cannot be PROPAGATION_BIDIRECTIONAL" in details
+    # an image volume is id-mapped through the pod's user namespace only
+    other = pb.IDMapping(host_id=200000, container_id=0, length=LENGTH)
+    volume = pb.Mount(
+        container_path="/i",
+        image=pb.ImageSpec(image=userns_images["box"]),
+        readonly=True,
+        uidMappings=[other],
+        gidMappings=[other],
+    )
+    details = create(_container(userns_images["box"], pod, [volume], pb.CONTAINER))
+    assert "image volume" in details and "200000" in details
     # a container whose userns_options are not its pod's (other mappings, or none at all)
     mismatched = _container(userns_images["box"], pod, [], pb.CONTAINER)
     own = mismatched.linux.security_context.namespace_options.userns_options
     own.uids[0].host_id = 300000
-    details = create(mismatched, pod, pod_id)
+    details = create(mismatched)
     assert "userns_options" in details and "300000" in details and "100000" in details
     unset = _container(userns_images["box"], pod, [], pb.CONTAINER)
     unset.linux.security_context.namespace_options.ClearField("userns_options")
-    assert "mode NODE (or unset)" in create(unset, pod, pod_id)
-    # mappings on a mount of a pod that uses the node's user namespace
-    plain_pod = _pod_config(tmp_path, pid=pb.CONTAINER)
-    plain_pod.linux.security_context.namespace_options.ClearField("userns_options")
-    plain_id = runtime.RunPodSandbox(
-        pb.RunPodSandboxRequest(config=plain_pod), timeout=120
-    ).pod_sandbox_id
-    in_plain_pod = _container(
-        userns_images["box"], plain_pod, [_idmapped("/v", str(host_dir))], pb.CONTAINER
+    assert "mode NODE (or unset)" in create(unset)
+    # mappings the kernel refuses (overlapping ranges) are named
+    overlap = [
+        pb.IDMapping(container_id=0, host_id=HOST_ID, length=10),
+        pb.IDMapping(container_id=5, host_id=HOST_ID + 100, length=10),
+    ]
+    mount = pb.Mount(
+        container_path="/v", host_path=str(host_dir), uidMappings=overlap, gidMappings=overlap
     )
-    in_plain_pod.linux.security_context.namespace_options.ClearField("userns_options")
-    details = create(in_plain_pod, plain_pod, plain_id)
-    assert "need a pod in its own user namespace" in details
+    assert "the kernel refuses the uid_map" in create(
+        _container(userns_images["box"], pod, [mount], pb.CONTAINER)
+    )
     assert runtime.ListContainers(pb.ListContainersRequest()).containers == []
-    for sid in (pod_id, plain_id):
-        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+    runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert mounts_under([daemon.root, daemon.state]) == []
 
 

@@ -34,6 +34,7 @@ from runtime.metadata.db import Database
 from runtime.model.network import IPConfig
 from runtime.model.pods import (
     ContainerConfig,
+    IdMappings,
     NamespaceMode,
     NamespaceOptions,
     PodMetadata,
@@ -87,6 +88,8 @@ class FakeRootfs:
     def __init__(self) -> None:
         self.mounted: dict[Path, tuple[Mount, ...]] = {}
         self.idmapped: dict[Path, tuple[Path, tuple[int, int]]] = {}
+        # what each id-mapped bind was mapped through: a pinned namespace or its own mappings
+        self.mappings: dict[Path, Path | IdMappings] = {}
         self.fail_next: BaseException | None = None
 
     def mount(self, mounts: Sequence[Mount], target: Path) -> None:
@@ -110,7 +113,7 @@ class FakeRootfs:
         source: Path,
         target: Path,
         *,
-        userns: Path,
+        userns: Path | IdMappings,
         read_only: bool,
         propagation: str = "rprivate",
     ) -> None:
@@ -121,7 +124,8 @@ class FakeRootfs:
         target.mkdir(exist_ok=True)
         mode = "ro" if read_only else "rw"
         self.mounted[target] = (Mount("bind", str(source), ("rbind", mode, propagation)),)
-        self.idmapped[target] = (userns, (-1, -1))
+        self.idmapped[target] = (userns if isinstance(userns, Path) else Path("-"), (-1, -1))
+        self.mappings[target] = userns
 
 
 class FakeNamespaces:

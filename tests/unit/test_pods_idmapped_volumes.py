@@ -31,20 +31,28 @@ def _mapped(path: str, **kwargs: object) -> Mount:
     )  # type: ignore[arg-type]
 
 
-def test_only_mounts_with_the_pods_mappings_pass() -> None:
+def test_what_an_id_mapped_mount_may_be() -> None:
     plain = Mount(container_path="/p", host_path="/srv/p")
-    idmapped_volumes.check([plain, _mapped("/srv/a")], USERNS)
-    idmapped_volumes.check([plain], None)
-    with pytest.raises(InvalidArgument, match=r"mounts\[1\].*need a pod in its own user"):
-        idmapped_volumes.check([plain, _mapped("/srv/a")], None)
     other = (IdMapping(container_id=0, host_id=200000, length=65536),)
-    wrong = dataclasses.replace(_mapped("/srv/a"), gid_mappings=other)
-    with pytest.raises(InvalidArgument, match=r"gids 0:200000:65536\) are not the pod's"):
-        idmapped_volumes.check([wrong], USERNS)
-    idmapped_volumes.check([_mapped("/srv/a", propagation=Propagation.HOST_TO_CONTAINER)], USERNS)
+    own = dataclasses.replace(_mapped("/srv/a"), uid_mappings=other, gid_mappings=other)
+    # binds: any mappings, with a user namespace of the pod's or not
+    idmapped_volumes.check([plain, _mapped("/srv/a"), own], USERNS)
+    idmapped_volumes.check([plain, _mapped("/srv/a"), own], None)
+    slave = _mapped("/srv/a", propagation=Propagation.HOST_TO_CONTAINER)
+    idmapped_volumes.check([slave], USERNS)
     shared = _mapped("/srv/a", propagation=Propagation.BIDIRECTIONAL)
-    with pytest.raises(InvalidArgument, match="cannot be PROPAGATION_BIDIRECTIONAL"):
+    idmapped_volumes.check([shared], None)
+    with pytest.raises(InvalidArgument, match=r"mounts\[0\].*cannot be PROPAGATION_BIDIRECTIONAL"):
         idmapped_volumes.check([shared], USERNS)
+    # image volumes: the pod's mappings only
+    image = Mount(
+        container_path="/i", host_path="", image="img:1", uid_mappings=POD, gid_mappings=POD
+    )
+    idmapped_volumes.check([image], USERNS)
+    with pytest.raises(InvalidArgument, match=r"uids 0:200000:65536.*not the pod's"):
+        idmapped_volumes.check([dataclasses.replace(image, uid_mappings=other)], USERNS)
+    with pytest.raises(InvalidArgument, match=r"not the pod's \(none\)"):
+        idmapped_volumes.check([image], None)
 
 
 def test_mapped_binds_point_at_their_copies_and_go_away(tmp_path: Path) -> None:
@@ -53,15 +61,25 @@ def test_mapped_binds_point_at_their_copies_and_go_away(tmp_path: Path) -> None:
     image = Mount(
         container_path="/i", host_path="", image="img:1", uid_mappings=POD, gid_mappings=POD
     )
-    mounts = (plain, _mapped("/srv/a", readonly=True), image)
-    out = idmapped_volumes.mount_volumes(
-        rootfs, mounts, directory=tmp_path, userns=tmp_path / "ns" / "user"
+    other = (IdMapping(container_id=1000, host_id=100000, length=1),)
+    own = Mount(
+        container_path="/o",
+        host_path="/srv/o",
+        uid_mappings=other,
+        gid_mappings=other,
+        propagation=Propagation.HOST_TO_CONTAINER,
     )
+    mounts = (plain, _mapped("/srv/a", readonly=True), image, own)
+    pinned = tmp_path / "ns" / "user"
+    out = idmapped_volumes.mount_volumes(rootfs, mounts, directory=tmp_path, pod=(pinned, USERNS))
     target = tmp_path / idmapped_volumes.DIRECTORY / "1"
     assert out[0] == plain and out[2] == image  # image volumes are id-mapped as views
     assert out[1].host_path == str(target) and not out[1].idmapped and out[1].readonly
     assert rootfs.mounted[target][0].options == ("rbind", "ro", "rprivate")
-    assert rootfs.idmapped[target][0] == tmp_path / "ns" / "user"
+    assert rootfs.mappings[target] == pinned  # the pod's mappings: its pinned namespace
+    third = tmp_path / idmapped_volumes.DIRECTORY / "3"
+    assert rootfs.mappings[third] == (other, other)  # its own: a namespace made for them
+    assert rootfs.mounted[third][0].options == ("rbind", "rw", "rslave")
     idmapped_volumes.unmount_volumes(rootfs, directory=tmp_path)
     assert rootfs.mounted == {}
     assert not (tmp_path / idmapped_volumes.DIRECTORY).exists()
@@ -83,8 +101,11 @@ async def test_a_container_runs_in_its_pods_user_namespace(layer: PodLayer) -> N
         InvalidArgument, match=r"\(mode POD, uids 0:100000:65536.*\) is not its pod's \(mode NODE"
     ):
         await layer.containers.create(sandbox.id, container)
-    mapped = dataclasses.replace(layer.container("app"), mounts=(_mapped("/srv/a"),))
-    with pytest.raises(InvalidArgument, match="need a pod in its own user namespace"):
+    image = Mount(
+        container_path="/i", host_path="", image="img:1", uid_mappings=POD, gid_mappings=POD
+    )
+    mapped = dataclasses.replace(layer.container("app"), mounts=(image,))
+    with pytest.raises(InvalidArgument, match="an image volume is id-mapped through its pod"):
         await layer.containers.create(sandbox.id, mapped)
     mine = {f"dir sandboxes/{sandbox.id}", f"sandbox record {sandbox.id}"}
     assert [item for item in layer.leftovers() if item not in mine] == []
