@@ -725,6 +725,7 @@ int main(int argc, char **argv)
 	char msg[4096];
 	ssize_t n;
 
+	prctl(PR_SET_NAME, "pinnace-exec", 0, 0, 0); /* not the memfd's "N" */
 	{
 		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 		int seals = self < 0 ? -1 : fcntl(self, F_GET_SEALS);

@@ -49,12 +49,16 @@ def build_helper(cache_dir: Path, *, compiler: str | None = None) -> Path | None
     tmp = cache_dir / f".{target.name}.{os.getpid()}"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        res = subprocess.run(
-            [cc, *_FLAGS, "-o", str(tmp), str(SOURCE)],
-            capture_output=True,
-            timeout=_COMPILE_TIMEOUT,
-            check=False,
-        )
+        # static when the node has libc.a: no dynamic loader at each exec (~0.25 ms of CPU)
+        for extra in (("-static",), ()):
+            res = subprocess.run(
+                [cc, *_FLAGS, *extra, "-o", str(tmp), str(SOURCE)],
+                capture_output=True,
+                timeout=_COMPILE_TIMEOUT,
+                check=False,
+            )
+            if res.returncode == 0:
+                break
         if res.returncode != 0:
             log.warning(
                 "exec helper: %s failed (%d): %s; execs use the OCI runtime",

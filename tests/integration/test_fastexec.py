@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ import rootfs
 from runtime import cgroups
 from runtime.errors import FailedPrecondition
 from runtime.tasks import RuntimeHandler, TaskManager, TaskSpec
+from runtime.tasks.exec_helper import SOURCE, build_helper, helper_name
 from runtime.tasks.execsync import exec_sync as runc_exec_sync
 from runtime.tasks.fastexec import ExecPlan
 from runtime.tasks.interfaces import ExecResult
@@ -290,3 +292,16 @@ async def test_seccomp_and_user_namespaces_use_runc(manager: TaskManager, world:
     assert await manager.exec_plan("fx-sec") == "seccomp"
     res = await manager.exec_sync("fx-sec", ["grep", "Seccomp:", "/proc/self/status"], timeout=10)
     assert res.stdout.split() == [b"Seccomp:", b"2"]
+
+
+def test_the_build_is_cached_and_needs_a_compiler(tmp_path: Path) -> None:
+    first = build_helper(tmp_path / "cache")
+    assert first is not None and first.name == helper_name(SOURCE.read_bytes())
+    mtime = first.stat().st_mtime_ns
+    assert build_helper(tmp_path / "cache", compiler="/nonexistent/cc") == first  # found again
+    assert first.stat().st_mtime_ns == mtime
+    assert build_helper(tmp_path / "other", compiler="/nonexistent/cc") is None
+    assert not list((tmp_path / "other").glob(".*"))  # no half-built file left
+    # run from its file (not a sealed memfd) it refuses before doing anything
+    res = subprocess.run([str(first), "--init", "1:1"], capture_output=True, check=False)
+    assert res.returncode == 255 and b"sealed memfd" in res.stderr
