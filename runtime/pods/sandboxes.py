@@ -447,9 +447,7 @@ class SandboxController:
         directory = Path(sandbox.state_dir)
         if sandbox.infra_container_id:
             await self._delete_infra_task(sandbox.infra_container_id, 0)
-        await asyncio.to_thread(self._rootfs.unmount, directory / "rootfs")
-        await asyncio.to_thread(rootfs_mod.remove_snapshot, self._sn, f"sandbox-{sandbox_id}")
-        await asyncio.to_thread(self._dirs.remove, directory)
+        await asyncio.to_thread(self._remove_files, sandbox_id, directory)
         faults.point("sandbox.remove.files-removed")
         if not sandbox.config.cgroup_parent:
             await self._remove_cgroup(sandbox.cgroup_parent)
@@ -458,6 +456,13 @@ class SandboxController:
         self._locks.pop(sandbox_id, None)
         self._exchange.publish(ev.K8S_NAMESPACE, ev.SandboxDelete(sandbox_id=sandbox_id))
         await self._hooks.remove_pod_sandbox(sandbox)
+
+    def _remove_files(self, sandbox_id: str, directory: Path) -> None:
+        """The infra rootfs unmounted and its snapshot removed, then the state directory: one
+        thread hop. Blocking."""
+        self._rootfs.unmount(directory / "rootfs")
+        rootfs_mod.remove_snapshot(self._sn, f"sandbox-{sandbox_id}")
+        self._dirs.remove(directory)
 
     # ---- after a restart ------------------------------------------------------------------
 
