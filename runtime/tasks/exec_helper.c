@@ -10,7 +10,7 @@
  *                [--cgroup DIR]... [--oom N] [--keyring NAME] [--rlimit RES:SOFT:HARD]...
  *                --uid N --gid N [--groups G,G...] --caps B:E:P:I:A --nnp 0|1
  *                [--nofile-soft-to-hard 1] --cwd DIR
- *                [--env K=V]... --pid-file FILE -- ARGV...
+ *                [--env K=V]... --pid-file FILE [--started-fd N] -- ARGV...
  *
  * What happens, in runc 1.1's order (libcontainer/nsenter/nsexec.c, process_linux.go
  * setnsProcess.start, setns_init_linux.go, init_linux.go finalizeNamespace/setupUser):
@@ -26,7 +26,8 @@
  *     chdir again if it was refused before, capset, ambient, PATH lookup as Go's
  *     exec.LookPath, execve.
  *   parent: learns of the execve through a close-on-exec pipe (or reads the child's error
- *     from it), writes the pid file, waits, exits with the child's code (128 + signal).
+ *     from it), writes the pid file (and a byte to --started-fd), waits, removes the pid
+ *     file when --started-fd was given, exits with the child's code (128 + signal).
  *
  * A failure before the command runs prints `pinnace-exec failed: ...` on stderr, writes no
  * pid file and exits 255, as runc does.
@@ -115,6 +116,7 @@ static struct {
 	char **env;
 	int n_env;
 	const char *pid_file;
+	int started_fd;
 	char **argv;
 } opt;
 
@@ -184,6 +186,7 @@ static void parse_args(int argc, char **argv)
 {
 	int i;
 
+	opt.started_fd = -1;
 	opt.env = calloc(argc, sizeof(char *));
 	if (!opt.env)
 		die("out of memory");
@@ -263,6 +266,8 @@ static void parse_args(int argc, char **argv)
 			opt.env[opt.n_env++] = (char *)v;
 		} else if (!strcmp(a, "--pid-file")) {
 			opt.pid_file = v;
+		} else if (!strcmp(a, "--started-fd")) {
+			opt.started_fd = (int)parse_ll(v, "started fd");
 		} else {
 			die("unknown option %s", a);
 		}
@@ -803,9 +808,17 @@ int main(int argc, char **argv)
 		return 255;
 	}
 	write_pid_file(pid);
+	if (opt.started_fd >= 0) {
+		/* the daemon learns of the start from this byte, and leaves the pid file to us */
+		if (write(opt.started_fd, "1", 1) != 1)
+			die("write started fd: %s", strerror(errno));
+		close(opt.started_fd);
+	}
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			die("waitpid: %s", strerror(errno));
+	if (opt.started_fd >= 0)
+		unlink(opt.pid_file);
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);

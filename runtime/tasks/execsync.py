@@ -106,23 +106,36 @@ async def run_exec(
     timeout: float | None,  # noqa: ASYNC109
     what: str,
     exec_fd: int | None = None,
+    started_fd_option: str | None = None,
 ) -> ExecResult:
     """Run an exec command line (``runc exec`` or ``pinnace-exec``: both write ``pid_file``
     once the command runs, pass their stdio to it, and exit with its code or 128 + its
     signal) and collect the result. Nothing started (no pid file): FailedPrecondition with
     the message ``what`` printed. ``exec_fd``: the program is that open file (executed as
-    ``/proc/self/fd/N``, ``cmd[0]`` only names it)."""
+    ``/proc/self/fd/N``, ``cmd[0]`` only names it). ``started_fd_option``: the program
+    takes this option with a pipe's fd, writes one byte there once the command runs, and
+    removes the pid file itself after the command ended (``pinnace-exec``): no thread hop
+    to learn whether it started."""
     loop = asyncio.get_running_loop()
     removed = False
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    started_r = started_w = -1
     collectors = [_Collector(out_r), _Collector(err_r)]
     try:
         for c in collectors:
             os.set_blocking(c.fd, False)
         extra: dict[str, Any] = {}
+        pass_fds: list[int] = []
         if exec_fd is not None:
-            extra = {"executable": f"/proc/self/fd/{exec_fd}", "pass_fds": (exec_fd,)}
+            extra["executable"] = f"/proc/self/fd/{exec_fd}"
+            pass_fds.append(exec_fd)
+        if started_fd_option is not None:
+            started_r, started_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            pass_fds.append(started_w)
+            cmd = [cmd[0], started_fd_option, str(started_w), *cmd[1:]]
+        if pass_fds:
+            extra["pass_fds"] = tuple(pass_fds)
         proc = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.DEVNULL,
@@ -133,6 +146,9 @@ async def run_exec(
         os.close(out_w)
         os.close(err_w)
         out_w = err_w = -1
+        if started_w >= 0:
+            os.close(started_w)
+            started_w = -1
         for c in collectors:
             loop.add_reader(c.fd, c.on_readable)
         timed_out = False
@@ -146,9 +162,12 @@ async def run_exec(
             c.drain()
         code = proc.returncode
         assert code is not None
-        # the pid file says a process was started; removing it answers that in one call
-        started = await asyncio.to_thread(_remove_pid_file, pid_file)
-        removed = True
+        if started_r >= 0 and code >= 0 and _read_started(started_r):
+            started = removed = True  # and the helper removed its pid file
+        else:
+            # the pid file says a process was started; removing it answers that in one call
+            started = await asyncio.to_thread(_remove_pid_file, pid_file)
+            removed = True
         if not started and not timed_out:
             raise FailedPrecondition(f"{what}: {runtime_message(bytes(collectors[1].data))}")
         return ExecResult(
@@ -158,7 +177,7 @@ async def run_exec(
             timed_out=timed_out,
         )
     finally:
-        for fd in (out_w, err_w):
+        for fd in (out_w, err_w, started_r, started_w):
             if fd >= 0:
                 os.close(fd)
         for c in collectors:
@@ -187,6 +206,14 @@ async def _kill_exec(proc: asyncio.subprocess.Process, pid_file: Path) -> None:
             await asyncio.wait_for(proc.wait(), _KILL_GRACE)
         except TimeoutError:
             raise DeadlineExceeded("exec runtime did not exit after kill") from None
+
+
+def _read_started(fd: int) -> bool:
+    """Whether the helper wrote its byte (it has exited: the pipe holds all it wrote)."""
+    try:
+        return os.read(fd, 1) == b"1"
+    except BlockingIOError:
+        return False
 
 
 def _remove_pid_file(path: Path) -> bool:

@@ -505,6 +505,7 @@ class TaskManager:
                     timeout=timeout,
                     what="exec",
                     exec_fd=self._exec_helper_fd,
+                    started_fd_option="--started-fd",
                 )
         return await _exec_sync(
             task.handler,

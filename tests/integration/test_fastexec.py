@@ -220,6 +220,8 @@ async def test_exit_codes_signals_output_and_timeouts(manager: TaskManager, worl
     # a background child holding the pipes does not hold the call
     fast, slow = await both(manager, world, "fx-codes", ["sh", "-c", "sleep 30 & echo bg"])
     assert fast.stdout == slow.stdout == b"bg\n"
+    # the helper removed every pid file it wrote (the daemon did not have to)
+    assert not list((world.base / "st" / "tasks" / "fx-codes").glob("exec-*.pid"))
 
 
 @pytest.mark.parametrize(
