@@ -421,6 +421,9 @@ def test_mounts_with_their_own_mappings(
     ).container_id
     runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
     assert sh(cid, "stat -c %u:%g /users/file; touch /users/new; echo $?") == ["0:0", "0"]
+    # the namespace made for the mount's mappings lived only while it was id-mapped
+    assert daemon.pid is not None
+    assert [c for c in _children_of(daemon.pid) if "unshare" in c or "read _" in c] == []
     assert (os.stat(users / "new").st_uid, os.stat(users / "new").st_gid) == (1000, 1000)
 
     # in a pod in the node's user namespace: host root's files shown as uid 1000, and root
