@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(runc crun conmon containernetworking-plugins docker-registry busybox-static
-          apache2-utils openssl iproute2 iptables)
+          apache2-utils openssl iproute2 iptables gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ no_new_privs, a read-only root, an oom_score_adj). RuntimeDefault seccomp stays 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,10 @@ from tests.support.daemon import Pinnaced
 from tests.support.layers import TarBuilder
 from tests.support.push import push_image
 from tests.support.registry import Registry
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("cc") or shutil.which("gcc")), reason="pinnace-exec needs a C compiler"
+)
 
 PROBE = r"""
 grep -E '^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|SigBlk|SigIgn|Umask):' \
