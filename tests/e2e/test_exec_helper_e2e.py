@@ -138,6 +138,10 @@ def _used_helper(d: Pinnaced, ctr: str) -> bool:
 
 CASES: dict[str, dict[str, Any]] = {
     "host-namespaces": {"pod": {"network": pb.NODE, "pid": pb.CONTAINER}},
+    "host-pid-and-ipc": {
+        "pod": {"network": pb.NODE, "pid": pb.NODE, "ipc": pb.NODE},
+        "security": {"namespace_options": pb.NamespaceOption(pid=pb.NODE, ipc=pb.NODE)},
+    },
     "pod-namespaces-shared-pid": {
         "pod": {"network": pb.NODE, "pid": pb.POD},
         "security": {"namespace_options": pb.NamespaceOption(pid=pb.POD)},

@@ -307,3 +307,19 @@ def test_the_build_is_cached_and_needs_a_compiler(tmp_path: Path) -> None:
     # run from its file (not a sealed memfd) it refuses before doing anything
     res = subprocess.run([str(first), "--init", "1:1"], capture_output=True, check=False)
     assert res.returncode == 255 and b"sealed memfd" in res.stderr
+
+
+async def test_concurrent_execs(manager: TaskManager, world: World) -> None:
+    await start(manager, world, "fx-many")
+    results = await asyncio.gather(
+        *(
+            manager.exec_sync(
+                "fx-many", ["sh", "-c", f"echo {n}; echo e{n} >&2; exit {n}"], timeout=30
+            )
+            for n in range(12)
+        )
+    )
+    assert [(r.exit_code, r.stdout, r.stderr) for r in results] == [
+        (n, f"{n}\n".encode(), f"e{n}\n".encode()) for n in range(12)
+    ]
+    assert not list((world.base / "st" / "tasks" / "fx-many").glob("exec-*.pid"))
