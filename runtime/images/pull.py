@@ -176,7 +176,7 @@ class Puller:
         progress(Progress(str(ref), Phase.RESOLVING))
         _name, target = await _within(self._timeout, f"resolving {ref}", client.resolve(ref))
         present = self._already_recorded(ref, target)
-        if present is not None:
+        if present is not None and await self.is_whole(present):
             progress(Progress(str(ref), Phase.DONE))
             return present
         docs = await self.documents(
@@ -190,6 +190,13 @@ class Puller:
         faults.point("image.pull.recorded")
         progress(Progress(str(ref), Phase.DONE))
         return record
+
+    async def is_whole(self, record: ImageRecord) -> bool:
+        """Whether ``record``'s snapshots are all there. A record is written only after its
+        snapshots are committed, but a damaged snapshot database moved aside at start
+        (:mod:`runtime.metadata.salvage`) can lose them while the record survives: such an
+        image is pulled (unpacked) again rather than answered as present."""
+        return await asyncio.to_thread(self._unpacker.has_snapshot, record.chain_id)
 
     def _already_recorded(self, ref: Reference, target: Descriptor) -> ImageRecord | None:
         """The image ``ref`` already names when its tag still resolves to what it named at the

@@ -166,7 +166,7 @@ class ImageService:
             # after its snapshots are committed: one recorded under this repo digest is the
             # answer, without a registry round trip (kubelet re-pulls pinned images).
             present = self.store.lookup(str(ref), normalized_name=str(ref))
-            if present is not None:
+            if present is not None and await self._puller.is_whole(present):
                 progress(Progress(str(ref), Phase.DONE))
                 return present
         async with self._writing():

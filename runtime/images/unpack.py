@@ -109,6 +109,10 @@ class Unpacker:
         # layers wait on one another's work instead of repeating it.
         self._flights: dict[str, asyncio.Task[None]] = {}
 
+    def has_snapshot(self, chain_id: str) -> bool:
+        """Blocking: whether ``chain_id`` is a committed snapshot ("" — no layers — always is)."""
+        return not chain_id or self._snapshot_exists(chain_id)
+
     def _snapshot_exists(self, key: str) -> bool:
         try:
             self._sn.stat(key)
