@@ -428,19 +428,22 @@ class Daemon:
         return cgroup_mounts, host_resources
 
     async def _serve_with_tasks(self, cfg: Config) -> None:
-        # independent of each other (files, the kernel, `runc features`): side by side
+        # independent of each other (files, the kernel, `runc features`, sqlite): side by side
         (
             opened,
             (cgroup_mounts, host_resources),
             handler_features,
             security_modules,
+            _,
         ) = await asyncio.gather(
             self._open_snapshots(cfg),
             self._probe_cgroups(),
             self._probe_handlers(cfg),
             asyncio.to_thread(lsm.detect),
+            # the pod records (sqlite rows → dataclasses), for recovery below
+            asyncio.to_thread(self.pod_store.load),
         )
-        self.clock.lap("images+snapshots, cgroups, runtime features, lsm")
+        self.clock.lap("images+snapshots, cgroups, runtime features, lsm, pod records")
         # prepares, commits and removes are published on the exchange from here on
         snapshotter = PublishingSnapshotter(opened, self.exchange)
         images = self._build_images(snapshotter)
@@ -481,7 +484,9 @@ class Daemon:
         )
         if pods.layers is not None:
             images.set_writable_usage(pods.layers.total)
-        await pods.recover(lap=lambda step: self.clock.lap(f"recovery: {step}"))
+        await pods.recover(
+            records_loaded=True, lap=lambda step: self.clock.lap(f"recovery: {step}")
+        )
         if self.nri is not None:  # plugins synchronize with the recovered pods
             self.nri.bind(PodServiceView(pods))
             await self.nri.start()

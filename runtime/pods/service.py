@@ -147,11 +147,15 @@ class PodService:
         await self.containers.remove(container_id)
         self._cpu.forget(container_id)
 
-    async def recover(self, *, lap: Callable[[str], None] = lambda step: None) -> None:
-        """At start: load records, find the tasks of the previous run, reconcile both.
-        ``lap(step)`` is called as each step ends (the daemon's start-up clock)."""
-        await asyncio.to_thread(self.store.load)
-        lap("records")
+    async def recover(
+        self, *, records_loaded: bool = False, lap: Callable[[str], None] = lambda step: None
+    ) -> None:
+        """At start: load records (unless the caller has: ``records_loaded``), find the tasks
+        of the previous run, reconcile both. ``lap(step)`` is called as each step ends (the
+        daemon's start-up clock)."""
+        if not records_loaded:
+            await asyncio.to_thread(self.store.load)
+            lap("records")
         found = {task.info.id: task for task in await self._tasks.recover()}
         lap("tasks")
         await self.sandboxes.reconcile(found)
