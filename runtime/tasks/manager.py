@@ -714,7 +714,7 @@ class TaskManager:
             record = read_record(d)
             seen = None
             if record is not None and record.pid > 0:
-                alive = procfs.is_same_process(record.conmon_pid, record.conmon_start_time)
+                alive = procfs.is_running(record.conmon_pid, record.conmon_start_time)
                 seen = _Seen(alive, self._read_exit(record.id, record.cgroups_path))
             out.append((d.name, record, seen))
         return out
@@ -733,7 +733,7 @@ class TaskManager:
         if seen is None:  # not scanned with the others
             seen = await asyncio.to_thread(
                 lambda: _Seen(
-                    procfs.is_same_process(record.conmon_pid, record.conmon_start_time),
+                    procfs.is_running(record.conmon_pid, record.conmon_start_time),
                     self._read_exit(record.id, record.cgroups_path),
                 )
             )

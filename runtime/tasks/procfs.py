@@ -36,6 +36,20 @@ def is_same_process(pid: int, recorded_start_time: int) -> bool:
     return pid > 0 and start_time(pid) == recorded_start_time
 
 
+def is_running(pid: int, recorded_start_time: int) -> bool:
+    """True when ``pid`` is the recorded process and has not exited: unlike
+    :func:`is_same_process`, a zombie (state Z or X) is not running. Blocking (tiny)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = text[text.rindex(")") + 2 :].split(maxsplit=1)[0]
+    return parse_start_time(text) == recorded_start_time and state not in ("Z", "X")
+
+
 def open_pidfd(pid: int, recorded_start_time: int) -> int | None:
     """A pidfd for ``pid`` if it is still the recorded process, else None. The start time is
     checked after opening, so the pidfd cannot point at a successor."""

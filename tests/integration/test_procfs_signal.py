@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 
@@ -45,3 +46,21 @@ def test_a_reaped_or_unknown_process_sends_nothing() -> None:
     assert not procfs.signal_process(proc.pid, started, signal.SIGKILL)
     assert not procfs.signal_process(0, started, signal.SIGKILL)
     assert not procfs.signal_process(proc.pid, 0, signal.SIGKILL)
+
+
+def test_a_zombie_is_the_same_process_but_not_running() -> None:
+    """Recovery asks whether a conmon still supervises: an exited, unreaped one does not."""
+    proc = _sleeper()
+    try:
+        started = procfs.start_time(proc.pid)
+        assert started is not None
+        assert procfs.is_running(proc.pid, started)
+        assert not procfs.is_running(proc.pid, started + 1)
+        proc.send_signal(signal.SIGKILL)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        assert procfs.is_same_process(proc.pid, started)
+        assert not procfs.is_running(proc.pid, started)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not procfs.is_running(proc.pid, started)
