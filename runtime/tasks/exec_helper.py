@@ -10,13 +10,18 @@ runtime (``runc exec``), as before.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+
+from runtime.tasks.fastexec import raises_nofile
+from runtime.tasks.interfaces import RuntimeHandler
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +113,57 @@ def sealed_copy(binary: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+class ExecHelper:
+    """``pinnace-exec`` for one task manager: built (or found in ``cache_dir``) in a thread
+    once ``start`` is called, then held as a sealed memfd, the file that is executed; with
+    what each runc handler's plans need to know about that runc (``nofile_soft_to_hard``)."""
+
+    def __init__(self, cache_dir: Path, handlers: Mapping[str, RuntimeHandler]) -> None:
+        self._cache_dir = cache_dir
+        self._handlers = dict(handlers)
+        self._build: asyncio.Task[Path | None] | None = None
+        self._path: Path | None = None
+        self.fd = -1  # the sealed memfd (valid once ``ready`` returned a path)
+        self._nofile: dict[str, bool] = {}  # by handler name
+
+    def start(self) -> None:
+        """Begin the build in the background (on the running loop)."""
+        self._build = asyncio.create_task(asyncio.to_thread(self._make))
+
+    async def ready(self) -> Path | None:
+        """The helper once its build is over (awaited); None without one."""
+        build = self._build
+        if build is not None:
+            if not build.done():
+                await asyncio.wait([build])
+            self._build = None
+            if not build.cancelled() and build.exception() is None:
+                self._path = build.result()
+        return self._path
+
+    def nofile_soft_to_hard(self, handler: str) -> bool:
+        """Whether this handler's runc raises the command's RLIMIT_NOFILE soft limit."""
+        return self._nofile.get(handler, False)
+
+    async def close(self) -> None:
+        if self._build is not None:
+            await asyncio.gather(self._build, return_exceptions=True)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _make(self) -> Path | None:
+        helper = build_helper(self._cache_dir)
+        if helper is None:
+            return None
+        try:
+            self.fd = sealed_copy(helper)
+        except OSError as exc:
+            log.warning("exec helper: no sealed copy (%s); execs use the OCI runtime", exc)
+            return None
+        for h in self._handlers.values():
+            if h.binary.name == "runc":
+                self._nofile[h.name] = raises_nofile(runtime_version(h.binary))
+        return helper

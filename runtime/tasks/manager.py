@@ -41,7 +41,7 @@ from runtime.tasks import conmon as conmon_mod
 from runtime.tasks import exec_session, fastexec, procfs, runc_state
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.attach import connect as attach_connect
-from runtime.tasks.exec_helper import build_helper, runtime_version, sealed_copy
+from runtime.tasks.exec_helper import ExecHelper
 from runtime.tasks.execsync import exec_sync as _exec_sync
 from runtime.tasks.execsync import run_exec
 from runtime.tasks.exits import ExitHub
@@ -135,11 +135,9 @@ class TaskManager:
         self._hub = ExitHub(self._exit_dir, self._oom_probe, self._lost_probe)
         self._conmons = ConmonWatch(self._conmon_gone)
         self._orphan_tasks: set[asyncio.Task[None]] = set()
-        self._exec_helper_dir = exec_helper_dir
-        self._exec_helper: Path | None = None
-        self._exec_helper_fd = -1  # a sealed memfd of the helper, what is executed
-        self._helper_build: asyncio.Task[Path | None] | None = None
-        self._nofile_soft_to_hard: dict[str, bool] = {}  # by handler name
+        self._exec_helper = (
+            ExecHelper(exec_helper_dir, handlers) if exec_helper_dir is not None else None
+        )
 
     # -- lifecycle of the manager ---------------------------------------------------------
 
@@ -156,9 +154,9 @@ class TaskManager:
 
         self._mounts = await asyncio.to_thread(prepare)
         self._hub.start()
-        if self._exec_helper_dir is not None:
+        if self._exec_helper is not None:
             # in the background: a first build compiles (~0.3 s of CPU), later ones find it
-            self._helper_build = asyncio.create_task(asyncio.to_thread(self._build_helper))
+            self._exec_helper.start()
         return self
 
     async def __aexit__(
@@ -172,11 +170,8 @@ class TaskManager:
             t.cancel()
         await asyncio.gather(*self._orphan_tasks, return_exceptions=True)
         await self._hub.close()
-        if self._helper_build is not None:
-            await asyncio.gather(self._helper_build, return_exceptions=True)
-        if self._exec_helper_fd >= 0:
-            os.close(self._exec_helper_fd)
-            self._exec_helper_fd = -1
+        if self._exec_helper is not None:
+            await self._exec_helper.close()
 
     # -- create / start -------------------------------------------------------------------
 
@@ -495,7 +490,7 @@ class TaskManager:
             raise InvalidArgument("exec needs a command")
         pid_file = task.task_dir / f"exec-{uuid.uuid4().hex[:12]}.pid"
         helper = await self.exec_helper()
-        if helper is not None and user is None and not tty:
+        if helper is not None and self._exec_helper is not None and user is None and not tty:
             plan = await self._exec_plan(task)
             if isinstance(plan, fastexec.ExecPlan):
                 cmd = fastexec.helper_argv(helper, plan, argv, pid_file=pid_file, env=env, cwd=cwd)
@@ -504,7 +499,7 @@ class TaskManager:
                     pid_file=pid_file,
                     timeout=timeout,
                     what="exec",
-                    exec_fd=self._exec_helper_fd,
+                    exec_fd=self._exec_helper.fd,
                     started_fd_option="--started-fd",
                 )
         return await _exec_sync(
@@ -519,39 +514,13 @@ class TaskManager:
             tty=tty,
         )
 
-    def _build_helper(self) -> Path | None:
-        assert self._exec_helper_dir is not None
-        helper = build_helper(self._exec_helper_dir)
-        if helper is not None:
-            try:
-                self._exec_helper_fd = sealed_copy(helper)
-            except OSError as exc:
-                log.warning("exec helper: no sealed copy (%s); execs use the OCI runtime", exc)
-                return None
-            for h in self._handlers.values():
-                if h.binary.name == "runc":
-                    self._nofile_soft_to_hard[h.name] = fastexec.raises_nofile(
-                        runtime_version(h.binary)
-                    )
-        return helper
-
     async def exec_helper(self) -> Path | None:
         """The ``pinnace-exec`` binary once its build is over (awaited); None without one."""
-        if self._helper_build is not None and not self._helper_build.done():
-            await asyncio.wait([self._helper_build])
-        return self._ready_exec_helper()
+        return await self._exec_helper.ready() if self._exec_helper is not None else None
 
     async def exec_plan(self, id: str) -> fastexec.ExecPlan | str:
         """How ExecSync runs in task ``id``: the helper's plan, or why ``runc exec`` must."""
         return await self._exec_plan(self._get(id))
-
-    def _ready_exec_helper(self) -> Path | None:
-        build = self._helper_build
-        if self._exec_helper is None and build is not None and build.done():
-            self._helper_build = None
-            if not build.cancelled() and build.exception() is None:
-                self._exec_helper = build.result()
-        return self._exec_helper
 
     async def _exec_plan(self, task: _Task) -> fastexec.ExecPlan | str:
         """The task's exec plan, read once (runc's state file and the bundle's spec)."""
@@ -567,7 +536,8 @@ class TaskManager:
                     task.handler.root / task.record.id / "state.json",
                     Path(task.record.bundle),
                     task.record.id,
-                    nofile_soft_to_hard=self._nofile_soft_to_hard.get(task.handler.name, False),
+                    nofile_soft_to_hard=self._exec_helper is not None
+                    and self._exec_helper.nofile_soft_to_hard(task.handler.name),
                 )
             if isinstance(plan, str):
                 log.debug("task %s: ExecSync runs %s exec: %s", task.record.id,
