@@ -603,3 +603,19 @@ async def test_with_credentials_shares_pools() -> None:
         await child.resolve(REF)  # the pool is the root's, still open
         with pytest.raises(Unauthenticated):
             await root.resolve(REF)
+
+
+def test_a_missing_sniffio_is_not_searched_for_on_every_request() -> None:
+    # httpcore imports sniffio inside a function it calls per request; a failing import is
+    # not cached by Python, so each one searched sys.path again
+    import importlib.util
+    import sys
+
+    from runtime.distribution.transport import load_http_stack
+
+    if importlib.util.find_spec("sniffio") is not None:
+        pytest.skip("sniffio is installed: httpcore imports it normally")
+    load_http_stack()
+    assert sys.modules["sniffio"] is None
+    with pytest.raises(ImportError):
+        import sniffio  # noqa: F401
