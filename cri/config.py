@@ -167,10 +167,13 @@ class RuntimeConfig:
     # daemons on one host never share (see pod_cgroup_root).
     cgroup_root: str = ""
     conmon: Path = Path("/usr/bin/conmon")
-    # ExecSync in runc containers without seccomp, AppArmor, SELinux or a user namespace
-    # runs pinnace-exec (compiled on the node with cc into exec_helper_dir, default
-    # <daemon.root>/bin) instead of `runc exec`; false: always the OCI runtime.
-    exec_helper: bool = True
+    # true: ExecSync in runc containers without seccomp, AppArmor, SELinux or a user
+    # namespace runs pinnace-exec (compiled on the node with cc into exec_helper_dir, default
+    # <daemon.root>/bin) instead of `runc exec`. Off by default: a review found a window in
+    # which the helper's child is visible in the container's PID namespace while still in the
+    # host's mount namespace (see docs/architecture.md, "pinnace-exec"); until that is closed
+    # every exec is the OCI runtime's.
+    exec_helper: bool = False
     exec_helper_dir: Path | None = None
     always_infra: bool = False
     shm_size: int = 64 * 1024 * 1024

@@ -63,7 +63,9 @@ def helper_image(registry: Registry) -> str:
 @pytest.fixture
 def daemon(pinnaced: PinnacedFactory, helper_image: str) -> Iterator[Pinnaced]:
     pause = helper_image.replace("exechelper:", "exechelper-pause:")
-    d = pinnaced(config_text=f'[images]\nsandbox_image = "{pause}"\n')
+    d = pinnaced(
+        config_text=f'[images]\nsandbox_image = "{pause}"\n[runtime]\nexec_helper = true\n'
+    )
     d.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=helper_image)), timeout=120)
     yield d
 
