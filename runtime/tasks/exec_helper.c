@@ -15,17 +15,25 @@
  * What happens, in runc 1.1's order (libcontainer/nsenter/nsexec.c, process_linux.go
  * setnsProcess.start, setns_init_linux.go, init_linux.go finalizeNamespace/setupUser):
  *
- *   parent (host context): open the namespace files, check the init process is still the
- *     container's (start time) and not frozen, setns(pid) for its children, fork.
- *   child: waits for the parent; the parent writes the child's pid into every cgroup
- *     (cgroup.procs) and sets its rlimits (prlimit), then lets it go.
- *   child: non-dumpable, oom_score_adj, setns into the other namespaces (types in runc's
- *     order: ipc, uts, net, mnt, cgroup), setsid, new session keyring "_ses.<id>",
- *     no_new_privs, fds >= 3 close-on-exec, chdir, drop the bounding set, keep caps,
- *     user (stdio chown, setgroups, setgid, setuid; HOME from /etc/passwd when unset),
- *     chdir again if it was refused before, capset, ambient, PATH lookup as Go's
- *     exec.LookPath, execve.
- *   parent: learns of the execve through a close-on-exec pipe (or reads the child's error
+ *   stage 0 (host context, all of it): non-dumpable first, open the namespace files, check
+ *     the init process is still the container's (start time) and not frozen, read
+ *     cap_last_cap, write its own oom_score_adj (inherited), fork stage 1.
+ *   stage 1 (host PID namespace, so never visible in the container's /proc): closes every
+ *     fd but the two sync pipes and the cgroup namespace fd, joins ipc, uts, net, mnt (in
+ *     that order, as given), then pid, and only then clones stage 2 with CLONE_PARENT (a
+ *     child of stage 0), sends its pid to stage 0 and exits. Like runc's nsexec stage 1 ->
+ *     stage 2, nothing enters the container's PID namespace before it has the container's
+ *     mount namespace (root and cwd), and it is non-dumpable from the start.
+ *   stage 0: writes stage 2's pid into every cgroup (cgroup.procs) and sets its rlimits
+ *     (prlimit), then lets it go.
+ *   stage 2: setns(cgroup) (after the cgroup join, so that before Linux 5.16 the
+ *     cgroup.procs permission check is made in the host cgroup namespace), setsid, new
+ *     session keyring "_ses.<id>", no_new_privs, fds >= 3 close-on-exec, chdir, check the
+ *     cwd is inside the container's root (CVE-2024-21626), drop the bounding set, keep
+ *     caps, user (stdio chown, setgroups, setgid, setuid; HOME from /etc/passwd when
+ *     unset), chdir again if it was refused before, capset, ambient, PATH lookup as Go's
+ *     exec.LookPath, close every fd >= 3 but the error pipe (runc >= 1.1.12), execve.
+ *   stage 0: learns of the execve through a close-on-exec pipe (or reads the child's error
  *     from it), writes the pid file (and a byte to --started-fd), waits, removes the pid
  *     file when --started-fd was given, exits with the child's code (128 + signal).
  *
@@ -120,7 +128,8 @@ static struct {
 	char **argv;
 } opt;
 
-static int err_fd = -1; /* the child's error pipe to the parent */
+static int err_fd = -1; /* stage 1's and stage 2's error pipe to stage 0 */
+static int cap_last = 40; /* /proc/sys/kernel/cap_last_cap, read by stage 0 on the host */
 
 /* Report a failure and exit 255. In the child the message goes to the parent, which prints
  * it: the child's stderr is the command's. */
@@ -503,7 +512,7 @@ static void fix_stdio(void)
 	}
 }
 
-static int last_cap(void)
+static int read_last_cap(void)
 {
 	char buf[16];
 	int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
@@ -651,17 +660,13 @@ static void child(int go_fd)
 			setrlimit(RLIMIT_NOFILE, &lim);
 		}
 	}
-	if (opt.oom) {
-		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, opt.oom, strlen(opt.oom)) < 0)
-			die("failed to update /proc/self/oom_score_adj: %s", strerror(errno));
-		close(fd);
-	}
+	/* stage 1 joined the others; the cgroup namespace only after the cgroup join */
 	for (int i = 0; i < opt.n_ns; i++)
-		if (opt.ns[i].type != CLONE_NEWPID && setns(opt.ns[i].fd, opt.ns[i].type) < 0)
-			die("failed to setns to %s: %s", opt.ns[i].path, strerror(errno));
-	for (int i = 0; i < opt.n_ns; i++)
-		close(opt.ns[i].fd);
+		if (opt.ns[i].type == CLONE_NEWCGROUP) {
+			if (setns(opt.ns[i].fd, CLONE_NEWCGROUP) < 0)
+				die("failed to setns to %s: %s", opt.ns[i].path, strerror(errno));
+			close(opt.ns[i].fd);
+		}
 	if (setsid() < 0)
 		die("setsid failed: %s", strerror(errno));
 	if (opt.keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, opt.keyring) < 0 &&
@@ -679,7 +684,7 @@ static void child(int go_fd)
 			    strerror(errno));
 		chdir_later = 1;
 	}
-	last = last_cap();
+	last = cap_last;
 	for (int c = 0; c <= last; c++)
 		if (!((opt.caps[0] >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
 		    errno != EINVAL)
@@ -698,11 +703,28 @@ static void child(int go_fd)
 		die("unable to setup user: setuid: %s", strerror(errno));
 	if (chdir_later && chdir(opt.cwd) < 0)
 		die("chdir to cwd (\"%s\") set in config.json failed: %s", opt.cwd, strerror(errno));
+	/* runc's verifyCwd (CVE-2024-21626): a cwd reached through an fd of another mount
+	 * namespace has no path from our root */
+	{
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)) || cwd[0] != '/')
+			die("current working directory is outside of container mount namespace root "
+			    "-- possible container breakout detected");
+	}
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 		die("unable to clear keep caps: %s", strerror(errno));
 	apply_caps(last);
 
 	file = look_path(opt.argv[0], pathbuf, sizeof(pathbuf));
+	/* runc >= 1.1.12: nothing but stdio crosses the execve (the error pipe is
+	 * close-on-exec) */
+	if (err_fd != 3) {
+		if (dup3(err_fd, 3, O_CLOEXEC) < 0)
+			die("dup error pipe: %s", strerror(errno));
+		err_fd = 3;
+	}
+	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+		die("error closing exec fds: %s", strerror(errno));
 	execve(file, opt.argv, envp);
 	die("exec failed: %s", strerror(errno));
 }
@@ -723,13 +745,75 @@ static void write_pid_file(pid_t pid)
 		die("failed to write pid file %s: %s", opt.pid_file, strerror(errno));
 }
 
+/* Close every fd >= 3 except those in keep (-1 entries are ignored). */
+static void close_except(int *keep, int n)
+{
+	unsigned int lo = 3;
+
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < (int)lo)
+			continue;
+		if ((unsigned int)keep[i] > lo && syscall(SYS_close_range, lo, keep[i] - 1, 0) < 0)
+			die("close fds: %s", strerror(errno));
+		lo = keep[i] + 1;
+	}
+	if (syscall(SYS_close_range, lo, ~0U, 0) < 0)
+		die("close fds: %s", strerror(errno));
+}
+
+/* Stage 1: in the host PID namespace (invisible in the container's /proc), join every
+ * namespace but the cgroup one, with mnt before the clone, and clone stage 2 as a child of
+ * stage 0. Only the sync pipes and the cgroup namespace fd go with it (no host file). */
+static void stage1(int go_rd, int err_wr, int pid_wr)
+{
+	int keep[MAX_ITEMS + 3] = {go_rd, err_wr, pid_wr};
+	pid_t pid;
+
+	err_fd = err_wr;
+	for (int i = 0; i < opt.n_ns; i++)
+		keep[3 + i] = opt.ns[i].fd;
+	close_except(keep, 3 + opt.n_ns);
+	for (int i = 0; i < opt.n_ns; i++)
+		if (opt.ns[i].type != CLONE_NEWPID && opt.ns[i].type != CLONE_NEWCGROUP &&
+		    setns(opt.ns[i].fd, opt.ns[i].type) < 0)
+			die("failed to setns to %s: %s", opt.ns[i].path, strerror(errno));
+	/* setns(pid) only takes effect for children: after mnt, so that stage 2 is born with
+	 * the container's root and cwd */
+	for (int i = 0; i < opt.n_ns; i++)
+		if (opt.ns[i].type == CLONE_NEWPID && setns(opt.ns[i].fd, CLONE_NEWPID) < 0)
+			die("failed to setns to %s: %s", opt.ns[i].path, strerror(errno));
+	for (int i = 0; i < opt.n_ns; i++)
+		if (opt.ns[i].type != CLONE_NEWCGROUP)
+			close(opt.ns[i].fd);
+	pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	if (pid < 0)
+		die("clone: %s", strerror(errno));
+	if (pid == 0) {
+		close(pid_wr);
+		child(go_rd);
+	}
+	if (write(pid_wr, &pid, sizeof(pid)) != sizeof(pid))
+		_exit(255); /* stage 2 then reads EOF on go and exits */
+	_exit(0);
+}
+
 int main(int argc, char **argv)
 {
-	int go[2], errp[2], status;
-	pid_t pid;
+	int go[2], errp[2], pidp[2], status;
+	pid_t pid, s1;
 	char msg[4096];
 	ssize_t n;
 
+	/* first of all, as runc's nsexec: nothing of ours can be ptrace-read by a lesser
+	 * process (fork keeps it; stage 2's execve resets it) */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		die("failed to set process as non-dumpable: %s", strerror(errno));
 	prctl(PR_SET_NAME, "pinnace-exec", 0, 0, 0); /* not the memfd's "N" */
 	{
 		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
@@ -747,24 +831,40 @@ int main(int argc, char **argv)
 	}
 	/* the namespaces are the init's only if it is still the same process */
 	check_running();
-	for (int i = 0; i < opt.n_ns; i++)
-		if (opt.ns[i].type == CLONE_NEWPID && setns(opt.ns[i].fd, CLONE_NEWPID) < 0)
-			die("failed to setns to %s: %s", opt.ns[i].path, strerror(errno));
-	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
-		die("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		close(go[1]);
-		close(errp[0]);
-		err_fd = errp[1];
-		child(go[0]);
+	/* host facts, read here rather than inside the container, which could over-mount them */
+	cap_last = read_last_cap();
+	if (opt.oom) {
+		/* inherited by stage 1 and 2, as from nsexec's stage 0 */
+		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, opt.oom, strlen(opt.oom)) < 0)
+			die("failed to update /proc/self/oom_score_adj: %s", strerror(errno));
+		close(fd);
 	}
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0)
+		die("pipe: %s", strerror(errno));
+	s1 = fork();
+	if (s1 < 0)
+		die("fork: %s", strerror(errno));
+	if (s1 == 0)
+		stage1(go[0], errp[1], pidp[1]);
 	close(go[0]);
 	close(errp[1]);
+	close(pidp[1]);
 	for (int i = 0; i < opt.n_ns; i++)
 		close(opt.ns[i].fd);
+	while (waitpid(s1, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid: %s", strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    read(pidp[0], &pid, sizeof(pid)) != sizeof(pid)) {
+		/* stage 1 said why on the error pipe (stage 2, if any, sees EOF on go) */
+		close(go[1]);
+		n = read(errp[0], msg, sizeof(msg) - 1);
+		msg[n > 0 ? n : 0] = '\0';
+		dprintf(2, "pinnace-exec failed: %s\n", n > 0 ? msg : "namespace setup failed");
+		return 255;
+	}
+	close(pidp[0]);
 
 	/* from here a failure must not leave the child behind */
 	{

@@ -1,0 +1,208 @@
+"""``pinnace-exec`` never shows the container a process that still holds the host.
+
+The review's proof of concept, as a test: a stand-in container (``unshare --pid --mount`` with
+a tmpfs over a directory, so the host and the container see different files there) and a FIFO
+in place of ``cgroup.procs``, which holds the helper at its cgroup-join step (the window in
+which stage 0 has the child's pid but has not let it go) for as long as the test likes. From
+inside the container's pid and mount namespaces, as root (so with CAP_SYS_PTRACE), every
+visible process's ``root`` must lead to the container's files, and its fds to nothing of the
+host's.
+
+Needs root, unshare/nsenter (util-linux) and a C compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime.tasks.exec_helper import build_helper, sealed_copy
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0
+    or not shutil.which("unshare")
+    or not shutil.which("nsenter")
+    or not (shutil.which("cc") or shutil.which("gcc")),
+    reason="needs root, unshare, nsenter and a C compiler",
+)
+
+# Run inside the container: for each visible pid, what its root shows at the marker path and
+# where its fds lead.
+LOOK = r"""
+for p in /proc/[0-9]*; do
+  echo "pid ${p#/proc/} comm=$(cat $p/comm) root=$(cat $p/root$MARK 2>/dev/null || echo none)"
+  for f in $p/fd/*; do echo "fd ${p#/proc/} $(readlink $f)"; done
+done
+"""
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _wait_for(cond, what: str) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(500):
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="pfx-pidns-", dir="/run"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_helper_child_never_visible_with_the_host_root(base: Path) -> None:
+    helper = build_helper(base / "bin")
+    assert helper is not None
+    mark = base / "m"
+    mark.mkdir()
+    (mark / "which").write_text("host\n")
+    (base / "cg").mkdir()
+    fifo = base / "cg" / "cgroup.procs"
+    os.mkfifo(fifo)
+    # a host directory fd the daemon might hold: it must not reach the container
+    leak = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    procs: list[subprocess.Popen[bytes]] = []
+    container = subprocess.Popen(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"mount -t tmpfs none {mark} && echo container > {mark}/which && exec sleep 600",
+        ]
+    )
+    procs.append(container)
+    memfd = sealed_copy(helper)
+    reader = -1
+    init = 0
+    try:
+        _wait_for(lambda: _children(container.pid), "the stand-in container")
+        init = _children(container.pid)[0]
+        _wait_for(
+            lambda: (
+                Path(f"/proc/{init}/comm").read_text().strip() == "sleep"
+                and (Path(f"/proc/{init}/root") / str(mark).lstrip("/") / "which").exists()
+                and (Path(f"/proc/{init}/root") / str(mark).lstrip("/") / "which").read_text()
+                == "container\n"
+            ),
+            "the container's tmpfs",
+        )
+        start = Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        os.set_inheritable(leak, True)
+        helper_proc = subprocess.Popen(
+            [
+                f"/proc/self/fd/{memfd}",
+                "--init",
+                f"{init}:{start}",
+                "--ns",
+                f"pid:/proc/{init}/ns/pid",
+                "--ns",
+                f"mnt:/proc/{init}/ns/mnt",
+                "--cgroup",
+                str(base / "cg"),
+                "--uid",
+                "0",
+                "--gid",
+                "0",
+                "--caps",
+                "0:0:0:0:0",
+                "--nnp",
+                "0",
+                "--cwd",
+                "/",
+                "--env",
+                "PATH=/bin:/usr/bin",
+                "--pid-file",
+                str(base / "pidfile"),
+                "--",
+                "true",
+            ],
+            pass_fds=(memfd, leak),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        procs.append(helper_proc)
+
+        def held() -> bool:
+            # stage 1 has gone and stage 0 has its child (stage 2): it is blocked opening the
+            # FIFO, the child waits for "go"
+            kids = _children(helper_proc.pid)
+            return (
+                len(kids) == 1
+                and "NSpid:" in (s := Path(f"/proc/{kids[0]}/status").read_text())
+                and len(next(ln for ln in s.splitlines() if ln.startswith("NSpid:")).split()) == 3
+            )
+
+        _wait_for(held, "the helper's child in the container's PID namespace")
+        child = _children(helper_proc.pid)[0]
+        child_in_ns = int(
+            next(
+                ln
+                for ln in Path(f"/proc/{child}/status").read_text().splitlines()
+                if ln.startswith("NSpid:")
+            ).split()[2]
+        )
+        look = subprocess.run(
+            ["nsenter", "-t", str(init), "-p", "-m", "sh", "-c", LOOK],
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "MARK": f"{mark}/which"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        lines = look.stdout.splitlines()
+        mine = [ln for ln in lines if ln.startswith(f"pid {child_in_ns} ")]
+        assert mine == [f"pid {child_in_ns} comm=pinnace-exec root=container"], look.stdout
+        assert not [ln for ln in lines if ln.startswith("pid ") and "root=host" in ln], look.stdout
+        fds = [ln.split(" ", 2)[2] for ln in lines if ln.startswith(f"fd {child_in_ns} ")]
+        assert fds, look.stdout
+        host_fds = [
+            f
+            for f in fds
+            if not (f.startswith(("pipe:", "mnt:", "pid:", "cgroup:")) or f == "/dev/null")
+        ]
+        assert host_fds == [], look.stdout
+
+        # let it go: the cgroup "join" drains into the FIFO and the command runs
+        reader = os.open(fifo, os.O_RDONLY)
+        _out, err = helper_proc.communicate(timeout=30)
+        assert helper_proc.returncode == 0, err
+    finally:
+        os.close(leak)
+        os.close(memfd)
+        if reader >= 0:
+            os.close(reader)
+        if init:
+            # the stand-in container's init (started by us): its PID namespace goes with it
+            try:
+                os.kill(init, 9)
+            except ProcessLookupError:
+                pass
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
