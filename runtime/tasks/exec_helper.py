@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from runtime.tasks.fastexec import raises_nofile
+from runtime.tasks.fastexec import raises_nofile, runc_refusal
 from runtime.tasks.interfaces import RuntimeHandler
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def sealed_copy(binary: Path) -> int:
 class ExecHelper:
     """``pinnace-exec`` for one task manager: built (or found in ``cache_dir``) in a thread
     once ``start`` is called, then held as a sealed memfd, the file that is executed; with
-    what each runc handler's plans need to know about that runc (``nofile_soft_to_hard``)."""
+    what each runc handler's plans need to know about that runc (``nofile_soft_to_hard``,
+    ``refusal``)."""
 
     def __init__(self, cache_dir: Path, handlers: Mapping[str, RuntimeHandler]) -> None:
         self._cache_dir = cache_dir
@@ -127,6 +128,7 @@ class ExecHelper:
         self._path: Path | None = None
         self.fd = -1  # the sealed memfd (valid once ``ready`` returned a path)
         self._nofile: dict[str, bool] = {}  # by handler name
+        self._refusal: dict[str, str | None] = {}  # by handler name
 
     def start(self) -> None:
         """Begin the build in the background (on the running loop)."""
@@ -147,6 +149,11 @@ class ExecHelper:
         """Whether this handler's runc raises the command's RLIMIT_NOFILE soft limit."""
         return self._nofile.get(handler, False)
 
+    def refusal(self, handler: str) -> str | None:
+        """Why this handler's execs cannot use the helper (its runc is not 1.1.x, or not
+        runc at all), or None."""
+        return self._refusal.get(handler, f"handler {handler} is not a runc the helper knows")
+
     async def close(self) -> None:
         if self._build is not None:
             await asyncio.gather(self._build, return_exceptions=True)
@@ -165,5 +172,7 @@ class ExecHelper:
             return None
         for h in self._handlers.values():
             if h.binary.name == "runc":
-                self._nofile[h.name] = raises_nofile(runtime_version(h.binary))
+                version = runtime_version(h.binary)
+                self._nofile[h.name] = raises_nofile(version)
+                self._refusal[h.name] = runc_refusal(version)
         return helper

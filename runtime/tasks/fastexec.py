@@ -13,11 +13,16 @@ work, in runc 1.1's order, from a plan computed here once per task:
   uses, with the command's argv): user, additional gids, capabilities, rlimits,
   ``noNewPrivileges``, env, cwd.
 
-Only runc containers whose exec needs nothing more take this path. A plan is refused (the
-reason is returned, and ``runc exec`` runs as before) for: seccomp (runc compiles the
-profile with libseccomp in ``runc init``), AppArmor or SELinux labels, a user namespace,
-Intel RDT, a terminal, a ``--user`` override, an rlimit or capability name this module does
-not know, and anything it does not recognise in the state file.
+Only runc 1.1.x containers whose exec needs nothing more take this path (runc >= 1.2
+applies more to an exec'd process: umask, scheduler, personality, I/O priority, CPU
+affinity). A plan is refused (the reason is returned, and ``runc exec`` runs as before) for:
+a runc that is not 1.1.x (``runc_refusal``), seccomp (runc compiles the profile with
+libseccomp in ``runc init``), AppArmor or SELinux labels, a user namespace, rootless,
+Intel RDT, a umask, a terminal, a ``--user``
+override, an rlimit name this module does not know, and any key of the state file, of its
+``config`` or of the spec's ``process`` outside what runc 1.1 writes and this module
+understands (``_STATE_KEYS``, ``_CONFIG_KEYS``, ``_PROCESS_KEYS``). Capability names runc
+does not know are ignored, as runc 1.1 does (with a warning).
 """
 
 from __future__ import annotations
@@ -43,6 +48,34 @@ _NS_ORDER = (
     ("NEWCGROUP", "cgroup"),
 )
 _KNOWN_NS = {t for t, _ in _NS_ORDER}
+
+# What runc 1.1 writes in state.json (libcontainer State / BaseState) and its config
+# (libcontainer/configs Config); a key outside these is something newer the helper would not
+# apply.
+_STATE_KEYS = frozenset(
+    {
+        "id", "init_process_pid", "init_process_start", "created", "config", "rootless",
+        "cgroup_paths", "namespace_paths", "external_descriptors", "intel_rdt_path",
+    }
+)  # fmt: skip
+_CONFIG_KEYS = frozenset(
+    {
+        "no_pivot_root", "parent_death_signal", "rootfs", "umask", "readonlyfs",
+        "rootPropagation", "mounts", "devices", "mount_label", "hostname", "namespaces",
+        "capabilities", "networks", "routes", "cgroups", "apparmor_profile", "process_label",
+        "rlimits", "oom_score_adj", "uid_mappings", "gid_mappings", "mask_paths",
+        "readonly_paths", "sysctl", "seccomp", "no_new_privileges", "Hooks", "version",
+        "labels", "no_new_keyring", "intel_rdt", "rootless_euid", "rootless_cgroups",
+    }
+)  # fmt: skip
+# The spec's process keys whose meaning for an exec the plan reproduces or refuses.
+_PROCESS_KEYS = frozenset(
+    {
+        "terminal", "consoleSize", "user", "args", "env", "cwd", "capabilities", "rlimits",
+        "noNewPrivileges", "apparmorProfile", "oomScoreAdj", "selinuxLabel",
+    }
+)  # fmt: skip
+_USER_KEYS = frozenset({"uid", "gid", "additionalGids", "username"})
 _CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 _CAP_BIT = {name: bit for bit, name in enumerate(CAPABILITY_NAMES)}
 
@@ -84,6 +117,17 @@ def raises_nofile(version_output: str) -> bool:
     return tuple(map(int, go.groups())) >= (1, 19) and tuple(map(int, runc.groups())) < (1, 1, 13)
 
 
+def runc_refusal(version_output: str) -> str | None:
+    """Why the helper cannot stand in for the runc that printed this ``--version``, or None
+    for runc 1.1.x, the version whose exec it reproduces (pure)."""
+    runc = re.search(r"^runc version (\d+)\.(\d+)\.(\d+)", version_output, re.MULTILINE)
+    if not runc:
+        return "runc version unknown (the helper reproduces runc 1.1.x)"
+    if runc.group(1, 2) != ("1", "1"):
+        return f"runc {'.'.join(runc.groups())} (the helper reproduces runc 1.1.x)"
+    return None
+
+
 def _caps_mask(names: Sequence[str] | None) -> int:
     # runc ignores names it does not know (with a warning); so does this
     mask = 0
@@ -118,6 +162,17 @@ def plan_exec(
     process = spec.get("process")
     if not isinstance(config, dict) or not isinstance(process, dict):
         return "state or spec without a config/process"
+    for what, got, known in (
+        ("state", state, _STATE_KEYS),
+        ("state config", config, _CONFIG_KEYS),
+        ("spec process", process, _PROCESS_KEYS),
+        ("spec process user", process.get("user") or {}, _USER_KEYS),
+    ):
+        unknown = sorted(set(got) - known)
+        if unknown:
+            return f"{what} keys not known to the helper: {', '.join(unknown)}"
+    if config.get("umask") is not None:
+        return "umask"
     if config.get("seccomp") is not None:
         return "seccomp"
     if config.get("apparmor_profile") or process.get("apparmorProfile"):

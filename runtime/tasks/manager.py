@@ -528,8 +528,15 @@ class TaskManager:
         if isinstance(plan, fastexec.ExecPlan) and plan.init_pid != task.record.pid:
             plan = None  # not this process's
         if plan is None:
+            refusal = (
+                self._exec_helper.refusal(task.handler.name)
+                if self._exec_helper is not None
+                else "no exec helper"
+            )
             if task.handler.binary.name != "runc":
                 plan = f"runtime {task.handler.binary.name} (the plan reads runc's state)"
+            elif refusal is not None:
+                plan = refusal
             else:
                 plan = await asyncio.to_thread(
                     fastexec.load_plan,

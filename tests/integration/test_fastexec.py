@@ -323,3 +323,31 @@ async def test_concurrent_execs(manager: TaskManager, world: World) -> None:
         (n, f"{n}\n".encode(), f"e{n}\n".encode()) for n in range(12)
     ]
     assert not list((world.base / "st" / "tasks" / "fx-many").glob("exec-*.pid"))
+
+
+async def test_a_runc_other_than_1_1_uses_runc_exec(world: World) -> None:
+    # a "runc" that says it is 1.2 (and is the real one otherwise): runc 1.2 applies more to
+    # an exec'd process than the helper reproduces, so its execs go to runc exec
+    fake = world.base / "fake" / "runc"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then printf "runc version 1.2.0\\ngo: go1.22.4\\n"; exit 0; fi\n'
+        f'exec {RUNC} "$@"\n'
+    )
+    fake.chmod(0o755)
+    handler = RuntimeHandler("runc", fake, world.base / "runc")
+    assert CONMON is not None
+    async with TaskManager(
+        world.base / "st", {"runc": handler}, Path(CONMON), exec_helper_dir=world.base / "bin"
+    ) as m:
+        assert await m.exec_helper() is not None
+        await m.create(world.spec("fx-v12"))
+        try:
+            await m.start("fx-v12")
+            plan = await m.exec_plan("fx-v12")
+            assert isinstance(plan, str) and "runc 1.2.0" in plan, plan
+            res = await m.exec_sync("fx-v12", ["echo", "hi"], timeout=10)
+            assert (res.exit_code, res.stdout) == (0, b"hi\n")
+        finally:
+            await m.delete("fx-v12", force=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runtime.tasks.exec_helper import helper_name
-from runtime.tasks.fastexec import ExecPlan, helper_argv, plan_exec, raises_nofile
+from runtime.tasks.fastexec import ExecPlan, helper_argv, plan_exec, raises_nofile, runc_refusal
 
 CG = "/sys/fs/cgroup"
 STATE: dict[str, Any] = {
@@ -146,6 +146,16 @@ def _with(path: str, value: Any, *, spec: bool = False) -> str | ExecPlan:
         ("process.cwd", "relative", True, "cwd"),
         ("init_process_pid", None, False, "init"),
         ("config", None, False, "config"),
+        # runc >= 1.2 keys the helper would not apply, and anything else it does not know
+        ("config.umask", 0o77, False, "umask"),
+        ("config.scheduler", {"policy": "SCHED_BATCH"}, False, "state config keys"),
+        ("config.io_priority", {"class": 2}, False, "io_priority"),
+        ("config.personality", {"domain": "LINUX32"}, False, "personality"),
+        ("status_of_the_future", 1, False, "state keys"),
+        ("process.ioPriority", {"class": "IOPRIO_CLASS_IDLE"}, True, "spec process keys"),
+        ("process.scheduler", {"policy": "SCHED_IDLE"}, True, "scheduler"),
+        ("process.execCPUAffinity", {"initial": "0"}, True, "execCPUAffinity"),
+        ("process.user.umask", 18, True, "spec process user keys"),
     ],
 )
 def test_what_the_helper_refuses(path: str, value: Any, in_spec: bool, reason: str) -> None:
@@ -186,6 +196,23 @@ def test_helper_argv() -> None:
 )
 def test_raises_nofile(text: str, raises: bool) -> None:
     assert raises_nofile(text) is raises
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("runc version 1.1.5+ds1\ncommit: x\nspec: 1.0.2-dev\ngo: go1.19.8\n", None),
+        ("runc version 1.1.15\ngo: go1.22.4\n", None),
+        ("runc version 1.2.0\ngo: go1.22.4\n", "runc 1.2.0"),
+        ("runc version 1.0.3\n", "runc 1.0.3"),
+        ("runc version 2.1.0\n", "runc 2.1.0"),
+        ("crun version 1.1.5\n", "unknown"),
+        ("", "unknown"),
+    ],
+)
+def test_only_runc_1_1_gets_the_helper(text: str, refused: str | None) -> None:
+    got = runc_refusal(text)
+    assert got == refused if refused is None else (got is not None and refused in got)
 
 
 def test_helper_name_follows_the_source() -> None:
