@@ -38,7 +38,10 @@
  *     file when --started-fd was given, exits with the child's code (128 + signal).
  *
  * A failure before the command runs prints `pinnace-exec failed: ...` on stderr, writes no
- * pid file and exits 255, as runc does.
+ * pid file and exits 255, as runc does; with exit code 254 (RETRY) when the failure is the
+ * helper's own (namespace files, pipes, fork/clone, setns, the cgroup join, rlimits: all
+ * before stage 2 is let go, so the command has not run), and the daemon then runs the same
+ * exec with `runc exec`, which may succeed (e.g. runc's cgroup v2 EBUSY retry).
  *
  * The helper refuses to run unless /proc/self/exe is a sealed memfd (the daemon execs it
  * from one): until its execve the child is this binary inside the container, and a command
@@ -133,15 +136,14 @@ static int cap_last = 40; /* /proc/sys/kernel/cap_last_cap, read by stage 0 on t
 
 /* Report a failure and exit 255. In the child the message goes to the parent, which prints
  * it: the child's stderr is the command's. */
-static void die(const char *fmt, ...)
+#define RETRY 254
+
+static void vdie(int code, const char *fmt, va_list ap)
 {
 	char buf[4096];
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		n = 0;
 	if (n >= (int)sizeof(buf))
@@ -153,7 +155,27 @@ static void die(const char *fmt, ...)
 		_exit(255);
 	}
 	dprintf(2, "pinnace-exec failed: %.*s\n", n, buf);
-	exit(255);
+	exit(code);
+}
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdie(255, fmt, ap);
+	va_end(ap);
+}
+
+/* A failure of the helper's own before the command can have run: the daemon uses runc exec
+ * instead (in stage 1 and 2 the code is stage 0's to choose). */
+static void retry(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdie(RETRY, fmt, ap);
+	va_end(ap);
 }
 
 static long long parse_ll(const char *s, const char *what)
@@ -827,7 +849,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < opt.n_ns; i++) {
 		opt.ns[i].fd = open(opt.ns[i].path, O_RDONLY | O_CLOEXEC);
 		if (opt.ns[i].fd < 0)
-			die("open namespace %s: %s", opt.ns[i].path, strerror(errno));
+			retry("open namespace %s: %s", opt.ns[i].path, strerror(errno));
 	}
 	/* the namespaces are the init's only if it is still the same process */
 	check_running();
@@ -837,14 +859,14 @@ int main(int argc, char **argv)
 		/* inherited by stage 1 and 2, as from nsexec's stage 0 */
 		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
 		if (fd < 0 || write(fd, opt.oom, strlen(opt.oom)) < 0)
-			die("failed to update /proc/self/oom_score_adj: %s", strerror(errno));
+			retry("failed to update /proc/self/oom_score_adj: %s", strerror(errno));
 		close(fd);
 	}
 	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0)
-		die("pipe: %s", strerror(errno));
+		retry("pipe: %s", strerror(errno));
 	s1 = fork();
 	if (s1 < 0)
-		die("fork: %s", strerror(errno));
+		retry("fork: %s", strerror(errno));
 	if (s1 == 0)
 		stage1(go[0], errp[1], pidp[1]);
 	close(go[0]);
@@ -854,7 +876,7 @@ int main(int argc, char **argv)
 		close(opt.ns[i].fd);
 	while (waitpid(s1, &status, 0) < 0)
 		if (errno != EINTR)
-			die("waitpid: %s", strerror(errno));
+			retry("waitpid: %s", strerror(errno));
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
 	    read(pidp[0], &pid, sizeof(pid)) != sizeof(pid)) {
 		/* stage 1 said why on the error pipe (stage 2, if any, sees EOF on go) */
@@ -862,7 +884,7 @@ int main(int argc, char **argv)
 		n = read(errp[0], msg, sizeof(msg) - 1);
 		msg[n > 0 ? n : 0] = '\0';
 		dprintf(2, "pinnace-exec failed: %s\n", n > 0 ? msg : "namespace setup failed");
-		return 255;
+		return RETRY;
 	}
 	close(pidp[0]);
 
@@ -879,7 +901,7 @@ int main(int argc, char **argv)
 				kill(pid, SIGKILL);
 				waitpid(pid, NULL, 0);
 				errno = e;
-				die("error adding pid %d to cgroups: %s: %s", pid, path, strerror(errno));
+				retry("error adding pid %d to cgroups: %s: %s", pid, path, strerror(errno));
 			}
 			close(fd);
 		}
@@ -888,7 +910,7 @@ int main(int argc, char **argv)
 				int e = errno;
 				kill(pid, SIGKILL);
 				waitpid(pid, NULL, 0);
-				die("error setting rlimits for process: %s", strerror(e));
+				retry("error setting rlimits for process: %s", strerror(e));
 			}
 		}
 	}

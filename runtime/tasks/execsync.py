@@ -30,6 +30,12 @@ MAX_OUTPUT = 16 * 1024 * 1024
 _KILL_GRACE = 10.0
 
 
+class HelperFailed(Exception):
+    """The exec helper failed in a way of its own before the command could have run (it said
+    so with ``retry_code``, or could not be started at all: E2BIG, a denied memfd exec): the
+    caller runs the same exec with the OCI runtime."""
+
+
 class _Collector:
     """Reads a non-blocking pipe on the loop into a bounded buffer."""
 
@@ -107,6 +113,7 @@ async def run_exec(
     what: str,
     exec_fd: int | None = None,
     started_fd_option: str | None = None,
+    retry_code: int | None = None,
 ) -> ExecResult:
     """Run an exec command line (``runc exec`` or ``pinnace-exec``: both write ``pid_file``
     once the command runs, pass their stdio to it, and exit with its code or 128 + its
@@ -115,7 +122,9 @@ async def run_exec(
     ``/proc/self/fd/N``, ``cmd[0]`` only names it). ``started_fd_option``: the program
     takes this option with a pipe's fd, writes one byte there once the command runs, and
     removes the pid file itself after the command ended (``pinnace-exec``): no thread hop
-    to learn whether it started."""
+    to learn whether it started. ``retry_code``: the program's exit code for "failed before
+    the command ran, for a reason of its own": HelperFailed instead of FailedPrecondition
+    (so does a program given by ``exec_fd`` that cannot be started)."""
     loop = asyncio.get_running_loop()
     removed = False
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -136,13 +145,18 @@ async def run_exec(
             cmd = [cmd[0], started_fd_option, str(started_w), *cmd[1:]]
         if pass_fds:
             extra["pass_fds"] = tuple(pass_fds)
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=err_w,
-            **extra,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                **extra,
+            )
+        except OSError as exc:
+            if exec_fd is None:
+                raise
+            raise HelperFailed(f"{what}: cannot start {cmd[0]}: {exc}") from exc
         os.close(out_w)
         os.close(err_w)
         out_w = err_w = -1
@@ -169,6 +183,8 @@ async def run_exec(
             started = await asyncio.to_thread(_remove_pid_file, pid_file)
             removed = True
         if not started and not timed_out:
+            if retry_code is not None and code == retry_code:
+                raise HelperFailed(f"{what}: {runtime_message(bytes(collectors[1].data))}")
             raise FailedPrecondition(f"{what}: {runtime_message(bytes(collectors[1].data))}")
         return ExecResult(
             exit_code=code if code >= 0 else 128 - code,

@@ -17,8 +17,8 @@ Only runc 1.1.x containers whose exec needs nothing more take this path (runc >=
 applies more to an exec'd process: umask, scheduler, personality, I/O priority, CPU
 affinity). A plan is refused (the reason is returned, and ``runc exec`` runs as before) for:
 a runc that is not 1.1.x (``runc_refusal``), seccomp (runc compiles the profile with
-libseccomp in ``runc init``), AppArmor or SELinux labels, a user namespace, rootless,
-Intel RDT, a umask, a terminal, a ``--user``
+libseccomp in ``runc init``), AppArmor or SELinux labels, a user namespace, rootless
+(``rootless_euid`` / ``rootless_cgroups``), Intel RDT, a umask, a terminal, a ``--user``
 override, an rlimit name this module does not know, and any key of the state file, of its
 ``config`` or of the spec's ``process`` outside what runc 1.1 writes and this module
 understands (``_STATE_KEYS``, ``_CONFIG_KEYS``, ``_PROCESS_KEYS``). Capability names runc
@@ -48,6 +48,9 @@ _NS_ORDER = (
     ("NEWCGROUP", "cgroup"),
 )
 _KNOWN_NS = {t for t, _ in _NS_ORDER}
+# pinnace-exec's exit code for a failure of its own before the command ran (exec_helper.c
+# RETRY): the exec is run again with runc exec.
+HELPER_RETRY_CODE = 254
 
 # What runc 1.1 writes in state.json (libcontainer State / BaseState) and its config
 # (libcontainer/configs Config); a key outside these is something newer the helper would not
@@ -181,7 +184,9 @@ def plan_exec(
         return "SELinux label"
     if config.get("intel_rdt") or state.get("intel_rdt_path"):
         return "Intel RDT"
-    if config.get("rootless") or state.get("rootless"):
+    # runc's keys (state "rootless" is only both of them): rootless cgroups make runc ignore
+    # cgroup-join errors, which the helper does not
+    if config.get("rootless_euid") or config.get("rootless_cgroups") or state.get("rootless"):
         return "rootless"
     types = [ns.get("type") for ns in config.get("namespaces") or ()]
     if "NEWUSER" in types or config.get("uid_mappings") or config.get("gid_mappings"):

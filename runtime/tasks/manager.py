@@ -42,8 +42,8 @@ from runtime.tasks import exec_session, fastexec, procfs, runc_state
 from runtime.tasks.attach import AttachedStdio
 from runtime.tasks.attach import connect as attach_connect
 from runtime.tasks.exec_helper import ExecHelper
+from runtime.tasks.execsync import HelperFailed, run_exec
 from runtime.tasks.execsync import exec_sync as _exec_sync
-from runtime.tasks.execsync import run_exec
 from runtime.tasks.exits import ExitHub
 from runtime.tasks.inotify import IN_CREATE, IN_MOVED_TO, DirectoryWatch, InotifyEvent
 from runtime.tasks.interfaces import (
@@ -494,14 +494,20 @@ class TaskManager:
             plan = await self._exec_plan(task)
             if isinstance(plan, fastexec.ExecPlan):
                 cmd = fastexec.helper_argv(helper, plan, argv, pid_file=pid_file, env=env, cwd=cwd)
-                return await run_exec(
-                    cmd,
-                    pid_file=pid_file,
-                    timeout=timeout,
-                    what="exec",
-                    exec_fd=self._exec_helper.fd,
-                    started_fd_option="--started-fd",
-                )
+                try:
+                    return await run_exec(
+                        cmd,
+                        pid_file=pid_file,
+                        timeout=timeout,
+                        what="exec",
+                        exec_fd=self._exec_helper.fd,
+                        started_fd_option="--started-fd",
+                        retry_code=fastexec.HELPER_RETRY_CODE,
+                    )
+                except HelperFailed as exc:
+                    # the command has not run: this call goes to runc exec
+                    log.debug("task %s: ExecSync falls back to %s exec: %s", id,
+                              task.handler.name, exc)  # fmt: skip
         return await _exec_sync(
             task.handler,
             id,

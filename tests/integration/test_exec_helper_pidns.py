@@ -206,3 +206,37 @@ def test_helper_child_never_visible_with_the_host_root(base: Path) -> None:
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+def test_exit_code_254_only_for_failures_of_the_helper_s_own(base: Path) -> None:
+    # 254: the daemon runs the exec again with runc exec, so the command must not have run;
+    # 255: a failure runc reports alike (here: the container's init is gone)
+    helper = build_helper(base / "bin")
+    assert helper is not None
+    memfd = sealed_copy(helper)
+    init = subprocess.Popen(["sleep", "600"])
+    try:
+        start = Path(f"/proc/{init.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        marker = base / "ran"
+
+        def run(init_arg: str, cgroup: Path) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                [
+                    f"/proc/self/fd/{memfd}", "--init", init_arg, "--cgroup", str(cgroup),
+                    "--uid", "0", "--gid", "0", "--caps", "0:0:0:0:0", "--nnp", "0",
+                    "--cwd", "/", "--env", "PATH=/bin:/usr/bin",
+                    "--pid-file", str(base / "pidfile"), "--", "touch", str(marker),
+                ],
+                pass_fds=(memfd,), capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
+
+        res = run(f"{init.pid}:{start}", base / "no-such-cgroup")
+        assert res.returncode == 254, res
+        assert b"error adding pid" in res.stderr and not marker.exists()
+        assert not (base / "pidfile").exists()
+        res = run(f"{init.pid}:1", base / "no-such-cgroup")
+        assert res.returncode == 255 and b"stopped container" in res.stderr, res
+    finally:
+        os.close(memfd)
+        init.kill()
+        init.wait()

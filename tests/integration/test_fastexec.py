@@ -351,3 +351,20 @@ async def test_a_runc_other_than_1_1_uses_runc_exec(world: World) -> None:
             assert (res.exit_code, res.stdout) == (0, b"hi\n")
         finally:
             await m.delete("fx-v12", force=True)
+
+
+async def test_a_failure_of_the_helper_s_own_falls_back_to_runc_once(
+    manager: TaskManager, world: World
+) -> None:
+    # an environment the container's processes can have (~1.5 MB of envp) but that does not
+    # fit the helper's command line (every variable is an argument there, after "--env"):
+    # the helper cannot start (E2BIG), and the same exec runs with runc exec instead
+    env = ["PATH=/bin:/usr/bin", *(f"V{n:05d}=1" for n in range(90000))]
+    plan = await start(manager, world, "fx-back", env=env)
+    assert len(plan.env) == len(env)
+    res = await manager.exec_sync(
+        "fx-back", ["sh", "-c", "echo ran >> /tmp/count; echo $V89999"], timeout=30
+    )
+    assert (res.exit_code, res.stdout) == (0, b"1\n"), res
+    count = await manager.exec_sync("fx-back", ["cat", "/tmp/count"], timeout=30)
+    assert count.stdout == b"ran\n"  # the command ran once, not twice

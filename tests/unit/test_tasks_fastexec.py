@@ -147,6 +147,8 @@ def _with(path: str, value: Any, *, spec: bool = False) -> str | ExecPlan:
         ("init_process_pid", None, False, "init"),
         ("config", None, False, "config"),
         # runc >= 1.2 keys the helper would not apply, and anything else it does not know
+        ("config.rootless_cgroups", True, False, "rootless"),
+        ("config.rootless_euid", True, False, "rootless"),
         ("config.umask", 0o77, False, "umask"),
         ("config.scheduler", {"policy": "SCHED_BATCH"}, False, "state config keys"),
         ("config.io_priority", {"class": 2}, False, "io_priority"),
