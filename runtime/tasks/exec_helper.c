@@ -32,7 +32,10 @@
  *     cwd is inside the container's root (CVE-2024-21626), drop the bounding set, keep
  *     caps, user (stdio chown, setgroups, setgid, setuid; HOME from /etc/passwd when
  *     unset), chdir again if it was refused before, capset, ambient, PATH lookup as Go's
- *     exec.LookPath, close every fd >= 3 but the error pipe (runc >= 1.1.12), execve.
+ *     exec.LookPath, a last handshake with stage 0 (a NUL byte on the error pipe, an answer
+ *     on the go pipe: a stage 0 killed meanwhile means no exec), close every fd >= 3 but
+ *     the error pipe (runc >= 1.1.12), execve. A SIGTERM to stage 0 SIGKILLs stage 2; a
+ *     failure after the handshake (pid file, started byte) kills it before exiting.
  *   stage 0: learns of the execve through a close-on-exec pipe (or reads the child's error
  *     from it), writes the pid file (and a byte to --started-fd), waits, removes the pid
  *     file when --started-fd was given, exits with the child's code (128 + signal).
@@ -364,7 +367,9 @@ static void check_running(void)
 		while (n > 0 && isspace((unsigned char)buf[n - 1]))
 			n--;
 		buf[n] = '\0';
-		if (!strcmp(buf, opt.frozen_value))
+		/* runc 1.1 waits out a v1 FREEZING, which then mostly ends FROZEN */
+		if (!strcmp(buf, opt.frozen_value) ||
+		    (!strcmp(opt.frozen_value, "FROZEN") && !strcmp(buf, "FREEZING")))
 			die("cannot exec in a paused container");
 	}
 }
@@ -659,7 +664,6 @@ static void child(int go_fd)
 
 	if (read(go_fd, buf, 1) != 1)
 		_exit(255); /* the parent failed and said so */
-	close(go_fd);
 
 	/* the command starts with default signal dispositions and nothing blocked, as after
 	 * runc's Go runtime */
@@ -738,6 +742,12 @@ static void child(int go_fd)
 	apply_caps(last);
 
 	file = look_path(opt.argv[0], pathbuf, sizeof(pathbuf));
+	/* last handshake, as runc init's procReady/procRun: ready (a NUL byte on the error
+	 * pipe), and exec only once stage 0 answers; a stage 0 that is gone (killed by the
+	 * daemon's timeout) means no exec, not a command running unsupervised */
+	if (write(err_fd, "", 1) != 1 || read(go_fd, buf, 1) != 1)
+		_exit(255);
+	close(go_fd);
 	/* runc >= 1.1.12: nothing but stdio crosses the execve (the error pipe is
 	 * close-on-exec) */
 	if (err_fd != 3) {
@@ -751,7 +761,7 @@ static void child(int go_fd)
 	die("exec failed: %s", strerror(errno));
 }
 
-static void write_pid_file(pid_t pid)
+static int write_pid_file(pid_t pid)
 {
 	char tmp[PATH_MAX], num[32];
 	const char *slash = strrchr(opt.pid_file, '/');
@@ -763,8 +773,34 @@ static void write_pid_file(pid_t pid)
 	else
 		snprintf(tmp, sizeof(tmp), ".%s", opt.pid_file);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, num, len) != len || close(fd) < 0 || rename(tmp, opt.pid_file) < 0)
-		die("failed to write pid file %s: %s", opt.pid_file, strerror(errno));
+	if (fd < 0 || write(fd, num, len) != len || close(fd) < 0 || rename(tmp, opt.pid_file) < 0) {
+		int e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+/* Stage 0's child once it is known: a SIGTERM (the daemon's timeout before the pid file)
+ * takes it along. */
+static volatile pid_t running_child;
+
+static void on_term(int sig)
+{
+	if (running_child > 0)
+		kill(running_child, SIGKILL);
+	_exit(128 + sig);
+}
+
+/* The command may be running: kill it before failing, so a failure never leaves it. */
+static void kill_and_die(pid_t pid, const char *what)
+{
+	int e = errno;
+
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	die("%s: %s", what, strerror(e));
 }
 
 /* Close every fd >= 3 except those in keep (-1 entries are ignored). */
@@ -889,6 +925,15 @@ int main(int argc, char **argv)
 	close(pidp[0]);
 
 	/* from here a failure must not leave the child behind */
+	running_child = pid;
+	{
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_term;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		signal(SIGPIPE, SIG_IGN); /* a dead child or daemon is an error, not a signal */
+	}
 	{
 		char path[PATH_MAX], num[32];
 		int len = snprintf(num, sizeof(num), "%d", pid);
@@ -915,25 +960,40 @@ int main(int argc, char **argv)
 		}
 	}
 	if (write(go[1], "g", 1) != 1)
-		die("sync with child: %s", strerror(errno));
-	close(go[1]);
+		kill_and_die(pid, "sync with child");
 
-	/* EOF without a message: the execve happened */
-	n = read(errp[0], msg, sizeof(msg) - 1);
-	while (n < 0 && errno == EINTR)
+	/* the child's error, or its "ready" (a NUL byte) */
+	do
 		n = read(errp[0], msg, sizeof(msg) - 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 1 && msg[0] == '\0') {
+		if (write(go[1], "x", 1) != 1)
+			kill_and_die(pid, "sync with child");
+		/* EOF without a message: the execve happened */
+		do
+			n = read(errp[0], msg, sizeof(msg) - 1);
+		while (n < 0 && errno == EINTR);
+	} else if (n == 0) {
+		n = snprintf(msg, sizeof(msg), "the process ended before its exec");
+	}
+	close(go[1]);
 	close(errp[0]);
-	if (n > 0) {
-		msg[n] = '\0';
+	if (n != 0) {
+		msg[n > 0 ? n : 0] = '\0';
+		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		dprintf(2, "pinnace-exec failed: unable to start container process: %s\n", msg);
+		dprintf(2, "pinnace-exec failed: unable to start container process: %s\n",
+			n > 0 ? msg : strerror(errno));
 		return 255;
 	}
-	write_pid_file(pid);
+	if (write_pid_file(pid) < 0)
+		kill_and_die(pid, "failed to write pid file");
 	if (opt.started_fd >= 0) {
 		/* the daemon learns of the start from this byte, and leaves the pid file to us */
-		if (write(opt.started_fd, "1", 1) != 1)
-			die("write started fd: %s", strerror(errno));
+		if (write(opt.started_fd, "1", 1) != 1) {
+			unlink(opt.pid_file);
+			kill_and_die(pid, "write started fd");
+		}
 		close(opt.started_fd);
 	}
 	while (waitpid(pid, &status, 0) < 0)

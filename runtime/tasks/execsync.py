@@ -170,7 +170,7 @@ async def run_exec(
             await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
             timed_out = True
-            await _kill_exec(proc, pid_file)
+            await _kill_exec(proc, pid_file, term_first=started_fd_option is not None)
         for c in collectors:
             loop.remove_reader(c.fd)
             c.drain()
@@ -203,13 +203,20 @@ async def run_exec(
             await asyncio.to_thread(_remove_pid_file, pid_file)
 
 
-async def _kill_exec(proc: asyncio.subprocess.Process, pid_file: Path) -> None:
+async def _kill_exec(
+    proc: asyncio.subprocess.Process, pid_file: Path, *, term_first: bool = False
+) -> None:
     """SIGKILL the exec'd process (named in the pid file; the runtime has not reaped it yet,
-    since it is still running, so the pid is not reused), then await the runtime."""
+    since it is still running, so the pid is not reused), then await the runtime. Without a
+    pid file the runtime is killed; ``term_first``: with SIGTERM, on which ``pinnace-exec``
+    SIGKILLs its child, so no command goes on running unsupervised."""
     pid = await asyncio.to_thread(_read_pid, pid_file)
     if pid > 0:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    elif term_first:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
     else:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

@@ -240,3 +240,136 @@ def test_exit_code_254_only_for_failures_of_the_helper_s_own(base: Path) -> None
         os.close(memfd)
         init.kill()
         init.wait()
+
+
+def _helper_args(memfd: int, init_arg: str, base: Path, *extra: str) -> list[str]:
+    return [
+        f"/proc/self/fd/{memfd}", "--init", init_arg, "--uid", "0", "--gid", "0",
+        "--caps", "0:0:0:0:0", "--nnp", "0", "--cwd", "/", "--env", "PATH=/bin:/usr/bin",
+        *extra,
+    ]  # fmt: skip
+
+
+def _start_time(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def test_a_freezing_container_is_paused_and_a_failed_pid_file_kills_the_command(
+    base: Path,
+) -> None:
+    helper = build_helper(base / "bin")
+    assert helper is not None
+    memfd = sealed_copy(helper)
+    init = subprocess.Popen(["sleep", "600"])
+    try:
+        state = base / "freezer.state"
+        for content, code in (("FROZEN\n", 255), ("FREEZING\n", 255), ("THAWED\n", 0)):
+            state.write_text(content)
+            res = subprocess.run(
+                _helper_args(memfd, f"{init.pid}:{_start_time(init.pid)}", base,
+                             "--frozen", f"{state}:FROZEN", "--pid-file", str(base / "p"),
+                             "--", "true"),
+                pass_fds=(memfd,), capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert res.returncode == code, (content, res)
+            if code:
+                assert b"paused" in res.stderr
+        # the pid file cannot be written once the command runs: it is killed, not left behind
+        token = f"{600 + os.getpid() % 1000 / 1000:.3f}"
+        res = subprocess.run(
+            _helper_args(memfd, f"{init.pid}:{_start_time(init.pid)}", base,
+                         "--pid-file", str(base / "no-such-dir" / "p"), "--", "sleep", token),
+            pass_fds=(memfd,), capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert res.returncode == 255 and b"pid file" in res.stderr, res
+        left = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if (d / "cmdline").read_bytes() == f"sleep\0{token}\0".encode():
+                        left.append(d.name)
+                except OSError:
+                    pass
+        assert left == []
+    finally:
+        os.close(memfd)
+        init.kill()
+        init.wait()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_helper_killed_before_its_pid_file_leaves_no_command(
+    base: Path, signal_name: str
+) -> None:
+    # the child is held after "go" (reading the container's /etc/group, a FIFO here) when
+    # the daemon's timeout kills the helper: SIGTERM takes the child along; after SIGKILL the
+    # child finds no stage 0 at its last handshake and does not exec
+    helper = build_helper(base / "bin")
+    assert helper is not None
+    group = base / "group"
+    os.mkfifo(group)
+    marker = base / "ran"
+    container = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private",
+         "sh", "-c", f"mount --bind {group} /etc/group && exec sleep 600"],
+    )  # fmt: skip
+    memfd = sealed_copy(helper)
+    procs: list[subprocess.Popen[bytes]] = [container]
+    init = 0
+    writer = -1
+    try:
+        _wait_for(lambda: _children(container.pid), "the stand-in container")
+        init = _children(container.pid)[0]
+        _wait_for(
+            lambda: Path(f"/proc/{init}/comm").read_text().strip() == "sleep",
+            "the container's /etc/group",
+        )
+        helper_proc = subprocess.Popen(
+            _helper_args(memfd, f"{init}:{_start_time(init)}", base,
+                         "--ns", f"pid:/proc/{init}/ns/pid", "--ns", f"mnt:/proc/{init}/ns/mnt",
+                         "--groups", "5", "--pid-file", str(base / "pidfile"),
+                         "--", "touch", str(marker)),
+            pass_fds=(memfd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.append(helper_proc)
+
+        def reader_waits() -> bool:
+            nonlocal writer
+            try:
+                writer = os.open(group, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return False
+            return True
+
+        _wait_for(reader_waits, "the child reading /etc/group")
+        child = _children(helper_proc.pid)[0]
+        helper_proc.send_signal(getattr(__import__("signal"), signal_name))
+        helper_proc.wait(timeout=30)  # (its child may hold the output pipes)
+        assert not (base / "pidfile").exists()
+        if signal_name == "SIGTERM":
+            _wait_for(lambda: _gone(child), "the child killed with its helper")
+        os.close(writer)  # /etc/group ends: the child goes on if it is alive
+        writer = -1
+        _wait_for(lambda: _gone(child), "the child's end")
+        assert not marker.exists()
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        os.close(memfd)
+        if init:
+            try:
+                os.kill(init, 9)
+            except ProcessLookupError:
+                pass
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
