@@ -602,6 +602,9 @@ class TaskManager:
                 timeout=self._runtime_timeout,
             )
         finally:
+            # runc rewrote its state (update can add an Intel RDT group, for one): the next
+            # exec reads it again, as runc exec does
+            task.exec_plan = None
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(path.unlink)
 

@@ -368,3 +368,14 @@ async def test_a_failure_of_the_helper_s_own_falls_back_to_runc_once(
     assert (res.exit_code, res.stdout) == (0, b"1\n"), res
     count = await manager.exec_sync("fx-back", ["cat", "/tmp/count"], timeout=30)
     assert count.stdout == b"ran\n"  # the command ran once, not twice
+
+
+async def test_an_update_makes_the_next_exec_read_runc_s_state_again(
+    manager: TaskManager, world: World
+) -> None:
+    first = await start(manager, world, "fx-upd")
+    assert await manager.exec_plan("fx-upd") is first  # read once, then kept
+    await manager.update("fx-upd", {"pids": {"limit": 100}})
+    again = await manager.exec_plan("fx-upd")
+    assert isinstance(again, ExecPlan) and again is not first
+    assert (await manager.exec_sync("fx-upd", ["true"], timeout=10)).exit_code == 0
