@@ -4,7 +4,8 @@
  * falls back to `runc exec` for every other container; see runtime/tasks/fastexec.py).
  *
  * The daemon computes everything from runc's state.json and the bundle's config.json and
- * passes it on the command line:
+ * passes it as these arguments, NUL-separated, in a memfd named by `--args-fd N` (so that
+ * /proc/<pid>/cmdline shows none of it), or on the command line:
  *
  *   pinnace-exec --init PID:STARTTIME [--frozen FILE:VALUE] [--ns TYPE:PATH]...
  *                [--cgroup DIR]... [--oom N] [--keyring NAME] [--rlimit RES:SOFT:HARD]...
@@ -216,6 +217,57 @@ static int ns_type(const char *name)
 	return 0;
 }
 
+/* --args-fd N: the rest of the command line, NUL-separated, is in that file (a memfd the
+ * daemon wrote) and follows the other arguments; so /proc/<pid>/cmdline, which anyone in
+ * the container can read, shows nothing of the plan (host pids, paths, cgroups, env). */
+static char **args_from_fd(int argc, char **argv, int *out_argc)
+{
+	int fd = -1, n = 0, cap;
+	char *buf, **out;
+	struct stat st;
+	size_t got = 0;
+
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--args-fd"))
+			fd = (int)parse_ll(argv[i + 1], "args fd");
+	if (fd < 0) {
+		*out_argc = argc;
+		return argv;
+	}
+	if (fstat(fd, &st) < 0)
+		retry("args fd: %s", strerror(errno));
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		retry("out of memory");
+	while (got < (size_t)st.st_size) {
+		ssize_t r = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			retry("read args fd: %s", r < 0 ? strerror(errno) : "short");
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+	close(fd);
+	cap = argc + 1;
+	for (size_t k = 0; k < got; k++)
+		cap += buf[k] == '\0';
+	out = calloc((size_t)cap, sizeof(char *));
+	if (!out)
+		retry("out of memory");
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--args-fd") && i + 1 < argc) {
+			i++;
+			continue;
+		}
+		out[n++] = argv[i];
+	}
+	for (size_t k = 0; k < got; k += strlen(buf + k) + 1)
+		out[n++] = buf + k;
+	*out_argc = n;
+	return out;
+}
+
 static void parse_args(int argc, char **argv)
 {
 	int i;
@@ -251,7 +303,9 @@ static void parse_args(int argc, char **argv)
 			opt.frozen_value = colon + 1;
 		} else if (!strcmp(a, "--ns")) {
 			char *colon = strchr(v, ':');
-			if (!colon || opt.n_ns == MAX_ITEMS)
+			if (opt.n_ns == MAX_ITEMS)
+				retry("too many namespaces");
+			if (!colon)
 				die("bad --ns %s", v);
 			*colon = '\0';
 			opt.ns[opt.n_ns].type = ns_type(v);
@@ -259,7 +313,7 @@ static void parse_args(int argc, char **argv)
 			opt.n_ns++;
 		} else if (!strcmp(a, "--cgroup")) {
 			if (opt.n_cgroups == MAX_ITEMS)
-				die("too many cgroups");
+				retry("too many cgroups");
 			opt.cgroups[opt.n_cgroups++] = v;
 		} else if (!strcmp(a, "--oom")) {
 			parse_ll(v, "oom_score_adj");
@@ -268,8 +322,9 @@ static void parse_args(int argc, char **argv)
 			opt.keyring = v;
 		} else if (!strcmp(a, "--rlimit")) {
 			long long res, soft, hard;
-			if (opt.n_rlimits == MAX_ITEMS ||
-			    sscanf(v, "%lld:%lld:%lld", &res, &soft, &hard) != 3)
+			if (opt.n_rlimits == MAX_ITEMS)
+				retry("too many rlimits");
+			if (sscanf(v, "%lld:%lld:%lld", &res, &soft, &hard) != 3)
 				die("bad --rlimit %s", v);
 			opt.rlimits[opt.n_rlimits].resource = (int)res;
 			opt.rlimits[opt.n_rlimits].limit.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
@@ -881,6 +936,7 @@ int main(int argc, char **argv)
 		if (seals < 0 || (seals & SEALS) != SEALS)
 			die("not running from a sealed memfd (the daemon starts this helper)");
 	}
+	argv = args_from_fd(argc, argv, &argc);
 	parse_args(argc, argv);
 	for (int i = 0; i < opt.n_ns; i++) {
 		opt.ns[i].fd = open(opt.ns[i].path, O_RDONLY | O_CLOEXEC);

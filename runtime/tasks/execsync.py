@@ -114,6 +114,7 @@ async def run_exec(
     exec_fd: int | None = None,
     started_fd_option: str | None = None,
     retry_code: int | None = None,
+    args_fd_option: str | None = None,
 ) -> ExecResult:
     """Run an exec command line (``runc exec`` or ``pinnace-exec``: both write ``pid_file``
     once the command runs, pass their stdio to it, and exit with its code or 128 + its
@@ -124,12 +125,15 @@ async def run_exec(
     removes the pid file itself after the command ended (``pinnace-exec``): no thread hop
     to learn whether it started. ``retry_code``: the program's exit code for "failed before
     the command ran, for a reason of its own": HelperFailed instead of FailedPrecondition
-    (so does a program given by ``exec_fd`` that cannot be started)."""
+    (so does a program given by ``exec_fd`` that cannot be started). ``args_fd_option``:
+    the arguments after ``cmd[0]`` go NUL-separated in a memfd passed with this option, not
+    on the command line (which any process can read in /proc), and the program gets an
+    empty environment (``pinnace-exec``)."""
     loop = asyncio.get_running_loop()
     removed = False
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    started_r = started_w = -1
+    started_r = started_w = args_fd = -1
     collectors = [_Collector(out_r), _Collector(err_r)]
     try:
         for c in collectors:
@@ -139,6 +143,17 @@ async def run_exec(
         if exec_fd is not None:
             extra["executable"] = f"/proc/self/fd/{exec_fd}"
             pass_fds.append(exec_fd)
+        if args_fd_option is not None:
+            args = [os.fsencode(a) for a in cmd[1:]]
+            if any(b"\0" in a for a in args):
+                raise HelperFailed(f"{what}: an argument with a NUL byte")
+            args_fd = os.memfd_create("pinnace-exec-args", os.MFD_CLOEXEC)
+            data = memoryview(b"".join(a + b"\0" for a in args))
+            while data:
+                data = data[os.write(args_fd, data) :]
+            pass_fds.append(args_fd)
+            cmd = [cmd[0], args_fd_option, str(args_fd)]
+            extra["env"] = {}
         if started_fd_option is not None:
             started_r, started_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             pass_fds.append(started_w)
@@ -193,7 +208,7 @@ async def run_exec(
             timed_out=timed_out,
         )
     finally:
-        for fd in (out_w, err_w, started_r, started_w):
+        for fd in (out_w, err_w, started_r, started_w, args_fd):
             if fd >= 0:
                 os.close(fd)
         for c in collectors:

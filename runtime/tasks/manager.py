@@ -503,6 +503,7 @@ class TaskManager:
                         exec_fd=self._exec_helper.fd,
                         started_fd_option="--started-fd",
                         retry_code=fastexec.HELPER_RETRY_CODE,
+                        args_fd_option="--args-fd",
                     )
                 except HelperFailed as exc:
                     # the command has not run: this call goes to runc exec

@@ -112,9 +112,11 @@ def test_helper_child_never_visible_with_the_host_root(base: Path) -> None:
         )
         start = Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[19]
         os.set_inheritable(leak, True)
-        helper_proc = subprocess.Popen(
-            [
-                f"/proc/self/fd/{memfd}",
+        # the plan goes in a memfd (--args-fd), as the daemon passes it
+        args_fd = os.memfd_create("args", os.MFD_CLOEXEC)
+        os.write(
+            args_fd,
+            b"".join(a.encode() + b"\0" for a in [
                 "--init",
                 f"{init}:{start}",
                 "--ns",
@@ -139,8 +141,12 @@ def test_helper_child_never_visible_with_the_host_root(base: Path) -> None:
                 str(base / "pidfile"),
                 "--",
                 "true",
-            ],
-            pass_fds=(memfd, leak),
+            ]),
+        )  # fmt: skip
+        os.set_inheritable(args_fd, True)
+        helper_proc = subprocess.Popen(
+            [f"/proc/self/fd/{memfd}", "--args-fd", str(args_fd)],
+            pass_fds=(memfd, leak, args_fd),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -159,6 +165,10 @@ def test_helper_child_never_visible_with_the_host_root(base: Path) -> None:
 
         _wait_for(held, "the helper's child in the container's PID namespace")
         child = _children(helper_proc.pid)[0]
+        os.close(args_fd)
+        # nothing of the plan (host pids, paths) in what anyone in the container can read
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        assert b"--init" not in cmdline and str(base).encode() not in cmdline, cmdline
         child_in_ns = int(
             next(
                 ln

@@ -29,6 +29,7 @@ from runtime.errors import FailedPrecondition
 from runtime.tasks import RuntimeHandler, TaskManager, TaskSpec
 from runtime.tasks.exec_helper import SOURCE, build_helper, helper_name
 from runtime.tasks.execsync import exec_sync as runc_exec_sync
+from runtime.tasks.execsync import run_exec
 from runtime.tasks.fastexec import ExecPlan
 from runtime.tasks.interfaces import ExecResult
 
@@ -356,18 +357,53 @@ async def test_a_runc_other_than_1_1_uses_runc_exec(world: World) -> None:
 async def test_a_failure_of_the_helper_s_own_falls_back_to_runc_once(
     manager: TaskManager, world: World
 ) -> None:
-    # an environment the container's processes can have (~1.5 MB of envp) but that does not
-    # fit the helper's command line (every variable is an argument there, after "--env"):
-    # the helper cannot start (E2BIG), and the same exec runs with runc exec instead
-    env = ["PATH=/bin:/usr/bin", *(f"V{n:05d}=1" for n in range(90000))]
-    plan = await start(manager, world, "fx-back", env=env)
-    assert len(plan.env) == len(env)
-    res = await manager.exec_sync(
-        "fx-back", ["sh", "-c", "echo ran >> /tmp/count; echo $V89999"], timeout=30
-    )
-    assert (res.exit_code, res.stdout) == (0, b"1\n"), res
+    # more cgroup directories than the helper takes (64; runc joins any number): the helper
+    # refuses before the command can run (exit 254), and the same exec runs with runc exec
+    spec = world.spec("fx-back")
+    await manager.create(spec)
+    manager.made.append("fx-back")  # type: ignore[attr-defined]
+    await manager.start("fx-back")
+    state_file = world.handler.root / "fx-back" / "state.json"
+    state = json.loads(state_file.read_text())
+    real = next(p for k, p in state["cgroup_paths"].items() if k)
+    state["cgroup_paths"].update({f"zz{n}": real for n in range(70)})
+    state_file.write_text(json.dumps(state))
+    plan = await manager.exec_plan("fx-back")
+    assert isinstance(plan, ExecPlan) and len(plan.cgroups) > 64
+    res = await manager.exec_sync("fx-back", ["sh", "-c", "echo ran >> /tmp/count"], timeout=30)
+    assert res.exit_code == 0, res
     count = await manager.exec_sync("fx-back", ["cat", "/tmp/count"], timeout=30)
     assert count.stdout == b"ran\n"  # the command ran once, not twice
+
+
+async def test_the_helper_s_arguments_go_in_a_memfd_not_on_its_command_line(
+    tmp_path: Path,
+) -> None:
+    # a stand-in for the helper that reports its command line, environment and the file
+    prog = tmp_path / "show"
+    prog.write_text(
+        "#!/bin/sh\n"
+        'echo "$@"; env | grep -vc -e ^PWD= -e ^SHLVL= -e ^_=\n'
+        'tr "\\0" "|" < /proc/self/fd/$4; echo; printf 1 > /proc/self/fd/$2\n'
+    )
+    prog.chmod(0o755)
+    fd = os.open(prog, os.O_RDONLY)
+    try:
+        res = await run_exec(
+            [str(prog), "--init", "1:2", "--env", "A=1", "--", "sh", "-c", "x y"],
+            pid_file=tmp_path / "p",
+            timeout=10,
+            what="show",
+            exec_fd=fd,
+            started_fd_option="--started-fd",
+            args_fd_option="--args-fd",
+        )
+    finally:
+        os.close(fd)
+    lines = res.stdout.decode().splitlines()
+    assert lines[0].split()[::2] == ["--started-fd", "--args-fd"], lines
+    assert lines[1] == "0"  # no environment of the daemon's
+    assert lines[2] == "--init|1:2|--env|A=1|--|sh|-c|x y|"
 
 
 async def test_an_update_makes_the_next_exec_read_runc_s_state_again(
