@@ -36,6 +36,20 @@ def helper_name(source: bytes) -> str:
     return f"pinnace-exec-{digest}"
 
 
+def _untrusted(path: Path) -> str | None:
+    """Why ``path`` (the cache directory or binary) must not be used: not ours, or writable
+    by others (what is run as root must be root's alone); None when fine or absent."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    if st.st_uid != os.geteuid():
+        return f"is owned by uid {st.st_uid}"
+    if st.st_mode & 0o022:
+        return f"is writable by group or others (mode {st.st_mode & 0o7777:o})"
+    return None
+
+
 def build_helper(cache_dir: Path, *, compiler: str | None = None) -> Path | None:
     """The helper binary in ``cache_dir``, compiled if missing; None when it cannot be built
     (logged). Blocking: run it in a thread."""
@@ -45,6 +59,11 @@ def build_helper(cache_dir: Path, *, compiler: str | None = None) -> Path | None
         log.warning("exec helper: cannot read %s: %s; execs use the OCI runtime", SOURCE, exc)
         return None
     target = cache_dir / helper_name(source)
+    for path in (cache_dir, target):
+        problem = _untrusted(path)
+        if problem:
+            log.warning("exec helper: %s %s; execs use the OCI runtime", path, problem)
+            return None
     if os.access(target, os.X_OK):
         return target
     cc = compiler or shutil.which("cc") or shutil.which("gcc")

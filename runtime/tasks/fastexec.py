@@ -141,10 +141,21 @@ def _caps_mask(names: Sequence[str] | None) -> int:
     return mask
 
 
+# runc 1.1's rlimit table (libcontainer/specconv): these names only, with Linux's numbers
+# (x86_64 and arm64; Python's resource module lacks some, e.g. RLIMIT_LOCKS)
+_RLIMITS = {
+    f"RLIMIT_{name}": number
+    for number, name in enumerate(
+        ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS",
+         "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")
+    )
+}  # fmt: skip
+
+
 def _rlimit(entry: Mapping[str, Any]) -> tuple[int, int, int] | None:
     # the spec names the resource; runc's own config numbers it
     kind = entry.get("type")
-    number = kind if isinstance(kind, int) else getattr(resource, str(kind), None)
+    number = kind if isinstance(kind, int) else _RLIMITS.get(str(kind))
     if not isinstance(number, int) or isinstance(number, bool):
         return None
     hard, soft = int(entry.get("hard", 0)), int(entry.get("soft", 0))

@@ -308,6 +308,12 @@ def test_the_build_is_cached_and_needs_a_compiler(tmp_path: Path) -> None:
     # run from its file (not a sealed memfd) it refuses before doing anything
     res = subprocess.run([str(first), "--init", "1:1"], capture_output=True, check=False)
     assert res.returncode == 255 and b"sealed memfd" in res.stderr
+    # a cache others can write to is not trusted (the binary runs as root)
+    (tmp_path / "cache").chmod(0o777)
+    assert build_helper(tmp_path / "cache") is None
+    (tmp_path / "cache").chmod(0o700)
+    first.chmod(0o722)
+    assert build_helper(tmp_path / "cache") is None
 
 
 async def test_concurrent_execs(manager: TaskManager, world: World) -> None:

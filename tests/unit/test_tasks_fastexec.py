@@ -143,6 +143,7 @@ def _with(path: str, value: Any, *, spec: bool = False) -> str | ExecPlan:
         ("namespace_paths", {}, False, "no path"),
         ("cgroup_paths", {}, False, "no cgroup"),
         ("process.rlimits", [{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}], True, "rlimit"),
+        ("process.rlimits", [{"type": "RUSAGE_SELF", "hard": 1, "soft": 1}], True, "rlimit"),
         ("process.cwd", "relative", True, "cwd"),
         ("init_process_pid", None, False, "init"),
         ("config", None, False, "config"),
