@@ -337,7 +337,9 @@ class ImageService:
                 continue
             used += usage.size
             inodes += usage.inodes
-        return used, inodes
+        # removed layers still on disk until the snapshotter's background deletion reaches them
+        trash = self._sn.pending_removal()
+        return used + trash.size, inodes + trash.inodes
 
     def _measure(self) -> Filesystems:
         return measure_filesystems(

@@ -6,13 +6,16 @@ Layout under ``root``::
     snapshots/<id>/fs            the snapshot's tree (overlay: the upper directory)
     snapshots/<id>/work          overlay's workdir (overlay only)
     snapshots/new-<token>/       a snapshot being populated, before its row exists
-    snapshots/.removing-<id>/    a snapshot being deleted
+    snapshots/.removing-<id>/    a removed snapshot's data, waiting to be deleted (the trash)
 
 Crash safety: a new snapshot's directory is filled under a ``new-`` name and renamed to its id in
 the same transaction that inserts its row; a removed one is renamed to ``.removing-<id>`` in the
-transaction that deletes its row, and deleted after the commit. :meth:`cleanup` therefore knows
-what every leftover means: ``new-*`` and ids without a row are deleted; ``.removing-<id>`` is
-deleted if its row is gone, and renamed back if the row survived (the transaction rolled back).
+transaction that deletes its row, and deleted after the commit by a background thread
+(``runtime.snapshots.trash``): ``remove`` returns once the row is gone, and the key can be used
+again at once. :meth:`cleanup` therefore knows what every leftover means: ``new-*`` and ids
+without a row are deleted; ``.removing-<id>`` is deleted if its row is gone (a removal whose
+data the thread had not deleted yet), and renamed back if the row survived (the transaction
+rolled back). Ids are never reused (``AUTOINCREMENT``), so a ``.removing-<id>`` name is unique.
 
 Durability: every transaction survives the daemon's death (sqlite's WAL is written before the
 commit returns). Those that concern committed snapshots (commit, removing a committed one) are
@@ -40,6 +43,7 @@ from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from runtime.mount import Mount
 from runtime.snapshots import metadata as md
 from runtime.snapshots.interfaces import Info, Kind, Usage
+from runtime.snapshots.trash import Trash, delete_trees
 
 
 def disk_usage(path: Path) -> Usage:
@@ -75,6 +79,7 @@ class DirectorySnapshotter:
         self._root = Path(root)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._trash = Trash()
 
     @property
     def root(self) -> Path:
@@ -116,6 +121,7 @@ class DirectorySnapshotter:
                 conn.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
+        self._trash.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -284,7 +290,17 @@ class DirectorySnapshotter:
                     os.rename(self._dir(record.id), doomed)
                 # If COMMIT fails below, the rollback leaves a row whose directory is named
                 # .removing-<id>; cleanup() renames it back.
-            shutil.rmtree(doomed, ignore_errors=True)
+        if record.kind is Kind.COMMITTED and record.size is not None:
+            usage = Usage(size=record.size, inodes=record.inodes or 0)
+        else:
+            usage = Usage(size=0, inodes=1)  # never measured: see runtime.snapshots.trash
+        self._trash.put(doomed, usage)
+
+    def flush(self) -> None:
+        self._trash.flush()
+
+    def pending_removal(self) -> Usage:
+        return self._trash.pending()
 
     def update_labels(self, key: str, labels: Mapping[str, str]) -> Info:
         with self._lock, self._transaction() as conn:
@@ -293,7 +309,8 @@ class DirectorySnapshotter:
             return md.by_id(conn, record.id).info()
 
     def cleanup(self) -> int:
-        removed = 0
+        self._trash.flush()  # what this instance removed is deleted, not counted here
+        doomed: list[Path] = []
         with self._lock:
             known = md.ids(self._db())
             for entry in list(os.scandir(self._root / "snapshots")):
@@ -306,6 +323,6 @@ class DirectorySnapshotter:
                         continue
                 elif name.isdigit() and int(name) in known:
                     continue
-                shutil.rmtree(path, ignore_errors=True)
-                removed += 1
-        return removed
+                doomed.append(path)
+            delete_trees(doomed)
+        return len(doomed)

@@ -79,6 +79,12 @@ class PublishingSnapshotter:
     def cleanup(self) -> int:
         return self.inner.cleanup()
 
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def pending_removal(self) -> Usage:
+        return self.inner.pending_removal()
+
     def close(self) -> None:
         self.inner.close()
 

@@ -122,8 +122,20 @@ class Snapshotter(Protocol):
         """
 
     def remove(self, key: str) -> None:
-        """Delete the snapshot and its data. FailedPrecondition if it has children; NotFound if
-        absent. The caller unmounts it first."""
+        """Delete the snapshot. FailedPrecondition if it has children; NotFound if absent. The
+        caller unmounts it first.
+
+        When this returns the snapshot is gone from every other method and its key can be
+        used again; its data may still be on disk until a background deletion reaches it
+        (counted by :meth:`pending_removal`; :meth:`flush` waits for it). A crash before then
+        leaves nothing that :meth:`cleanup` does not delete at the next start."""
+
+    def flush(self) -> None:
+        """Wait until the data of every snapshot removed so far is deleted."""
+
+    def pending_removal(self) -> Usage:
+        """Space held by removed snapshots whose data is not deleted yet (known sizes only:
+        committed snapshots' as measured at commit)."""
 
     def walk(self) -> Iterator[Info]:
         """Every snapshot, in no particular order."""
@@ -140,4 +152,4 @@ class Snapshotter(Protocol):
         once at daemon start, before the snapshotter is used."""
 
     def close(self) -> None:
-        """Release the metadata database."""
+        """Finish deleting removed snapshots' data and release the metadata database."""

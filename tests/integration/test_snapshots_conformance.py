@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import AlreadyExists, FailedPrecondition, NotFound
-from runtime.mount import Mount, mount_all, unmount_all
+from runtime.mount import Mount, mount_all, unmount_all, unmount_below
 from runtime.snapshots import Kind, NativeSnapshotter, OverlaySnapshotter, Snapshotter
 
 pytestmark = pytest.mark.integration
@@ -90,6 +90,73 @@ def test_lifecycle(sn: Snapshotter, mount: Mounter) -> None:
     for key in ("v", "v1", "top", "base"):
         sn.remove(key)
     assert list(sn.walk()) == []
+    sn.flush()  # the data goes in the background (see test_removed_data_is_deleted)
+    assert os.listdir(Path(sn.root) / "snapshots") == []  # type: ignore[attr-defined]
+
+
+def test_removed_key_is_reusable_and_data_deleted(sn: Snapshotter) -> None:
+    """The contract of remove: gone from the API and its key free at once; its data gone once
+    the background deletion is flushed, and counted as pending until then."""
+    snapshots = Path(sn.root) / "snapshots"  # type: ignore[attr-defined]
+    sn.prepare("layer-active")
+    (sn.layer_dir("layer-active") / "data").write_bytes(b"x" * 65536)
+    sn.commit("layer", "layer-active")
+    committed = sn.usage("layer")
+    sn.prepare("c")
+    sn.remove("c")
+    sn.remove("layer")
+    with pytest.raises(NotFound):
+        sn.stat("layer")
+    assert [i.key for i in sn.walk()] == []
+    sn.prepare("c")  # the key is free again before the old data is deleted
+    (sn.layer_dir("c") / "new").write_text("new")
+    pending = sn.pending_removal()
+    assert pending.size in (0, committed.size)  # 0 once the thread has got there
+    sn.flush()
+    assert sn.pending_removal().size == 0
+    assert sorted(os.listdir(snapshots)) == [sn.layer_dir("c").parent.name]
+    assert (sn.layer_dir("c") / "new").read_text() == "new"
+
+
+def test_crash_with_trash_is_cleaned_at_start(sn: Snapshotter, tmp_path: Path) -> None:
+    """A daemon killed after remove committed but before the data was deleted: the next
+    instance's cleanup() deletes the trash and keeps the live snapshots."""
+    snapshots = Path(sn.root) / "snapshots"  # type: ignore[attr-defined]
+    sn.prepare("gone")
+    (sn.layer_dir("gone") / "f").write_text("f")
+    sn.prepare("kept")
+    kept = sn.layer_dir("kept").parent.name
+    sn.remove("gone")
+    sn.flush()
+    # what the killed daemon left: the row deleted, the directory renamed but not deleted
+    (snapshots / ".removing-77/fs/sub").mkdir(parents=True)
+    (snapshots / ".removing-77/fs/sub/f").write_text("f")
+    sn.close()
+    again = type(sn)(tmp_path / "sn")
+    try:
+        assert again.cleanup() == 1
+        assert os.listdir(snapshots) == [kept]
+        assert again.stat("kept").kind is Kind.ACTIVE
+    finally:
+        again.close()
+
+
+def test_trash_never_deletes_through_a_mount(sn: Snapshotter, tmp_path: Path) -> None:
+    """A bind mount left below a removed snapshot (a crash-left id-mapped volume is one) is
+    detached before the tree is deleted: the files it shows survive."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me")
+    sn.prepare("a")
+    point = sn.layer_dir("a") / "vol"
+    point.mkdir()
+    mount_all([Mount("bind", str(outside), ("rbind", "rw"))], point)
+    try:
+        sn.remove("a")
+        sn.flush()
+    finally:
+        unmount_below(tmp_path)  # wherever the mount ended up if the test fails
+    assert (outside / "precious").read_text() == "keep me"
     assert os.listdir(Path(sn.root) / "snapshots") == []  # type: ignore[attr-defined]
 
 

@@ -1,0 +1,86 @@
+"""runtime.snapshots.trash.Trash: background deletion of removed snapshots' directories, with a
+deleter that the test holds and releases (no timers)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from runtime.snapshots.interfaces import Usage
+from runtime.snapshots.trash import Trash, delete_trees
+
+
+class HeldDeleter:
+    """Records the batches it is given; each waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Path]] = []
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.fail = False
+
+    def __call__(self, paths: list[Path]) -> None:
+        self.started.release()
+        self.release.wait()
+        self.batches.append(list(paths))
+        if self.fail:
+            raise OSError("disk on fire")
+
+
+def test_pending_counts_until_deleted_and_flush_waits() -> None:
+    deleter = HeldDeleter()
+    trash = Trash(delete=deleter)
+    trash.put(Path("/x/.removing-1"), Usage(size=4096, inodes=3))
+    assert deleter.started.acquire(timeout=10)  # the thread holds batch 1
+    trash.put(Path("/x/.removing-2"), Usage(size=100, inodes=1))
+    assert trash.pending() == Usage(size=4196, inodes=4)
+    flushed = threading.Event()
+    waiter = threading.Thread(target=lambda: (trash.flush(), flushed.set()))
+    waiter.start()
+    assert not flushed.is_set()
+    deleter.release.set()
+    waiter.join(timeout=10)
+    assert flushed.is_set()
+    assert trash.pending() == Usage(size=0, inodes=0)
+    assert [p.name for batch in deleter.batches for p in batch] == [".removing-1", ".removing-2"]
+    trash.close()
+
+
+def test_a_failing_batch_does_not_stop_the_thread() -> None:
+    deleter = HeldDeleter()
+    deleter.release.set()
+    deleter.fail = True
+    trash = Trash(delete=deleter)
+    trash.put(Path("/x/a"), Usage(size=1, inodes=1))
+    trash.flush()
+    deleter.fail = False
+    trash.put(Path("/x/b"), Usage(size=1, inodes=1))
+    trash.flush()
+    assert [p.name for batch in deleter.batches for p in batch] == ["a", "b"]
+    assert trash.pending() == Usage(size=0, inodes=0)
+    trash.close()
+
+
+def test_close_deletes_what_waits_and_later_puts_delete_in_the_caller(tmp_path: Path) -> None:
+    trash = Trash()
+    for name in ("a", "b"):
+        (tmp_path / name / "fs").mkdir(parents=True)
+        trash.put(tmp_path / name, Usage(size=0, inodes=1))
+    trash.close()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "c").mkdir()
+    trash.put(tmp_path / "c", Usage(size=0, inodes=1))
+    assert list(tmp_path.iterdir()) == []
+    trash.flush()  # nothing waits: returns
+
+
+@pytest.mark.parametrize("missing", [True, False])
+def test_delete_trees_tolerates_missing_paths(tmp_path: Path, missing: bool) -> None:
+    target = tmp_path / "t"
+    if not missing:
+        (target / "d").mkdir(parents=True)
+        (target / "d" / "f").write_text("f")
+    delete_trees([target])
+    assert not target.exists()
