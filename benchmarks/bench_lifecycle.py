@@ -3,13 +3,15 @@ another pinnace source tree in alternating rounds (the machine is shared: wall f
 noisy, CPU per lifecycle much less so).
 
     .venv/bin/python -m benchmarks.bench_lifecycle [--baseline DIR] [--rounds 4]
-        [--lifecycles 10] [--network host|bridge] [--clients 0]
+        [--lifecycles 10] [--network host|bridge] [--clients 0] [--writes 0]
 
 ``--baseline DIR`` runs a second pinnaced from the source tree DIR (for example
 ``git archive main | tar -x -C /tmp/pinnace-main``) beside this checkout's; rounds alternate
 their order. Each round: ``--lifecycles`` sequential lifecycles (Run, Create, Start, Stop,
 Remove container, Stop, Remove pod; as ``benchmarks/workload.py``), then, with ``--clients N``,
-N concurrent clients doing 3 lifecycles each (pods/s).
+N concurrent clients doing 3 lifecycles each (pods/s). ``--writes N`` makes each sequential
+lifecycle's container create N files in its writable layer first (not timed), so the removal
+has a real layer to delete.
 
 CPU per lifecycle is what the daemon and everything it spawns (conmon, runc, CNI plugins) used,
 read from a cpuacct cgroup of the benchmark's own that the daemon is moved into once started
@@ -113,13 +115,37 @@ class Side:
     cpu_concurrent: list[float] = field(default_factory=list)
 
 
-def timed_lifecycle(stub: Any, image: str, network: str, into: dict[str, list[float]]) -> float:
-    """One lifecycle, each RPC's seconds appended to ``into[step]``; the whole's seconds."""
+def timed_lifecycle(
+    stub: Any,
+    image: str,
+    network: str,
+    into: dict[str, list[float]],
+    *,
+    writes: int = 0,
+    cpu: Any = None,
+) -> tuple[float, float]:
+    """One lifecycle, each RPC's seconds appended to ``into[step]``: (the whole's seconds, CPU
+    seconds to leave out). With ``writes``, an ExecSync between start and stop creates that
+    many files in the container's writable layer; its time is left out of every figure and the
+    CPU ``cpu()`` counted meanwhile (runc exec) is returned to be left out too."""
     config = pod_config(network)
     marks = [time.perf_counter()]
+    left_out = [0.0, 0.0]
 
     def mark() -> None:
         marks.append(time.perf_counter())
+
+    def fill(ctr: str) -> None:
+        cpu0, t0 = cpu() if cpu else 0.0, time.perf_counter()
+        script = f"mkdir /w && cd /w && seq 1 {writes} | xargs touch"
+        reply = stub.ExecSync(
+            pb.ExecSyncRequest(container_id=ctr, cmd=["sh", "-c", script], timeout=60), timeout=90
+        )
+        if reply.exit_code != 0:
+            raise RuntimeError(f"filling the writable layer failed: {reply.stderr!r}")
+        left_out[0] += time.perf_counter() - t0
+        left_out[1] += (cpu() if cpu else 0.0) - cpu0
+        marks[-1] = time.perf_counter()  # the next step starts after the fill
 
     pod = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=120).pod_sandbox_id
     mark()
@@ -132,6 +158,9 @@ def timed_lifecycle(stub: Any, image: str, network: str, into: dict[str, list[fl
     mark()
     stub.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
     mark()
+    start_end = marks[-1]
+    if writes:
+        fill(ctr)
     stub.StopContainer(pb.StopContainerRequest(container_id=ctr, timeout=0), timeout=60)
     mark()
     stub.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr), timeout=60)
@@ -141,19 +170,26 @@ def timed_lifecycle(stub: Any, image: str, network: str, into: dict[str, list[fl
     stub.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
     mark()
     for step, a, b in zip(STEPS, marks, marks[1:], strict=False):
-        into.setdefault(step, []).append(b - a)
-    return marks[-1] - marks[0]
+        into.setdefault(step, []).append((start_end if step == "StartContainer" else b) - a)
+    return marks[-1] - marks[0] - left_out[0], left_out[1]
 
 
 def run_round(side: Side, image: str, args: argparse.Namespace) -> None:
     stub = side.daemon.runtime
     pid = side.daemon.pid or 0
-    timed_lifecycle(stub, image, args.network, {})  # warm
+    timed_lifecycle(stub, image, args.network, {}, writes=args.writes)  # warm
     cpu0, own0 = side.cgroup.seconds(), cpu_seconds(pid)
-    took = [timed_lifecycle(stub, image, args.network, side.steps) for _ in range(args.lifecycles)]
+    runs = [
+        timed_lifecycle(
+            stub, image, args.network, side.steps, writes=args.writes, cpu=side.cgroup.seconds
+        )
+        for _ in range(args.lifecycles)
+    ]
     cpu1, own1 = side.cgroup.seconds(), cpu_seconds(pid)
-    side.total.append(statistics.median(took) * 1000)
-    side.cpu.append((cpu1 - cpu0) / args.lifecycles * 1000)
+    left_out = sum(cpu for _, cpu in runs)
+    side.total.append(statistics.median(took for took, _ in runs) * 1000)
+    side.cpu.append((cpu1 - cpu0 - left_out) / args.lifecycles * 1000)
+    # (with --writes the daemon's share still includes its part of the ExecSyncs)
     side.daemon_cpu.append((own1 - own0) / args.lifecycles * 1000)
     if args.clients:
         each = 3
@@ -249,6 +285,14 @@ def main() -> int:
     parser.add_argument("--lifecycles", type=int, default=10)
     parser.add_argument("--network", choices=["host", "bridge"], default="host")
     parser.add_argument("--clients", type=int, default=0)
+    parser.add_argument(
+        "--writes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each container creates N files in its writable layer (an ExecSync left out of "
+        "the figures) before it is stopped, so RemoveContainer has a layer to delete",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-lc-") as tmp:
         base = Path(tmp)

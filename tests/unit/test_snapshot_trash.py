@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime.snapshots.interfaces import Usage
-from runtime.snapshots.trash import Trash, delete_trees
+from runtime.snapshots.trash import SMALL_TREE, Trash, delete_trees
 
 
 class HeldDeleter:
@@ -76,11 +76,15 @@ def test_close_deletes_what_waits_and_later_puts_delete_in_the_caller(tmp_path: 
     trash.flush()  # nothing waits: returns
 
 
-@pytest.mark.parametrize("missing", [True, False])
-def test_delete_trees_tolerates_missing_paths(tmp_path: Path, missing: bool) -> None:
+@pytest.mark.parametrize("files", [None, 3, SMALL_TREE * 2])
+def test_delete_trees_small_in_thread_big_by_rm_missing_fine(
+    tmp_path: Path, files: int | None
+) -> None:
+    """A missing tree, a small one (deleted in the thread) and a big one (by ``rm``): gone."""
     target = tmp_path / "t"
-    if not missing:
+    if files is not None:
         (target / "d").mkdir(parents=True)
-        (target / "d" / "f").write_text("f")
-    delete_trees([target])
-    assert not target.exists()
+        for n in range(files):
+            (target / "d" / str(n)).write_text("f")
+    delete_trees([target, tmp_path / "also-missing"])
+    assert list(tmp_path.iterdir()) == []
