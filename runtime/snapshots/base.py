@@ -75,11 +75,11 @@ class DirectorySnapshotter:
     independent_layers: bool = False
     _uses_workdir: bool = False
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, trash: Trash | None = None) -> None:
         self._root = Path(root)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        self._trash = Trash()
+        self._trash = trash or Trash()
 
     @property
     def root(self) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime.snapshots.interfaces import Usage
+from runtime.snapshots.native import NativeSnapshotter
 from runtime.snapshots.trash import SMALL_TREE, Trash, delete_trees
 
 
@@ -88,3 +89,27 @@ def test_delete_trees_small_in_thread_big_by_rm_missing_fine(
             (target / "d" / str(n)).write_text("f")
     delete_trees([target, tmp_path / "also-missing"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_removed_layer_counts_as_pending_until_deleted(tmp_path: Path) -> None:
+    """What ImageFsInfo adds to the committed layers: a removed image layer, by its size at
+    commit, while its directory waits; nothing once it is deleted. Its key is free at once."""
+    deleter = HeldDeleter()
+    sn = NativeSnapshotter(tmp_path / "sn", trash=Trash(delete=deleter))
+    try:
+        sn.prepare("a")
+        (sn.layer_dir("a") / "data").write_bytes(b"x" * 65536)
+        sn.commit("layer", "a")
+        size = sn.usage("layer")
+        sn.remove("layer")
+        assert deleter.started.acquire(timeout=10)
+        assert sn.pending_removal() == size
+        sn.prepare("layer")  # the key is reusable while the old data waits
+        doomed = [p.name for p in (tmp_path / "sn/snapshots").iterdir()]
+        assert len([n for n in doomed if n.startswith(".removing-")]) == 1
+        deleter.release.set()
+        sn.flush()
+        assert sn.pending_removal() == Usage(size=0, inodes=0)
+    finally:
+        deleter.release.set()
+        sn.close()
