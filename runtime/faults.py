@@ -41,6 +41,9 @@ POINTS: frozenset[str] = frozenset(
         # RemoveContainer
         "container.remove.task-deleted",
         "container.remove.files-removed",
+        # any snapshot removal (RemoveContainer's reaches it first): the row gone, the directory
+        # renamed to .removing-<id> and not deleted yet
+        "snapshot.remove.trashed",
         # PullImage
         "image.pull.unpacked",
         "image.pull.recorded",

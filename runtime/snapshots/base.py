@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from runtime import faults
 from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from runtime.mount import Mount
 from runtime.snapshots import metadata as md
@@ -290,6 +291,7 @@ class DirectorySnapshotter:
                     os.rename(self._dir(record.id), doomed)
                 # If COMMIT fails below, the rollback leaves a row whose directory is named
                 # .removing-<id>; cleanup() renames it back.
+        faults.point("snapshot.remove.trashed")
         if record.kind is Kind.COMMITTED and record.size is not None:
             usage = Usage(size=record.size, inodes=record.inodes or 0)
         else:

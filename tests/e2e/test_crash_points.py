@@ -1,7 +1,8 @@
 """pinnaced SIGKILLed at every named step (runtime/faults.py) of RunPodSandbox, CreateContainer,
-StartContainer, StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox and PullImage,
-then restarted: the retried RPC succeeds or the object is reported as it really is, exits that
-happened meanwhile are reported, nothing is leaked and no name stays reserved.
+StartContainer, StopContainer, RemoveContainer (and the snapshot removal in it), StopPodSandbox,
+RemovePodSandbox and PullImage, then restarted: the retried RPC succeeds or the object is
+reported as it really is, exits that happened meanwhile are reported, nothing is leaked and no
+name stays reserved.
 
 Each case starts one daemon armed with one crash point (``PINNACE_CRASH_AT``), does what the
 step needs beforehand, sends the RPC (the daemon dies: UNAVAILABLE), restarts it unarmed and
@@ -188,6 +189,19 @@ def _after_remove_container(case: Case) -> None:
     case.env.create(case.pod_id, case.pod, case.ctr_config)
 
 
+def _after_remove_trashed(case: Case) -> None:
+    """Killed with a removed snapshot's directory in the trash: the restarted daemon's
+    cleanup deleted it before it served, and the retry finds the snapshot gone."""
+    trash = [
+        p
+        for root in (case.env.daemon.root / "snapshots").glob("*/snapshots")
+        for p in root.iterdir()
+        if p.name.startswith(".removing-")
+    ]
+    assert trash == []
+    _after_remove_container(case)
+
+
 def _after_stop_pod(case: Case) -> None:
     _stop_pod(case)
     assert _pods(case) == {case.pod_id: pb.SANDBOX_NOTREADY}
@@ -226,6 +240,7 @@ CASES: dict[str, tuple[Step, Step, Step]] = {
     "container.stop.exited": (_running, _stop_container, _after_stop_container),
     "container.remove.task-deleted": (_running, _remove_container, _after_remove_container),
     "container.remove.files-removed": (_running, _remove_container, _after_remove_container),
+    "snapshot.remove.trashed": (_running, _remove_container, _after_remove_trashed),
     "sandbox.stop.network-detached": (_running, _stop_pod, _after_stop_pod),
     "sandbox.stop.unpinned": (_running, _stop_pod, _after_stop_pod),
     "sandbox.remove.stopped": (_running, _remove_pod, _after_remove_pod),
@@ -269,6 +284,7 @@ DEFAULT = frozenset(
         "container.start.task-started",
         "container.stop.exited",
         "container.remove.task-deleted",
+        "snapshot.remove.trashed",
         "sandbox.stop.network-detached",
         "sandbox.remove.stopped",
         "image.pull.unpacked",
