@@ -327,11 +327,13 @@ def test_interactive_tty_container(env: Env) -> None:
         assert all(s.replied.wait(30) for s in streams.values())
         client.send(streams["resize"], b'{"Width":90,"Height":30}')
         out = streams["stdout"]
+        # The terminal echoes each line at once, before the shell has read it (or even
+        # started): wait for what only the shell prints, the marker's arithmetic evaluated.
         for _ in range(20):
             mark = len(out.data)
-            client.send(streams["stdin"], b"stty size\n")
-            assert client.wait_for(lambda m=mark: b"\n" in out.data[m:])
-            if b"30 90" in out.data:
+            client.send(streams["stdin"], b"stty size; echo ran$((6*7))\n")
+            assert client.wait_for(lambda m=mark: b"ran42" in out.data[m:]), bytes(out.data)
+            if b"30 90" in out.data[mark:]:
                 break
         assert b"30 90" in out.data
         client.send(streams["stdin"], b"exit 4\n")
