@@ -928,6 +928,9 @@ int main(int argc, char **argv)
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		die("failed to set process as non-dumpable: %s", strerror(errno));
 	prctl(PR_SET_NAME, "pinnace-exec", 0, 0, 0); /* not the memfd's "N" */
+	/* an inherited SIG_IGN would let the kernel reap stage 2 by itself and free its pid
+	 * before stage 0 writes it into the container's cgroups */
+	signal(SIGCHLD, SIG_DFL);
 	{
 		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 		int seals = self < 0 ? -1 : fcntl(self, F_GET_SEALS);

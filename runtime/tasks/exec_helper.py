@@ -134,6 +134,23 @@ def sealed_copy(binary: Path) -> int:
     return fd
 
 
+#: The oldest kernel the helper runs on: it marks every descriptor close-on-exec with
+#: ``close_range(..., CLOSE_RANGE_CLOEXEC)`` after the command is released, too late to fall
+#: back to the OCI runtime, and that flag came in Linux 5.11.
+MIN_KERNEL = (5, 11)
+
+
+def kernel_supported(release: str) -> bool:
+    """Whether a kernel release string (``uname -r``: "6.1.0-18-amd64", "5.10.0") is at least
+    :data:`MIN_KERNEL` (pure; an unparsable one is not)."""
+    parts = release.split("-", 1)[0].split(".")
+    try:
+        version = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        return False
+    return version >= MIN_KERNEL
+
+
 class ExecHelper:
     """``pinnace-exec`` for one task manager: built (or found in ``cache_dir``) in a thread
     once ``start`` is called, then held as a sealed memfd, the file that is executed; with
@@ -181,6 +198,14 @@ class ExecHelper:
             self.fd = -1
 
     def _make(self) -> Path | None:
+        kernel = os.uname().release
+        if not kernel_supported(kernel):
+            log.info(
+                "exec helper: kernel %s has no close_range(CLOSE_RANGE_CLOEXEC) (5.11+); "
+                "execs use the OCI runtime",
+                kernel,
+            )
+            return None
         helper = build_helper(self._cache_dir)
         if helper is None:
             return None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.tasks.exec_helper import helper_name
+from runtime.tasks.exec_helper import helper_name, kernel_supported
 from runtime.tasks.fastexec import ExecPlan, helper_argv, plan_exec, raises_nofile, runc_refusal
 
 CG = "/sys/fs/cgroup"
@@ -221,3 +221,17 @@ def test_only_runc_1_1_gets_the_helper(text: str, refused: str | None) -> None:
 def test_helper_name_follows_the_source() -> None:
     assert helper_name(b"a") == helper_name(b"a") != helper_name(b"b")
     assert helper_name(b"a").startswith("pinnace-exec-")
+
+
+@pytest.mark.parametrize(
+    ("release", "ok"),
+    [
+        ("6.1.0-18-amd64", True),
+        ("5.11.0", True),
+        ("5.10.0-28-amd64", False),
+        ("4.19.0", False),
+        ("garbage", False),
+    ],
+)
+def test_the_helper_needs_close_range_cloexec(release: str, ok: bool) -> None:
+    assert kernel_supported(release) is ok
