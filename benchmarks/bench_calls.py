@@ -33,11 +33,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import reference  # noqa: E402
 from benchmarks.bench_scale import relist  # noqa: E402
-from benchmarks.workload import cpu_seconds, pct, remove_pod, run_pod, timed  # noqa: E402
+from benchmarks.workload import cpu_seconds, pct, push_bench_images, remove_pod, run_pod, timed  # noqa: E402
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
-from tests.support import images  # noqa: E402
 from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
-from tests.support.push import push_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
 
 
@@ -151,12 +149,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-calls-") as tmp:
         base = Path(tmp)
         with Registry.plain(parent_dir=base) as registry:
-            push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
-            pause_image = images.busybox_image(
-                config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
-            )
-            push_image(registry.url, "bench/pause", "v1", pause_image)
-            image = f"{registry.host}/bench/busybox:v1"
+            image, _pause = push_bench_images(registry)
             with _targets(base, registry, args) as targets:
                 try:
                     for t in targets:

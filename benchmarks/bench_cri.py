@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import subprocess
 import sys
@@ -51,12 +50,14 @@ sys.path.insert(0, str(REPO))
 from benchmarks import reference  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
     WORKLOAD_CMD,
+    bridge_conflist,
     cmdline,
     concurrent_lifecycles,
     conmon_pids,
     cpu_seconds,
     lifecycle,
     pids_whose_args,
+    push_bench_images,
     remove_pod,
     rss_pss_kb,
     run_pod,
@@ -232,29 +233,6 @@ def print_table(targets: list[Target], args: argparse.Namespace) -> None:
     print(f"(medians of {args.rounds} rounds; rounds alternate the order of the runtimes)")
 
 
-def _bridge_conflist(name: str, bridge: str, subnet: str, ipam_dir: Path) -> str:
-    return json.dumps(
-        {
-            "cniVersion": "1.0.0",
-            "name": name,
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": bridge,
-                    "isGateway": True,
-                    "ipMasq": False,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": subnet}]],
-                        "dataDir": str(ipam_dir),
-                    },
-                },
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ],
-        }
-    )
-
-
 def _free_port() -> int:
     import socket
 
@@ -303,7 +281,7 @@ def _targets(
         )
         daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
         (daemon.cni_conf_dir / "10-bench.conflist").write_text(
-            _bridge_conflist("bench", bridges[0], "10.213.248.0/24", base / "ipam-pinnace")
+            bridge_conflist("bench", bridges[0], "10.213.248.0/24", base / "ipam-pinnace")
         )
         stack.enter_context(daemon)
         targets = [
@@ -322,7 +300,7 @@ def _targets(
             ctd = reference.Containerd(base / "containerd", sandbox_image=pause, hosts_dir=hosts)
             ctd.cni_conf_dir.mkdir(parents=True)
             (ctd.cni_conf_dir / "10-bench.conflist").write_text(
-                _bridge_conflist("bench", bridges[1], "10.213.249.0/24", base / "ipam-ctd")
+                bridge_conflist("bench", bridges[1], "10.213.249.0/24", base / "ipam-ctd")
             )
             stack.enter_context(ctd)
             sock = str(ctd.socket)
@@ -372,16 +350,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-cri-") as tmp:
         base = Path(tmp)
         with Registry.plain(parent_dir=base) as registry:
-            push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
-            pause_image = images.busybox_image(
-                config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
-            )
-            push_image(registry.url, "bench/pause", "v1", pause_image)
+            image, pause = push_bench_images(registry)
             if "pull" not in args.skip:
                 big = images.big_image(cache, total_bytes=args.pull_mb * 1024 * 1024, layers=5)
                 push_image(registry.url, "bench/big", "v1", big)
-            image = f"{registry.host}/bench/busybox:v1"
-            with _targets(base, registry, f"{registry.host}/bench/pause:v1", args) as targets:
+            with _targets(base, registry, pause, args) as targets:
                 for target in targets:
                     target.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
                 for n in range(args.rounds):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.workload import (  # noqa: E402
+    bridge_conflist,
     concurrent_lifecycles,
     container_config,
     cpu_seconds,
@@ -200,29 +200,6 @@ def run_round(side: Side, image: str, args: argparse.Namespace) -> None:
         side.cpu_concurrent.append((side.cgroup.seconds() - cpu1) / len(durations) * 1000)
 
 
-def _conflist(bridge: str, subnet: str, ipam: Path) -> str:
-    return json.dumps(
-        {
-            "cniVersion": "1.0.0",
-            "name": "bench",
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": bridge,
-                    "isGateway": True,
-                    "ipMasq": False,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": subnet}]],
-                        "dataDir": str(ipam),
-                    },
-                },
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ],
-        }
-    )
-
-
 @contextlib.contextmanager
 def sides(base: Path, registry: Registry, args: argparse.Namespace) -> Iterator[list[Side]]:
     hosts = base / "certs.d"
@@ -246,7 +223,7 @@ def sides(base: Path, registry: Registry, args: argparse.Namespace) -> Iterator[
             )
             daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
             (daemon.cni_conf_dir / "10-bench.conflist").write_text(
-                _conflist(bridge, f"10.213.{240 + n}.0/24", base / f"ipam-{name}")
+                bridge_conflist("bench", bridge, f"10.213.{240 + n}.0/24", base / f"ipam-{name}")
             )
             cgroup = CpuCgroup(name)
             stack.callback(cgroup.remove)

@@ -8,6 +8,7 @@ pod gets the network of the daemon's CNI config. Every pod has one busybox conta
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -183,3 +184,42 @@ def conmon_pids(state: Path) -> list[int]:
     return pids_whose_args(
         lambda a: bool(a) and a[0].endswith("conmon") and any(marker in x for x in a)
     )
+
+
+def bridge_conflist(name: str, bridge: str, subnet: str, ipam_dir: Path) -> str:
+    """The CNI bridge network the benchmarks give a runtime: bridge + host-local on ``subnet``,
+    portmap for hostPorts, no masquerading (traffic stays on the node)."""
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": bridge,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": subnet}]],
+                        "dataDir": str(ipam_dir),
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }
+    )
+
+
+def push_bench_images(registry: Any) -> tuple[str, str]:
+    """Push the benchmarks' workload image (busybox) and pause image (a sleeper) to a test
+    registry; their references."""
+    from tests.support import images
+    from tests.support.push import push_image
+
+    push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
+    pause = images.busybox_image(
+        config=images.ImageConfig(cmd=None, entrypoint=("/bin/sleep", "infinity"))
+    )
+    push_image(registry.url, "bench/pause", "v1", pause)
+    return f"{registry.host}/bench/busybox:v1", f"{registry.host}/bench/pause:v1"
