@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,24 @@ def _container(
     )
 
 
+def _started(
+    runtime: Any, pod_id: str, pod: pb.PodSandboxConfig, config: pb.ContainerConfig
+) -> tuple[str, Callable[[str], pb.ExecSyncResponse]]:
+    """Create and start ``config`` in the pod: its id, and ``sh(script)`` run in it."""
+    cid = runtime.CreateContainer(
+        pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod),
+        timeout=60,
+    ).container_id
+    runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+
+    def sh(script: str) -> pb.ExecSyncResponse:
+        return runtime.ExecSync(
+            pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script], timeout=30), timeout=60
+        )
+
+    return cid, sh
+
+
 def _children_of(pid: int) -> list[str]:
     """The commands of ``pid``'s live children."""
     out = []
@@ -145,20 +163,7 @@ def test_pod_in_its_own_user_namespace(
         pb.RunPodSandboxRequest(config=pod, runtime_handler="runc"), timeout=120
     ).pod_sandbox_id
     mount = pb.Mount(container_path="/host", host_path=str(host_dir), readonly=False)
-    cid = runtime.CreateContainer(
-        pb.CreateContainerRequest(
-            pod_sandbox_id=pod_id,
-            config=_container(userns_images["box"], pod, [mount], pid),
-            sandbox_config=pod,
-        ),
-        timeout=60,
-    ).container_id
-    runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
-
-    def sh(script: str) -> pb.ExecSyncResponse:
-        return runtime.ExecSync(
-            pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script], timeout=30), timeout=60
-        )
+    _, sh = _started(runtime, pod_id, pod, _container(userns_images["box"], pod, [mount], pid))
 
     maps = sh("cat /proc/self/uid_map /proc/self/gid_map")
     assert maps.exit_code == 0, maps.stderr
@@ -314,20 +319,9 @@ def test_volumes_are_id_mapped_as_the_kubelet_asks(
         _idmapped("/image", "", image=pb.ImageSpec(image=userns_images["box"]), readonly=True),
         _idmapped("/dev/termination-log", str(termination_log)),
     ]
-    cid = runtime.CreateContainer(
-        pb.CreateContainerRequest(
-            pod_sandbox_id=pod_id,
-            config=_container(userns_images["box"], pod, mounts, pb.CONTAINER),
-            sandbox_config=pod,
-        ),
-        timeout=60,
-    ).container_id
-    runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
-
-    def sh(script: str) -> pb.ExecSyncResponse:
-        return runtime.ExecSync(
-            pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script], timeout=30), timeout=60
-        )
+    cid, sh = _started(
+        runtime, pod_id, pod, _container(userns_images["box"], pod, mounts, pb.CONTAINER)
+    )
 
     # owners as the kernel shows them inside: through the id-mapped mounts host root is the
     # pod's root and host uid 1000 is 1000; through the plain bind host root is nobody
