@@ -19,7 +19,7 @@ import pytest
 from google.protobuf import json_format
 
 from cri.api.runtime.v1 import api_pb2 as pb
-from tests.support import kubelet
+from tests.support import kubelet, watch
 from tests.support.daemon import Pinnaced
 from tests.support.registry import Registry
 from tests.support.replay import Substitutions
@@ -168,6 +168,10 @@ def _start(node: Node, run_req: dict[str, Any], create_req: dict[str, Any]) -> S
     ctr = node.runtime.CreateContainer(create, timeout=60).container_id
     node.runtime.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
     status = node.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=ctr)).status
+    # StartContainer returns once runc's init is told to go, which may still be runc (with the
+    # spec's capabilities, not yet its execve): the command's first log line is the fact that
+    # /proc of the pid now shows the container's process
+    watch.wait_for_content(Path(status.log_path), bool, timeout=30)
     cgroup = f"{create.sandbox_config.linux.cgroup_parent}/{ctr}"
     pids = _container_pids(cgroup)
     assert len(pids) == 1, f"expected the container's init alone in {cgroup}: {pids}"
