@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
 
 from cri.nri import mux, ttrpc
@@ -72,7 +73,8 @@ class PluginConnection:
         *,
         timeout: float,  # noqa: ASYNC109 - carried to the plugin in timeout_nano too
     ) -> M:
-        """Call ``Plugin.<method>``; RpcError for a non-OK status."""
+        """Call ``Plugin.<method>``; RpcError for a non-OK status or an answer that does not
+        decode (the plugin's fault, reported like an error it returned)."""
         if self.closed.is_set():
             raise ConnectionClosed(f"{self.label}: connection closed")
         c = self._client.request(
@@ -92,7 +94,12 @@ class PluginConnection:
         finally:
             self._pending.pop(c.stream_id, None)
             self._client.forget(c.stream_id)
-        return response.FromString(payload)
+        try:
+            return response.FromString(payload)
+        except DecodeError as exc:
+            raise ttrpc.RpcError(
+                ttrpc.Code.INTERNAL, f"{self.label}: undecodable {method} response: {exc}"
+            ) from None
 
     def _send(self, conn_id: int, data: bytes) -> None:
         if self._writer.is_closing():
@@ -149,6 +156,12 @@ class PluginConnection:
                 data = await self._serve(req)
         except ttrpc.RpcError as exc:
             data = self._server.error(req.stream_id, int(exc.code), exc.message)
+        except DecodeError as exc:  # the plugin's bytes, not our bug
+            data = self._server.error(
+                req.stream_id,
+                ttrpc.Code.INVALID_ARGUMENT,
+                f"undecodable {req.method} request: {exc}",
+            )
         except Exception as exc:
             log.exception("%s: %s.%s failed", self.label, req.service, req.method)
             data = self._server.error(req.stream_id, ttrpc.Code.INTERNAL, str(exc))

@@ -145,3 +145,43 @@ async def test_large_requests_go_out_in_frames_of_at_most_4096(
     assert len(sizes) > 1 and max(sizes) <= 4096
     peer.writer.write(frame(1, 1, 2, b""))
     await call
+
+
+async def test_undecodable_bytes_are_the_peers_fault_not_a_crash(
+    pair: tuple[PluginConnection, Peer, list[ttrpc.IncomingRequest]],
+) -> None:
+    conn, peer, _ = pair
+    call = asyncio.ensure_future(
+        conn.call("StopPodSandbox", npb.StopPodSandboxRequest(), npb.Empty, timeout=10)
+    )
+    await peer.read_message()
+    # Response{payload=ff ff}: a truncated varint where a StopPodSandboxResponse should be
+    peer.writer.write(frame(1, 1, 2, ld(2, b"\xff\xff")))
+    with pytest.raises(ttrpc.RpcError, match="undecodable StopPodSandbox response") as err:
+        await call
+    assert err.value.code == ttrpc.Code.INTERNAL
+    assert not conn.closed.is_set()  # the connection carries on
+
+
+async def test_an_undecodable_request_is_answered_invalid_argument() -> None:
+    a, b = socket.socketpair()
+
+    async def serve(req: ttrpc.IncomingRequest) -> bytes:
+        npb.RegisterPluginRequest.FromString(req.payload)
+        return ttrpc.ServerSide.answer(req.stream_id, b"")
+
+    r, w = await asyncio.open_unix_connection(sock=a)
+    conn = PluginConnection(r, w, serve=serve)
+    conn.start()
+    pr, pw = await asyncio.open_unix_connection(sock=b)
+    peer = Peer(pr, pw)
+    try:
+        request = ld(1, b"nri.pkg.api.v1alpha1.Runtime") + ld(2, b"RegisterPlugin")
+        peer.writer.write(frame(2, 1, 1, request + ld(3, b"\x0a\x7f")))  # a name cut short
+        _, stream, mtype, payload, _ = await peer.read_message()
+        assert (stream, mtype) == (1, 2)
+        assert payload.startswith(b"\x0a") and b"\x08\x03" in payload  # status code 3
+        assert b"undecodable RegisterPlugin request" in payload
+    finally:
+        await conn.close()
+        pw.close()
