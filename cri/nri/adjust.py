@@ -312,15 +312,21 @@ class Adjustments:
             out.setdefault("unified", {})[key] = value
         if res.HasField("blockio_class"):
             # A class names settings in a blockio configuration (containerd's goresctrl
-            # file); pinnace has none, so like containerd with blockio disabled it refuses.
+            # file); pinnace has none, so like containerd with blockio disabled it refuses
+            # a class. An empty class clears the container's blockio, as containerd's does.
             self._claim("blockio class", "", plugin)
-            raise FailedPrecondition(
-                f"NRI plugin {plugin!r} set blockio class {res.blockio_class.value!r} of "
-                f"container {self.container_id}: no blockio classes are configured"
-            )
+            if res.blockio_class.value:
+                raise FailedPrecondition(
+                    f"NRI plugin {plugin!r} set blockio class {res.blockio_class.value!r} of "
+                    f"container {self.container_id}: no blockio classes are configured"
+                )
+            out.pop("blockIO", None)
         if res.HasField("rdt_class"):
             self._claim("rdt class", "", plugin)
-            linux["intelRdt"] = {"closID": res.rdt_class.value}
+            if res.rdt_class.value:
+                linux["intelRdt"] = {"closID": res.rdt_class.value}
+            else:  # an empty class: no RDT class (containerd's ClearLinuxIntelRdt)
+                linux.pop("intelRdt", None)
 
 
 def _seccomp(p: npb.LinuxSeccomp) -> dict[str, Any]:

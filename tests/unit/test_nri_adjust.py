@@ -110,6 +110,38 @@ def test_removal_first_gives_up_the_claim_and_hooks_never_conflict() -> None:
     assert owners.compound[6].owners["X"] == "20-b"
 
 
+def test_a_mount_is_removed_and_replaced_and_classes_are_applied() -> None:
+    s = spec()
+    s["mounts"].append({"destination": "/etc/hosts", "type": "bind", "source": "/a"})
+    adjustments = Adjustments("c1")
+    adjustments.apply(
+        s,
+        npb.ContainerAdjustment(
+            mounts=[
+                npb.Mount(destination="-/etc/hosts"),
+                npb.Mount(destination="/proc", type="proc", source="proc", options=["nosuid"]),
+            ]
+        ),
+        "10-a",
+    )
+    assert [m["destination"] for m in s["mounts"]] == ["/proc"]
+    assert s["mounts"][0]["options"] == ["nosuid"]
+    rdt = npb.ContainerAdjustment()
+    rdt.linux.resources.rdt_class.value = "gold"
+    adjustments.apply(s, rdt, "10-a")
+    assert s["linux"]["intelRdt"] == {"closID": "gold"}
+    clear = npb.ContainerAdjustment()
+    clear.linux.resources.rdt_class.value = ""
+    clear.linux.resources.blockio_class.value = ""
+    s["linux"]["resources"]["blockIO"] = {"weight": 10}
+    adjustments.apply(s, clear, "10-a")
+    assert "intelRdt" not in s["linux"] and "blockIO" not in s["linux"]["resources"]
+    blockio = npb.ContainerAdjustment()
+    blockio.linux.resources.blockio_class.value = "slow"
+    with pytest.raises(FailedPrecondition, match="no blockio classes are configured"):
+        Adjustments("c1").apply(spec(), blockio, "20-b")
+
+
 def test_unapplied_adjustments_are_refused_by_name() -> None:
     adj = npb.ContainerAdjustment(linux=npb.LinuxContainerAdjustment(sysctl={"a": "b"}))
     with pytest.raises(FailedPrecondition, match="sysctl"):
