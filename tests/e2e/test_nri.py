@@ -2,9 +2,11 @@
 (its own framing, ttrpc and protobuf code) on the daemon's NRI socket.
 
 Checked: registration (Configure, Synchronize), the event order of a pod whose container
-exits on its own, what List/Status show while a hook blocks, a failing hook and its retry,
-registration while creations run, every adjustment kind seen from inside the container,
-conflicts between two plugins, unsolicited updates, and a plugin that dies."""
+exits on its own, plugins called in index order and each only for the events of its mask,
+what List/Status show while a hook blocks, a failing hook and its retry, registration while
+creations run, every adjustment kind seen from inside the container, conflicts between two
+plugins, unsolicited updates, a plugin that dies, the plugin metrics and ``nri ls`` counts,
+and NRI switched off."""
 
 from __future__ import annotations
 
@@ -203,6 +205,45 @@ def test_registration_and_event_order(node: Node) -> None:
     assert calls >= 11
 
 
+def test_events_go_in_index_order_and_follow_each_mask(node: Node) -> None:
+    from tests.support.nri_plugin import EVENTS
+
+    order: list[str] = []
+
+    def recorder(name: str) -> Callable[[str, str], bytes]:
+        def adjust(pod: str, ctr: str) -> bytes:
+            order.append(name)
+            return adjustment(env={f"BY_{name.upper()}": "1"})
+
+        return adjust
+
+    # registered in the reverse of their index order
+    node.plugin(name="late", index="90", adjust=recorder("late")).start()
+    node.plugin(name="early", index="10", adjust=recorder("early")).start()
+    pod_events = (1 << (EVENTS["RunPodSandbox"] - 1)) | (1 << (EVENTS["StopPodSandbox"] - 1))
+    narrow = node.plugin(name="narrow", index="50", events=pod_events).start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    node.create(pod_id, pod, "c", ["sleep", "100"])
+    assert order == ["early", "late"]
+    node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert narrow.events_of(pod.metadata.name) == ["RunPodSandbox", "StopPodSandbox"]
+    listed = [(p["index"], p["name"]) for p in _nri_info(node)["plugins"]]
+    assert listed == [("10", "early"), ("50", "narrow"), ("90", "late")]
+    # the conflict names the plugin that set the field first, in index order
+    node.plugin(
+        name="again", index="95", adjust=lambda p, c: adjustment(env={"BY_EARLY": "2"})
+    ).start()
+    other = node.pod_config()
+    other_id = node.run_pod(other)
+    with pytest.raises(grpc.RpcError) as err:
+        node.create(other_id, other, "d", ["sleep", "100"])
+    assert "plugins '10-early' and '95-again' both tried to set env 'BY_EARLY'" in (
+        err.value.details()
+    )
+
+
 def test_blocked_hooks_keep_the_object_invisible_but_list_and_status_answer(node: Node) -> None:
     hooks = ("RunPodSandbox", "CreateContainer", "StopPodSandbox")
     blocks = {name: threading.Event() for name in hooks}
@@ -276,8 +317,14 @@ def test_registration_while_creations_run_misses_no_container(node: Node) -> Non
     names = [f"c{i}" for i in range(4)]
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         creations = [pool.submit(node.create, pod_id, pod, n, ["sleep", "100"]) for n in names]
+        # every creation is in flight (held in the first plugin's hook, not yet listed), and
+        # the late plugin has been configured: without the sync lock its Synchronize would
+        # now snapshot a node without these containers, and their CreateContainer events
+        # went out before it joined
+        assert first.wait_for_calls("CreateContainer", len(names))
         late = node.plugin(name="late", index="30")
         registering = pool.submit(late.start)
+        assert late.configure_answered.wait(30)
         slow.set()
         for f in creations:
             f.result(timeout=60)
@@ -375,6 +422,63 @@ def test_update_events_and_nri_ls(node: Node, capsys: Any) -> None:
     assert cli.main(["--address", f"unix://{node.daemon.socket}", "nri", "ls"]) == 0
     out = capsys.readouterr().out
     assert "42" in out and "watcher" in out and "CreateContainer" in out
+
+
+def test_metrics_and_nri_ls_count_calls_and_failures(
+    pinnaced: Any, nri_images: dict[str, str], capsys: Any
+) -> None:
+    import socket
+
+    import httpx
+
+    from cri.cli import main as cli
+
+    with socket.socket() as probe:  # a free loopback port for the metrics endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = make_node(pinnaced, nri_images, config=f'[metrics]\naddress = "127.0.0.1:{port}"\n')
+    try:
+        node.plugin(name="counted", index="33", fail={"RunPodSandbox": ["refused once"]}).start()
+        pod = node.pod_config()
+        with pytest.raises(grpc.RpcError):
+            node.run_pod(pod)
+        node.run_pod(pod)
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+        def sample(name: str, *labels: str) -> float:
+            for line in body.splitlines():
+                if line.startswith(name + "{") and all(label in line for label in labels):
+                    return float(line.rsplit(" ", 1)[1])
+            raise AssertionError(f"no sample {name} {labels}")
+
+        total = "pinnace_nri_plugin_invocations_total"
+        run = ('plugin="33-counted"', 'operation="RunPodSandbox"')
+        assert sample(total, *run, 'result="error"') == 1
+        assert sample(total, *run, 'result="ok"') == 1
+        assert sample(total, 'plugin="33-counted"', 'operation="Synchronize"', 'result="ok"') == 1
+        count = "pinnace_nri_plugin_duration_seconds_count"
+        assert sample(count, 'operation="RunPodSandbox"') == 2
+        capsys.readouterr()
+        assert cli.main(["--address", f"unix://{node.daemon.socket}", "nri", "ls"]) == 0
+        row = next(line for line in capsys.readouterr().out.splitlines() if "counted" in line)
+        # Configure, Synchronize and two RunPodSandbox calls; one of them failed
+        assert row.split()[-2:] == ["4", "1"]
+    finally:
+        close_node(node)
+
+
+def test_nri_switched_off_serves_no_socket(pinnaced: Any, nri_images: dict[str, str]) -> None:
+    from cri.cli import main as cli
+
+    node = make_node(pinnaced, nri_images, config="[nri]\nenable = false\n")
+    try:
+        assert not node.daemon.nri_socket.exists()
+        assert "nri" not in node.runtime.Status(pb.StatusRequest(verbose=True)).info
+        assert cli.main(["--address", f"unix://{node.daemon.socket}", "nri", "ls"]) == 1
+        pod = node.pod_config()
+        node.create(node.run_pod(pod), pod, "c", ["sleep", "100"])  # the CRI works without it
+    finally:
+        close_node(node)
 
 
 def test_a_validator_sees_the_adjustments_and_may_reject_them(node: Node) -> None:

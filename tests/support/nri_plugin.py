@@ -12,8 +12,10 @@ Behaviour, set before or while it runs:
   when a call arrives, so a test can look at the runtime while the hook is blocked.
 * ``fail[event]``: an error message returned (once per entry in the list) as a status.
 * ``adjust``: a callable (pod name, container name) → encoded ContainerAdjustment.
-* ``log``: every call received, as (method, pod name, container name) in arrival order;
-  ``synced``: the (pods, containers) names of Synchronize.
+* ``log``: every call received, as (method, pod name, container name) in arrival order
+  (``wait_for_calls`` awaits a number of them); ``synced``: the (pods, containers) names of
+  Synchronize (``sync_requests``: in how many requests); ``configure_answered`` is set once
+  Configure has been answered.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ class ScriptedPlugin:
     create_updates: Callable[[str, str], list[bytes]] | None = None
     log: list[tuple[str, str, str]] = field(default_factory=list)
     synced: tuple[list[str], list[str]] | None = None
+    sync_requests: int = 0
     configured: dict[str, Any] = field(default_factory=dict)
     max_frame_seen: int = 0
     log_file: str | None = None  # each call's method appended as a line (another process)
@@ -199,6 +202,7 @@ class ScriptedPlugin:
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         self.closed = threading.Event()
+        self.configure_answered = threading.Event()
         self._pods: dict[str, str] = {}
 
     # -- framing ---------------------------------------------------------------------------
@@ -300,6 +304,7 @@ class ScriptedPlugin:
                 "config": s(body, 1),
             }
             self._reply(sid, f_int(2, self.events))
+            self.configure_answered.set()
             return
         if method == "Synchronize":
             pods = [parse(p) for p in body.get(1, [])]
@@ -309,6 +314,7 @@ class ScriptedPlugin:
             old = self.synced or ([], [])
             self.synced = (old[0] + [s(p, 2) for p in pods], old[1] + [s(c, 3) for c in ctrs])
             more = bool(body.get(3, [0])[0])
+            self.sync_requests += 1
             self._reply(sid, f_int(2, 1) if more else b"")
             if not more:
                 self.ready.set()
@@ -323,7 +329,9 @@ class ScriptedPlugin:
         if method == "RunPodSandbox":
             pod = sub(body, 1)
             self._pods[s(pod, 1)] = s(pod, 2)
-        self.log.append((method, pod_name, ctr_name))
+        with self._cond:
+            self.log.append((method, pod_name, ctr_name))
+            self._cond.notify_all()
         if self.log_file is not None:
             with open(self.log_file, "a") as f:
                 f.write(method + "\n")
@@ -392,6 +400,14 @@ class ScriptedPlugin:
         if code:
             raise RuntimeError(f"UpdateContainers failed: {code} {message}")
         return [s(parse(u), 1) for u in parse(payload).get(1, [])]
+
+    def wait_for_calls(self, method: str, count: int, timeout: float = 30) -> bool:
+        """Whether ``count`` calls of ``method`` have arrived (in a handler or done) within
+        ``timeout`` seconds."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: sum(1 for m, _p, _c in self.log if m == method) >= count, timeout
+            )
 
     def pod_id(self, name: str) -> str:
         """The id of the pod named ``name`` as the runtime told this plugin."""
