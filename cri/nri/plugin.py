@@ -18,8 +18,9 @@ from runtime.model.pods import Container, Resources, Sandbox
 
 NRI_VERSION = "v0.12.2"
 ALL_EVENTS = (1 << (npb.LAST - 1)) - 1
-_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-_INDEX = re.compile(r"^[0-9]{2}$")
+# fullmatch: "$" would let a trailing newline through, which containerd's checks refuse
+_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+_INDEX = re.compile(r"[0-9]{2}")
 # the largest Synchronize request pinnace sends (ttrpc refuses messages over 4 MiB)
 _SYNC_CHUNK_BYTES = (4 << 20) - (64 << 10)
 
@@ -56,12 +57,12 @@ STATE_CHANGE_FALLBACK = {
 def check_plugin_name(name: str) -> None:
     if not name:
         raise ValueError("invalid plugin name: name is empty")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"invalid plugin name {name!r}: use letters, digits and '-_.+'")
 
 
 def check_plugin_index(index: str) -> None:
-    if not _INDEX.match(index):
+    if not _INDEX.fullmatch(index):
         raise ValueError(f"invalid plugin index {index!r}, must be 2 digits")
 
 

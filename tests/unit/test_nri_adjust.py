@@ -151,10 +151,10 @@ def test_unapplied_adjustments_are_refused_by_name() -> None:
 def test_plugin_names_and_indexes() -> None:
     adaptation.check_plugin_name("my-plugin_1.0+x")
     adaptation.check_plugin_index("05")
-    for bad in ("", "a b", "a/b"):
+    for bad in ("", "a b", "a/b", "logger\n", "\nlogger"):
         with pytest.raises(ValueError, match="invalid plugin name"):
             adaptation.check_plugin_name(bad)
-    for bad in ("5", "005", "a1"):
+    for bad in ("5", "005", "a1", "10\n", "\uff11\uff10"):  # fullwidth digits
         with pytest.raises(ValueError, match="invalid plugin index"):
             adaptation.check_plugin_index(bad)
     assert adaptation.event_names(1 | 1 << 3) == ["RunPodSandbox", "CreateContainer"]
