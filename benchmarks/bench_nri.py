@@ -1,12 +1,16 @@
 """What NRI plugins add to a pod lifecycle, through the CRI of a real pinnaced.
 
-    .venv/bin/python -m benchmarks.bench_nri [--runs 30] [--rounds 3]
+    .venv/bin/python -m benchmarks.bench_nri [--runs 30] [--rounds 3] [--plugin process|thread]
 
 Lifecycle = RunPodSandbox, CreateContainer, StartContainer (busybox sleep), StopContainer,
 RemoveContainer, StopPodSandbox, RemovePodSandbox on the host network; the same daemon is
 measured with no plugin, one connected no-op plugin and three, in alternating rounds (the
-machine is shared, so conditions drift). The plugin is ``tests/support/nri_plugin.py``
-subscribed to every event but validation and answering at once: 9 NRI calls a lifecycle.
+machine is shared, so conditions drift). Each plugin subscribes to every event but validation
+and answers at once: 9 NRI calls a lifecycle. ``--plugin process`` (the default) runs each as
+a process of its own answering from one thread (``tests/support/nri_noop.py``, as a Go stub
+plugin without handlers does); ``--plugin thread`` uses the e2e tests' scripted plugin
+(``tests/support/nri_plugin.py``) inside the benchmark's process, a thread per call, which
+adds its own Python cost to every round trip.
 The daemon's own histogram of plugin round trips (its metrics endpoint) is printed too: the
 lifecycle medians are noisy on a shared machine, the round trip is a direct figure.
 """
@@ -14,8 +18,10 @@ lifecycle medians are noisy on a shared machine, the round trip is a direct figu
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,6 +88,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30, help="lifecycles per round and setup")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep-log", type=Path, help="copy the daemon's log here at the end")
+    parser.add_argument(
+        "--plugin",
+        choices=["process", "thread"],
+        default="process",
+        help="no-op plugins as processes of their own, or the scripted plugin in threads",
+    )
     args = parser.parse_args()
     args.calls_per_lifecycle = 0
     args.call_seconds = (0.0, 0)
@@ -125,21 +137,60 @@ def run_rounds(
         for _ in range(args.rounds):
             for count in (0, 1, 3):
                 plugins = [
-                    ScriptedPlugin(str(daemon.nri_socket), name=f"noop{i}", index=f"{10 + i}")
+                    NoopPlugin(daemon.nri_socket, f"noop{i}", f"{10 + i}", mode=args.plugin)
                     for i in range(count)
                 ]
-                for p in plugins:
-                    p.start()
                 try:
+                    for p in plugins:
+                        p.start()
                     lifecycle(runtime, image)  # the first after a registration
-                    before = len(plugins[0].log) if plugins else 0
+                    before = _plugin_calls(runtime)
                     results[count] += [lifecycle(runtime, image) for _ in range(args.runs)]
                     if plugins:
-                        args.calls_per_lifecycle = (len(plugins[0].log) - before) // args.runs
+                        made = _plugin_calls(runtime) - before
+                        args.calls_per_lifecycle = made // (args.runs * count)
                 finally:
                     for p in plugins:
                         p.close()
         args.call_seconds = _nri_call_seconds(port)
+
+
+class NoopPlugin:
+    """One no-op plugin: a process of its own (``nri_noop``) or the scripted plugin's threads."""
+
+    def __init__(self, socket_path: Path, name: str, index: str, *, mode: str) -> None:
+        self._args = (str(socket_path), name, index)
+        self._mode = mode
+        self._process: subprocess.Popen[str] | None = None
+        self._scripted: ScriptedPlugin | None = None
+
+    def start(self) -> None:
+        if self._mode == "thread":
+            self._scripted = ScriptedPlugin(self._args[0], name=self._args[1], index=self._args[2])
+            self._scripted.start()
+            return
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.nri_noop", *self._args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        if self._process.stdout.readline().strip() != "ready":  # "" when it exited
+            raise RuntimeError(f"no-op plugin {self._args[1]} did not synchronize")
+
+    def close(self) -> None:
+        if self._scripted is not None:
+            self._scripted.close()
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+
+def _plugin_calls(runtime: Any) -> int:
+    """Calls pinnaced made to the connected plugins (its verbose Status)."""
+    status = runtime.Status(pb.StatusRequest(verbose=True), timeout=10)
+    return sum(p["calls"] for p in json.loads(status.info["nri"])["plugins"])
 
 
 def _nri_call_seconds(port: int) -> tuple[float, int]:
@@ -161,7 +212,10 @@ def _nri_call_seconds(port: int) -> tuple[float, int]:
 
 def report(args: argparse.Namespace, results: dict[int, list[float]]) -> None:
     base_p50 = statistics.median(results[0])
-    print(f"pod lifecycle, {args.rounds} rounds x {args.runs} per setup (host network):")
+    print(
+        f"pod lifecycle, {args.rounds} rounds x {args.runs} per setup (host network), "
+        f"plugins: {args.plugin}:"
+    )
     for count, took in results.items():
         p50, mean = statistics.median(took), statistics.fmean(took)
         extra = "" if count == 0 else f"  (+{(p50 - base_p50) * 1000:5.1f} ms p50)"
