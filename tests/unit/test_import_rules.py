@@ -175,3 +175,11 @@ def test_the_cli_checker_sees_a_server_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from cri.config import load\nfrom runtime.images.store import ImageStore\n")
     assert len(_cli_offences([bad])) == 2
+
+
+def test_the_test_nri_plugins_share_no_protocol_code_with_the_server() -> None:
+    # issue 11: one misreading of the protocol must not hide in both sides, so the plugins the
+    # e2e tests and bench_nri run have their own framing, ttrpc and protobuf code
+    paths = [ROOT / "tests/support/nri_plugin.py", ROOT / "tests/support/nri_noop.py"]
+    forbidden = ("cri", "runtime", "google.protobuf", "grpc")
+    assert _offending(paths, forbidden) == []
