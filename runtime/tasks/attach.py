@@ -70,6 +70,15 @@ class AttachedStdio:
                 self._sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        """Close the socket, out of the loop's selector first (as ``exec_session._Lines``
+        does: a socket closed while registered would leave its fd number deaf for the
+        next file that gets it)."""
+        fd = self._sock.fileno()
+        if fd >= 0:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing registered
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
         with contextlib.suppress(OSError):
             self._sock.close()
 

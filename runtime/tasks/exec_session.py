@@ -130,8 +130,16 @@ class _Lines:
         return line
 
     def close(self) -> None:
+        """Close the pipe, first taking it out of the loop's selector: an fd closed while
+        registered leaves a stale entry there, and the next file to get the same number
+        (a client's socket, another session's pipe) would then never be seen ready."""
+        if self.fd < 0:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing registered
+            asyncio.get_running_loop().remove_reader(self.fd)
         with contextlib.suppress(OSError):
             os.close(self.fd)
+        self.fd = -1
 
 
 class ExecSession:
@@ -182,12 +190,18 @@ class ExecSession:
         teardown."""
         if self._pidfd < 0:
             return
+        # The attach socket first: conmon writes to it blocking, so output nobody reads any
+        # more would hold conmon back from reporting the exit.
+        self.stdio.close()
         self.kill()
         try:
             await asyncio.wait_for(self.wait(), _KILL_GRACE)
         except (TimeoutError, DeadlineExceeded):
             log.warning("exec %s: conmon did not report the exit after SIGKILL", self.id)
-        self.stdio.close()
+        if self._waiter is not None and not self._waiter.done():
+            # Still reading the sync pipe: end that read before the pipe is closed.
+            self._waiter.cancel()
+            await asyncio.wait({self._waiter})
         self._sync.close()
         os.close(self._pidfd)
         self._pidfd = -1
