@@ -175,6 +175,39 @@ def resolve(c: Client, text: str, *, kinds: Sequence[str] = ("pod", "container")
     raise NotFound(f"no {' or '.join(kinds)} matches {text!r}")
 
 
+#: The pod annotation that names the container ``kubectl exec POD`` picks in a pod of several.
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+
+def resolve_container(c: Client, text: str) -> str:
+    """The id of the container ``text`` names or, failing that, of the running container of
+    the pod it names (``exec POD``, as kubectl takes a pod). A pod with several running
+    containers needs one named: its ``kubectl.kubernetes.io/default-container`` annotation,
+    as kubectl reads it, or the caller names the container."""
+    try:
+        return resolve(c, text, kinds=("container",)).id
+    except NotFound:
+        pass
+    try:
+        pod_id = resolve(c, text, kinds=("pod",)).id
+    except NotFound:
+        raise NotFound(f"no container or pod matches {text!r}") from None
+    running = c.list_containers(pod_id=pod_id, state=pb.CONTAINER_RUNNING)
+    if len(running) == 1:
+        return str(running[0].id)
+    if not running:
+        raise FailedPrecondition(f"pod {short_id(pod_id)} ({text}) has no running container")
+    pods = [p for p in c.list_pods() if p.id == pod_id]
+    default = pods[0].annotations.get(DEFAULT_CONTAINER_ANNOTATION, "") if pods else ""
+    for x in running:
+        if default and x.metadata.name == default:
+            return str(x.id)
+    names = ", ".join(sorted(x.metadata.name for x in running))
+    raise InvalidArgument(
+        f"pod {text!r} has {len(running)} running containers ({names}): name the container"
+    )
+
+
 # -- pods, ps, inspect -------------------------------------------------------------------
 def cmd_pods(c: Client, args: argparse.Namespace) -> int:
     items = [
@@ -419,8 +452,7 @@ def cmd_exec(c: Client, args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise InvalidArgument("exec needs a command after the container: exec CONTAINER -- CMD")
-    target = resolve(c, args.container, kinds=("container",))
-    reply = c.exec_sync(target.id, command, timeout=args.exec_timeout)
+    reply = c.exec_sync(resolve_container(c, args.container), command, timeout=args.exec_timeout)
     _write_raw(sys.stdout, reply.stdout)
     _write_raw(sys.stderr, reply.stderr)
     return int(reply.exit_code)
@@ -523,7 +555,7 @@ def add_parsers(sub: Any) -> None:
         default=0,
         help="seconds before the command is killed (0: none)",
     )
-    p.add_argument("container")
+    p.add_argument("container", metavar="CONTAINER|POD")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
     p.set_defaults(func=cmd_exec)
 

@@ -5,7 +5,8 @@ streaming RPCs (Exec, Attach, PortForward) and a SPDY session to the URL they re
 ``echo hi | pinnace exec c -- cat``); ``-t`` puts the local terminal in raw mode, sends its
 size and every SIGWINCH as a resize; the command's exit code is pinnace's. ``--timeout`` without
 ``-i``/``-t`` keeps the old ExecSync behaviour (the command is killed after that long).
-``port-forward`` listens on 127.0.0.1 only.
+``port-forward`` listens on 127.0.0.1 only. ``exec`` and ``attach`` take a container or a
+pod (its running container: ``resolve_container``), as kubectl takes a pod.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.cli.client import Client
-from cri.cli.pods import resolve
+from cri.cli.pods import resolve, resolve_container
 from cri.cli.stream_client import SpdyClientSession, exit_code_of, status_message
 from runtime.errors import InvalidArgument
 
@@ -179,17 +180,17 @@ def cmd_exec(c: Client, args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise InvalidArgument("exec needs a command after the container: exec CONTAINER -- CMD")
-    target = resolve(c, args.container, kinds=("container",))
+    container_id = resolve_container(c, args.container)
     tty = _tty_wanted(args)
     stdin = bool(args.stdin) or not os.isatty(0)
     if args.exec_timeout > 0 and not (args.stdin or tty):
-        reply = c.exec_sync(target.id, command, timeout=args.exec_timeout)
+        reply = c.exec_sync(container_id, command, timeout=args.exec_timeout)
         _write(1, reply.stdout)
         _write(2, reply.stderr)
         return int(reply.exit_code)
     url = c.runtime.Exec(
         pb.ExecRequest(
-            container_id=target.id, cmd=command, tty=tty, stdin=stdin, stdout=True,
+            container_id=container_id, cmd=command, tty=tty, stdin=stdin, stdout=True,
             stderr=not tty,
         ),
         timeout=c.timeout,
@@ -198,11 +199,11 @@ def cmd_exec(c: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_attach(c: Client, args: argparse.Namespace) -> int:
-    target = resolve(c, args.container, kinds=("container",))
+    container_id = resolve_container(c, args.container)
     tty = _tty_wanted(args)
     url = c.runtime.Attach(
         pb.AttachRequest(
-            container_id=target.id, tty=tty, stdin=bool(args.stdin), stdout=True,
+            container_id=container_id, tty=tty, stdin=bool(args.stdin), stdout=True,
             stderr=not tty,
         ),
         timeout=c.timeout,
@@ -309,7 +310,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("attach", help="attach to a running container's main process")
     p.add_argument("-i", "--interactive", dest="stdin", action="store_true", help="send stdin")
     p.add_argument("-t", "--tty", action="store_true", help="the container has a terminal")
-    p.add_argument("container")
+    p.add_argument("container", metavar="CONTAINER|POD")
     p.set_defaults(func=cmd_attach)
 
     p = sub.add_parser("port-forward", help="forward local ports (127.0.0.1) to a pod's ports")
