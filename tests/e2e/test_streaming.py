@@ -664,6 +664,242 @@ def test_cli_port_forward(env: Env, echo_server: str) -> None:
         assert proc.wait(30) == 130
 
 
+def test_rpc_refusals_for_what_is_not_running(env: Env, sleeper: str) -> None:
+    done = env.container("done", ["true"])
+    assert _wait_exit(env, done).state == pb.CONTAINER_EXITED
+    refusals: list[tuple[Any, Any]] = [
+        (env.runtime.Exec, pb.ExecRequest(container_id=done, cmd=["true"], stdout=True)),
+        (env.runtime.Attach, pb.AttachRequest(container_id=done, stdout=True)),
+    ]
+    for call, request in refusals:
+        with pytest.raises(grpc.RpcError) as err:
+            call(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, request
+        assert "not running" in (err.value.details() or "")
+    for request in (
+        pb.AttachRequest(container_id=sleeper),
+        pb.AttachRequest(container_id=sleeper, tty=True, stdout=True, stderr=True),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            env.runtime.Attach(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    config = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name="stopped", uid=uuid.uuid4().hex, namespace="e2e")
+    )
+    pod_id = env.runtime.RunPodSandbox(
+        pb.RunPodSandboxRequest(config=config), timeout=120
+    ).pod_sandbox_id
+    try:
+        env.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        with pytest.raises(grpc.RpcError) as err:
+            env.runtime.PortForward(pb.PortForwardRequest(pod_sandbox_id=pod_id, port=[80]))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "not ready" in (err.value.details() or "")
+    finally:
+        env.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_websocket_base64_carries_the_bytes_and_the_status(env: Env, sleeper: str) -> None:
+    import base64
+
+    import websocket
+
+    url = env.exec_url(sleeper, ["sh", "-c", "printf 'hi\\377\\n'; echo e >&2; exit 2"])
+    ws = websocket.create_connection(
+        url.replace("http://", "ws://", 1), subprotocols=["base64.channel.k8s.io"], timeout=30
+    )
+    got: dict[str, bytes] = {}
+    try:
+        assert ws.subprotocol == "base64.channel.k8s.io"
+        while True:
+            opcode, data = ws.recv_data()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+            text = data.decode()  # base64: every message is text, channel digit first
+            got[text[0]] = got.get(text[0], b"") + base64.b64decode(text[1:])
+    finally:
+        ws.close()
+    assert got["1"] == b"hi\xff\n" and got["2"] == b"e\n"
+    assert b"exit code 2" in got["3"]
+
+
+def test_websocket_port_forward_two_ports_one_refused(env: Env, echo_server: str) -> None:
+    from kubernetes.client import Configuration
+    from kubernetes.stream.ws_client import portforward_call
+
+    url = _pf_url(env).replace("http://", "ws://", 1) + "?ports=8080,9"
+    pf = portforward_call(Configuration(), "GET", url)
+    try:
+        refused = pf.socket(9)
+        refused.settimeout(30)
+        assert refused.recv(100) == b""  # the client closes a port whose error channel spoke
+        assert "error forwarding port 9" in (pf.error(9) or "")
+        sock = pf.socket(8080)
+        sock.settimeout(30)
+        sock.sendall(b"the other port\n")
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            assert chunk
+            got += chunk
+        assert got == b"the other port\n"
+    finally:
+        pf.close()
+
+
+@pytest.fixture(scope="module")
+def solo_pod(env: Env) -> Iterator[tuple[str, str]]:
+    """A pod of one interactive container (``kubectl run -it``'s shape): name and id."""
+    config = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name="solo", uid=uuid.uuid4().hex, namespace="e2e"),
+        log_directory=env.pod_config.log_directory,
+        linux=pb.LinuxPodSandboxConfig(
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+            )
+        ),
+    )
+    pod_id = env.runtime.RunPodSandbox(
+        pb.RunPodSandboxRequest(config=config), timeout=120
+    ).pod_sandbox_id
+    container = pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="shell"),
+        image=pb.ImageSpec(image=env.image),
+        command=["sh"],
+        stdin=True,
+        tty=True,
+        log_path="solo-shell.log",
+        linux=pb.LinuxContainerConfig(
+            security_context=pb.LinuxContainerSecurityContext(
+                namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+            )
+        ),
+    )
+    cid = env.runtime.CreateContainer(
+        pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=container, sandbox_config=config),
+        timeout=60,
+    ).container_id
+    env.runtime.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+    yield "solo", cid
+    env.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    env.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
+class _Pty:
+    """The CLI on a pseudo-terminal of its own, as a person runs it."""
+
+    def __init__(self, env: Env, *args: str, rows: int, cols: int) -> None:
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        self.master, slave = os.openpty()
+        self.size(rows, cols)
+        root = Path(__file__).resolve().parents[2]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cri.cli.main", "--address", str(env.daemon.socket), *args],
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )  # fmt: skip
+        os.close(slave)
+        self.out = bytearray()
+
+    def size(self, rows: int, cols: int) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, text: bytes) -> None:
+        import os
+
+        os.write(self.master, text)
+
+    def read_until(self, mark: int, want: bytes, *, timeout: float = 30) -> bool:
+        """Read the terminal until ``want`` appears after offset ``mark`` (or the deadline,
+        or the CLI's end)."""
+        import os
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while want not in self.out[mark:]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # EIO: the CLI closed the terminal
+                    return want in self.out[mark:]
+                if not chunk:
+                    return want in self.out[mark:]
+                self.out += chunk
+        return True
+
+    def ask_size(self) -> bytes:
+        """Run ``stty size`` in the remote shell; its answer. What only the shell prints (the
+        marker's arithmetic evaluated) shows the line ran; it is typed again when a shell
+        that was still starting flushed it (busybox ash does, entering line editing)."""
+        for _ in range(20):
+            mark = len(self.out)
+            self.type(b"stty size; echo ran$((6*7))\n")
+            if self.read_until(mark, b"ran42", timeout=3):
+                return bytes(self.out[mark:])
+        raise AssertionError(bytes(self.out))
+
+    def close(self) -> None:
+        import os
+
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        os.close(self.master)
+
+
+def test_cli_exec_with_a_terminal_resizes_and_passes_the_exit_code(env: Env, sleeper: str) -> None:
+    import signal
+
+    term = _Pty(env, "exec", "-it", sleeper, "--", "sh", rows=24, cols=80)
+    try:
+        answers = b"".join(term.ask_size() for _ in range(3))
+        assert b"24 80" in answers, answers
+        term.size(40, 120)
+        term.proc.send_signal(signal.SIGWINCH)  # what the kernel sends the terminal's owner
+        for _ in range(20):
+            if b"40 120" in term.ask_size():
+                break
+        assert b"40 120" in term.out
+        term.type(b"exit 3\n")
+        assert term.proc.wait(30) == 3
+    finally:
+        term.close()
+
+
+def test_cli_exec_and_attach_take_a_pod(
+    env: Env, sleeper: str, echo_server: str, solo_pod: tuple[str, str]
+) -> None:
+    name, cid = solo_pod  # the env's pod runs sleeper and echo_server: two containers
+    got = _cli(env, "exec", name, "--", "sh", "-c", "echo via the pod")
+    assert (got.returncode, got.stdout, got.stderr) == (0, b"via the pod\n", b"")
+    several = _cli(env, "exec", env.pod_config.metadata.name, "--", "true")
+    assert several.returncode != 0 and b"name the container" in several.stderr
+    term = _Pty(env, "attach", "-it", name, rows=30, cols=90)
+    try:
+        for _ in range(20):
+            if b"30 90" in term.ask_size():
+                break
+        assert b"30 90" in term.out
+        term.type(b"exit 6\n")
+        assert term.proc.wait(30) == 0  # attach ends with the container, as kubectl attach
+    finally:
+        term.close()
+    assert _wait_exit(env, cid).exit_code == 6
+
+
 def test_a_daemon_restart_ends_the_sessions_it_left(env: Env, sleeper: str) -> None:
     # Last in the module: it restarts the shared daemon. A session's exec runs under its own
     # conmon, so a crash leaves it running; the next start finds and ends it.
