@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cri.config import StreamingConfig
-from cri.streaming.requests import ExecRequest
+from cri.streaming.requests import ExecRequest, PortForwardRequest
 from cri.streaming.server import StreamingServer
 from cri.streaming.tokens import RequestKind
 
@@ -83,3 +85,45 @@ def test_self_signed_tls_and_the_answers_before_an_upgrade(tmp_path: Path) -> No
 
     asyncio.run(run())
     assert (tmp_path / "streaming-tls" / "server.crt").exists()
+
+
+def test_a_connection_without_streams_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    cfg = StreamingConfig(idle_timeout=0.5)
+    server = StreamingServer(cfg, containers=NoContainers(), dialer=NoDialer(), state_dir=tmp_path)
+
+    async def run() -> tuple[bytes, float]:
+        async with server:
+            url = server.url_for(
+                RequestKind.PORTFORWARD, PortForwardRequest(sandbox_id="p", netns="")
+            )
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            path = url.split("/", 3)[3]
+            writer.write(
+                f"POST /{path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1"
+                "\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n".encode()
+            )
+            started = time.monotonic()
+            # The server's own deadline ends this read; ours only bounds a broken server.
+            got = await asyncio.wait_for(reader.read(-1), 30)
+            writer.close()
+            return got, time.monotonic() - started
+
+    got, took = asyncio.run(run())
+    assert got.startswith(b"HTTP/1.1 101")
+    goaway = b"\x80\x03\x00\x07"  # a SPDY/3 GOAWAY control frame, then the end
+    assert goaway in got and took >= 0.4
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::"])
+def test_a_url_names_a_host_even_for_an_unspecified_address(tmp_path: Path, address: str) -> None:
+    server = StreamingServer(
+        StreamingConfig(address=address),
+        containers=NoContainers(),
+        dialer=NoDialer(),
+        state_dir=tmp_path,
+    )
+    url = server.url_for(
+        RequestKind.EXEC, ExecRequest(container_id="c", cmd=("true",), stdout=True)
+    )
+    host = urllib.parse.urlsplit(url).hostname
+    assert host and host not in ("0.0.0.0", "::"), url
