@@ -38,9 +38,10 @@ HOOK_NAMES = (
     "poststop",
 )
 
-_VENDOR = re.compile(r"^[A-Za-z](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
-_CLASS = re.compile(r"^[A-Za-z](?:[A-Za-z0-9_-]*[A-Za-z0-9])?$")
-_DEVICE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
+# used with fullmatch: a "$" anchor would let a trailing newline through
+_VENDOR = re.compile(r"[A-Za-z](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_CLASS = re.compile(r"[A-Za-z](?:[A-Za-z0-9_-]*[A-Za-z0-9])?")
+_DEVICE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.:-]*[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +121,12 @@ def validate_kind(kind: str, *, where: str = "kind") -> None:
     vendor, sep, klass = kind.partition("/")
     if not sep:
         raise InvalidArgument(f"{where} {kind!r}: a kind is vendor.com/class")
-    if not _VENDOR.match(vendor):
+    if not _VENDOR.fullmatch(vendor):
         raise InvalidArgument(
             f"{where} {kind!r}: vendor {vendor!r} must start with a letter, end with a letter "
             "or digit and hold only letters, digits, '-', '_' and '.'"
         )
-    if not _CLASS.match(klass):
+    if not _CLASS.fullmatch(klass):
         raise InvalidArgument(
             f"{where} {kind!r}: class {klass!r} must start with a letter, end with a letter "
             "or digit and hold only letters, digits, '-' and '_'"
@@ -133,7 +134,7 @@ def validate_kind(kind: str, *, where: str = "kind") -> None:
 
 
 def validate_device_name(name: str, *, where: str = "device") -> None:
-    if not _DEVICE.match(name):
+    if not _DEVICE.fullmatch(name):
         raise InvalidArgument(
             f"{where} name {name!r} must start and end with a letter or digit and hold only "
             "letters, digits, '-', '_', '.' and ':'"

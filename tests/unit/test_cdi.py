@@ -95,7 +95,18 @@ def test_names_with_dots_and_colons_are_valid() -> None:
     assert s.devices[0].name == "gpu0:mig1.2"
 
 
-@pytest.mark.parametrize("bad", ["example.com/gpu", "gpu=0", "example.com/gpu=", "a/b=-x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "example.com/gpu",
+        "gpu=0",
+        "example.com/gpu=",
+        "a/b=-x",
+        "example.com/gpu=0\n",
+        "example.com\n/gpu=0",
+        "example.com/gpu\n=0",
+    ],
+)
 def test_malformed_qualified_names(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="CDI device"):
         parse_qualified_name(bad)
