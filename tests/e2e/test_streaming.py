@@ -317,6 +317,28 @@ def test_attach_with_stdin_once(env: Env) -> None:
         assert "stdin-closed" in f.read()
 
 
+def test_attach_without_stdin_once_leaves_stdin_open_for_the_next(env: Env) -> None:
+    cid = env.container(
+        "reader", ["sh", "-c", "while read line; do echo got:$line; done"], stdin=True
+    )
+    for word in (b"one", b"two"):  # the second attach finds stdin still open
+        client = SpdyClient(_attach_url(env, cid, stdin=True, stderr=True))
+        try:
+            client.open_stream({"streamType": "error"})
+            stdin = client.open_stream({"streamType": "stdin"})
+            stdout = client.open_stream({"streamType": "stdout"})
+            client.open_stream({"streamType": "stderr"})
+            assert stdin.replied.wait(30) and stdout.replied.wait(30)
+            client.send(stdin, word + b"\n")
+            seen = b"got:" + word
+            assert client.wait_for(lambda o=stdout, w=seen: w in o.data), bytes(stdout.data)
+        finally:
+            client.close()
+    status = env.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert status.state == pb.CONTAINER_RUNNING
+    env.runtime.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0))
+
+
 def test_interactive_tty_container(env: Env) -> None:
     cid = env.container("tty", ["sh"], stdin=True, tty=True)
     client = SpdyClient(_attach_url(env, cid, stdin=True, tty=True))
@@ -683,6 +705,11 @@ def test_rpc_refusals_for_what_is_not_running(env: Env, sleeper: str) -> None:
         with pytest.raises(grpc.RpcError) as err:
             env.runtime.Attach(request, timeout=30)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    for port in (0, 70000):
+        with pytest.raises(grpc.RpcError) as err:
+            env.runtime.PortForward(pb.PortForwardRequest(pod_sandbox_id=env.pod_id, port=[port]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "between 1 and 65535" in (err.value.details() or "")
     config = pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name="stopped", uid=uuid.uuid4().hex, namespace="e2e")
     )

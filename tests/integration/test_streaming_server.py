@@ -127,3 +127,35 @@ def test_a_url_names_a_host_even_for_an_unspecified_address(tmp_path: Path, addr
     )
     host = urllib.parse.urlsplit(url).hostname
     assert host and host not in ("0.0.0.0", "::"), url
+
+
+def test_tls_with_a_given_key_pair(tmp_path: Path) -> None:
+    from tests.support.pki import TestCA
+
+    ca = TestCA(tmp_path / "ca")
+    leaf = ca.issue_server("streaming")
+    cfg = StreamingConfig(tls_cert=leaf.files.cert, tls_key=leaf.files.key)
+    server = StreamingServer(cfg, containers=NoContainers(), dialer=NoDialer(), state_dir=tmp_path)
+
+    async def run() -> tuple[bytes, bytes]:
+        async with server:
+            # A client that trusts only the test CA and checks the name: the given pair is
+            # what the server presents.
+            ctx = ssl.create_default_context(cafile=str(ca.ca_pem))
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=ctx, server_hostname="localhost"
+            )
+            ssl_object = writer.get_extra_info("ssl_object")
+            presented = ssl_object.getpeercert(binary_form=True)
+            writer.write(
+                b"GET /exec/nope HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                b"Upgrade: SPDY/3.1\r\n\r\n"
+            )
+            reply = await reader.read(4096)
+            writer.close()
+            return presented, reply
+
+    presented, reply = asyncio.run(run())
+    assert presented == leaf.der()
+    assert reply.startswith(b"HTTP/1.1 404")
+    assert not (tmp_path / "streaming-tls").exists()  # nothing self-signed was made
