@@ -6,13 +6,13 @@ name stays reserved.
 
 Each case starts one daemon armed with one crash point (``PINNACE_CRASH_AT``), does what the
 step needs beforehand, sends the RPC (the daemon dies: UNAVAILABLE), restarts it unarmed and
-checks. The registry and images are shared by the module. The default suite runs one point of
-each RPC (the one where the most is half-made); ``scripts/check.sh --soak`` (or
-``PINNACE_ALL_CRASH_POINTS=1``) runs every point."""
+checks; the pods are on a CNI bridge with host-local addresses, and no mount, veth, address
+reservation, pod cgroup, state directory or process may be left. The registry and images are
+shared by the module. The default suite runs one point of each RPC (the one where the most is
+half-made); ``scripts/check.sh --soak`` (or ``PINNACE_ALL_CRASH_POINTS=1``) runs every point."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,9 +23,12 @@ import pytest
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from runtime import faults
+from tests.e2e.test_network import Network
 from tests.e2e.test_pods import PodEnv
 from tests.e2e.test_pods import pod_images as pod_images  # a fixture this module uses
-from tests.support.daemon import Pinnaced, mounts_under, processes_mentioning
+from tests.support.daemon import Pinnaced, cgroup_dirs_of, mounts_under, processes_mentioning
+
+_NETWORK = pytest.StashKey[Network]()
 
 
 @dataclass
@@ -261,18 +264,21 @@ def armed(request, pinnaced, pod_images, tmp_path) -> Iterator[PodEnv]:  # type:
     daemon = pinnaced(config_text=config, start=False, env={**os.environ, faults.ENV: point})
     # pods in their own user namespace reach their rootfs by path from inside it
     daemon.short_dir.chmod(0o711)
-    daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
-    (daemon.cni_conf_dir / "10-lo.conflist").write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]})
-    )
-    daemon.start()
-    runtime, image = daemon.clients()
-    # pods here need no infra container: only the containers' image (and that one is what the
-    # PullImage cases pull themselves)
-    refs = [] if point.startswith("image.") else [pod_images["busybox"]]
-    for ref in refs:
-        image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=120)
-    yield PodEnv(daemon, runtime, image, pod_images, tmp_path / "logs")
+    # a bridge network with host-local addresses: a crash between CNI ADD and the record, or
+    # between DEL and the unpin, must leave no veth and no address reserved
+    network = Network(daemon.cni_conf_dir, tmp_path / "ipam")
+    try:
+        daemon.start()
+        runtime, image = daemon.clients()
+        # pods here need no infra container: only the containers' image (and that one is what
+        # the PullImage cases pull themselves)
+        refs = [] if point.startswith("image.") else [pod_images["busybox"]]
+        for ref in refs:
+            image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=120)
+        request.node.stash[_NETWORK] = network
+        yield PodEnv(daemon, runtime, image, pod_images, tmp_path / "logs")
+    finally:
+        network.teardown()
 
 
 # one per RPC for the default suite: the step after which the most exists but is unrecorded
@@ -318,6 +324,10 @@ def test_sigkill_at_each_step_then_restart(armed: PodEnv, request) -> None:  # t
         env.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     assert _pods(case) == {} and _containers(case) == {}
     assert mounts_under([daemon.root, daemon.state]) == []
+    network = request.node.stash[_NETWORK]
+    assert network.veths() == [] and network.reservations() == []
+    pod_cgroups = [p for top in cgroup_dirs_of(daemon.cgroup_root) for p in top.iterdir()]
+    assert [p for p in pod_cgroups if p.is_dir()] == []
     for sub in ("sandboxes", "containers", "tasks"):
         directory = daemon.state / sub
         assert not directory.is_dir() or list(directory.iterdir()) == [], sub
