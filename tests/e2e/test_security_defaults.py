@@ -143,3 +143,30 @@ def test_container_paths_never_follow_image_symlinks_out_of_the_root(
     if started:
         result = pod_env.exec(ctr, ["sh", "-c", "cat /escape/mnt/marker && ls /proc/1/cwd/here"])
         assert result.stdout.startswith(b"from the host\n"), result
+
+
+def test_no_new_privileges_when_asked_and_only_then(pod_env: PodEnv) -> None:
+    pod = pod_env.pod_config()
+    pod_id = pod_env.run_pod(pod)
+    seen = {}
+    for name, asked in (("nnp", True), ("plain", False)):
+        context = pb.LinuxContainerSecurityContext(
+            no_new_privs=asked, namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
+        )
+        config = pod_env.container_config(
+            name, ["sleep", "60"], linux=pb.LinuxContainerConfig(security_context=context)
+        )
+        ctr = pod_env.create(pod_id, pod, config)
+        pod_env.start(ctr)
+        status = pod_env.exec(ctr, ["grep", "NoNewPrivs:", "/proc/1/status"]).stdout.split()
+        seen[name] = status
+        # and an exec into it runs under the same flag as its first process
+        seen[f"{name} exec"] = pod_env.exec(
+            ctr, ["grep", "NoNewPrivs:", "/proc/self/status"]
+        ).stdout.split()
+    assert seen == {
+        "nnp": [b"NoNewPrivs:", b"1"],
+        "nnp exec": [b"NoNewPrivs:", b"1"],
+        "plain": [b"NoNewPrivs:", b"0"],
+        "plain exec": [b"NoNewPrivs:", b"0"],
+    }
