@@ -60,5 +60,9 @@ def run_and_check(daemon: Pinnaced, network: Network, ref: str, *, cycles: int, 
 def test_fifty_pod_lifecycles_leave_nothing(churn_env) -> None:  # type: ignore[no-untyped-def]
     daemon, network, ref = churn_env
     result = run_and_check(daemon, network, ref, cycles=50, clients=4)
-    # every kind of exit happened
-    assert {outcome.split(":")[0] for outcome in result.exit_reasons} == {"clean", "crash", "oom"}
+    # every kind of exit happened and was reported with its reason (a container the pod's stop
+    # kills before it got to exit or to be OOM-killed, on a loaded machine, is an Error: so
+    # each reason must be seen, not every container of its kind)
+    assert {"clean:Completed", "crash:Error", "oom:OOMKilled"} <= set(result.exit_reasons), (
+        result.exit_reasons
+    )
