@@ -1,23 +1,26 @@
-"""What NRI plugins add to a pod lifecycle, through the CRI of a real pinnaced.
+"""What NRI plugins add to a pod lifecycle, through the CRI of real pinnaced daemons.
 
-    .venv/bin/python -m benchmarks.bench_nri [--runs 30] [--rounds 3] [--plugin process|thread]
+    .venv/bin/python -m benchmarks.bench_nri [--runs 60] [--plugin process|thread]
 
 Lifecycle = RunPodSandbox, CreateContainer, StartContainer (busybox sleep), StopContainer,
-RemoveContainer, StopPodSandbox, RemovePodSandbox on the host network; the same daemon is
-measured with no plugin, one connected no-op plugin and three, in alternating rounds (the
-machine is shared, so conditions drift). Each plugin subscribes to every event but validation
-and answers at once: 9 NRI calls a lifecycle. ``--plugin process`` (the default) runs each as
-a process of its own answering from one thread (``tests/support/nri_noop.py``, as a Go stub
-plugin without handlers does); ``--plugin thread`` uses the e2e tests' scripted plugin
-(``tests/support/nri_plugin.py``) inside the benchmark's process, a thread per call, which
-adds its own Python cost to every round trip.
-The daemon's own histogram of plugin round trips (its metrics endpoint) is printed too: the
-lifecycle medians are noisy on a shared machine, the round trip is a direct figure.
+RemoveContainer, StopPodSandbox, RemovePodSandbox on the host network. Three daemons run side
+by side: one with no plugin, one with one connected no-op plugin, one with three; their
+lifecycles are interleaved (0, 1, 3, then 1, 3, 0, …), so the drift of a shared machine hits
+the three setups alike, and what a plugin adds is also given as the median of the paired
+differences (each lifecycle against the plugin-less one next to it). Each plugin subscribes
+to every event but validation and answers at once: 9 NRI calls a lifecycle. ``--plugin
+process`` (the default) runs each as a process of its own answering from one thread
+(``tests/support/nri_noop.py``, as a Go stub plugin without handlers does); ``--plugin
+thread`` uses the e2e tests' scripted plugin (``tests/support/nri_plugin.py``) inside the
+benchmark's process, a thread per call, which adds its own Python cost to every round trip.
+The daemons' own histograms of plugin round trips (their metrics endpoints) are printed too:
+a direct figure beside the lifecycle timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import statistics
@@ -83,11 +86,15 @@ def lifecycle(stub: Any, image: str) -> float:
     return time.perf_counter() - start
 
 
+SETUPS = (0, 1, 3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30, help="lifecycles per round and setup")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--keep-log", type=Path, help="copy the daemon's log here at the end")
+    parser.add_argument("--runs", type=int, default=60, help="lifecycles per setup")
+    parser.add_argument(
+        "--keep-log", type=Path, help="copy the daemons' logs here (<path>.<plugins>)"
+    )
     parser.add_argument(
         "--plugin",
         choices=["process", "thread"],
@@ -95,64 +102,71 @@ def main() -> int:
         help="no-op plugins as processes of their own, or the scripted plugin in threads",
     )
     args = parser.parse_args()
-    args.calls_per_lifecycle = 0
-    args.call_seconds = (0.0, 0)
-    results: dict[int, list[float]] = {0: [], 1: [], 3: []}
+    results: dict[int, list[float]] = {count: [] for count in SETUPS}
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-nri-") as tmp:
         base = Path(tmp)
-        with Registry.plain(parent_dir=base) as registry:
+        with Registry.plain(parent_dir=base) as registry, contextlib.ExitStack() as stack:
             push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
             image = f"{registry.host}/bench/busybox:v1"
             hosts = base / "certs.d"
             hosts_toml(hosts, registry.host, plain_http=True)
-            (base / "d").mkdir()
-            with socket.socket() as probe:  # a free loopback port for the metrics endpoint
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            daemon = Pinnaced(
-                base / "d",
-                registry_hosts_dir=hosts,
-                config_text=f'[metrics]\naddress = "127.0.0.1:{port}"\n',
-            )
-            try:
-                run_rounds(daemon, image, args, results, port)
-            finally:
-                if args.keep_log is not None and daemon.log_path.exists():
-                    args.keep_log.write_bytes(daemon.log_path.read_bytes())
+            daemons: dict[int, tuple[Pinnaced, int]] = {}
+            for count in SETUPS:
+                (base / f"d{count}").mkdir()
+                with socket.socket() as probe:  # a free loopback port for the metrics endpoint
+                    probe.bind(("127.0.0.1", 0))
+                    port = probe.getsockname()[1]
+                daemon = Pinnaced(
+                    base / f"d{count}",
+                    registry_hosts_dir=hosts,
+                    config_text=f'[metrics]\naddress = "127.0.0.1:{port}"\n',
+                )
+                if args.keep_log is not None:
+                    stack.callback(_keep_log, daemon, Path(f"{args.keep_log}.{count}"))
+                stack.enter_context(daemon)
+                daemons[count] = (daemon, port)
+            run(daemons, image, args, results)
     report(args, results)
     return 0
 
 
-def run_rounds(
-    daemon: Pinnaced,
+def _keep_log(daemon: Pinnaced, to: Path) -> None:
+    if daemon.log_path.exists():
+        to.write_bytes(daemon.log_path.read_bytes())
+
+
+def run(
+    daemons: dict[int, tuple[Pinnaced, int]],
     image: str,
     args: argparse.Namespace,
     results: dict[int, list[float]],
-    port: int,
 ) -> None:
-    with daemon:
+    runtimes = {}
+    for count, (daemon, _port) in daemons.items():
         runtime, image_api = daemon.clients()
         image_api.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
-        lifecycle(runtime, image)  # warm up
-        for _ in range(args.rounds):
-            for count in (0, 1, 3):
-                plugins = [
-                    NoopPlugin(daemon.nri_socket, f"noop{i}", f"{10 + i}", mode=args.plugin)
-                    for i in range(count)
-                ]
-                try:
-                    for p in plugins:
-                        p.start()
-                    lifecycle(runtime, image)  # the first after a registration
-                    before = _plugin_calls(runtime)
-                    results[count] += [lifecycle(runtime, image) for _ in range(args.runs)]
-                    if plugins:
-                        made = _plugin_calls(runtime) - before
-                        args.calls_per_lifecycle = made // (args.runs * count)
-                finally:
-                    for p in plugins:
-                        p.close()
-        args.call_seconds = _nri_call_seconds(port)
+        runtimes[count] = runtime
+    plugins = [
+        NoopPlugin(daemons[count][0].nri_socket, f"noop{i}", f"{10 + i}", mode=args.plugin)
+        for count in SETUPS
+        for i in range(count)
+    ]
+    try:
+        for p in plugins:
+            p.start()
+        for runtime in runtimes.values():  # warm up, and past every registration
+            lifecycle(runtime, image)
+            lifecycle(runtime, image)
+        before = _plugin_calls(runtimes[1])
+        for i in range(args.runs):
+            order = SETUPS[i % 3 :] + SETUPS[: i % 3]
+            for count in order:
+                results[count].append(lifecycle(runtimes[count], image))
+        args.calls_per_lifecycle = (_plugin_calls(runtimes[1]) - before) // args.runs
+    finally:
+        for p in plugins:
+            p.close()
+    args.call_seconds = {count: _nri_call_seconds(daemons[count][1]) for count in (1, 3)}
 
 
 class NoopPlugin:
@@ -211,26 +225,33 @@ def _nri_call_seconds(port: int) -> tuple[float, int]:
 
 
 def report(args: argparse.Namespace, results: dict[int, list[float]]) -> None:
-    base_p50 = statistics.median(results[0])
+    base = results[0]
     print(
-        f"pod lifecycle, {args.rounds} rounds x {args.runs} per setup (host network), "
-        f"plugins: {args.plugin}:"
+        f"pod lifecycle, {args.runs} per setup, interleaved across three daemons "
+        f"(host network), plugins: {args.plugin}:"
     )
     for count, took in results.items():
         p50, mean = statistics.median(took), statistics.fmean(took)
-        extra = "" if count == 0 else f"  (+{(p50 - base_p50) * 1000:5.1f} ms p50)"
+        extra = ""
+        if count:
+            paired = statistics.median(t - b for t, b in zip(took, base, strict=True))
+            extra = (
+                f"  (+{(p50 - statistics.median(base)) * 1000:5.1f} ms p50,"
+                f" paired median +{paired * 1000:5.1f} ms)"
+            )
         print(
             f"  {count} no-op plugin(s): p50 {p50 * 1000:7.1f} ms, mean {mean * 1000:7.1f} ms"
             f"{extra}"
         )
     print(f"  NRI calls per lifecycle and plugin: {args.calls_per_lifecycle}")
-    total, count = args.call_seconds
-    if count:
-        each = total / count
-        print(
-            f"  daemon-measured plugin round trip: {each * 1000:.2f} ms a call over {count} calls"
-            f" → {each * args.calls_per_lifecycle * 1000:.1f} ms a lifecycle per plugin"
-        )
+    for count, (total, calls) in args.call_seconds.items():
+        if calls:
+            each = total / calls
+            print(
+                f"  daemon-measured plugin round trip, {count} plugin(s): {each * 1000:.2f} ms a"
+                f" call over {calls} calls → {each * args.calls_per_lifecycle * count * 1000:.1f}"
+                " ms a lifecycle"
+            )
 
 
 if __name__ == "__main__":
