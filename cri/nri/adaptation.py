@@ -518,15 +518,19 @@ class Adaptation:
             npb.CreateContainerResponse,
             may_fail=True,
         )
+        adjusted = False
         for plugin, rpl in answers:
             order.append(plugin)
             if rpl.HasField("adjust"):
                 adjustments.apply(spec, rpl.adjust, plugin.full_name)
+                adjusted = True
             updates.extend(rpl.update)
             evictions.extend(rpl.evict)
-        await asyncio.to_thread(adjustments.inject_cdi, spec, self._cdi)
+        if adjustments.cdi_devices:  # CDI stats spec files and device nodes: off the loop
+            await asyncio.to_thread(adjustments.inject_cdi, spec, self._cdi)
         await self._validate(pod, ctr, adjustments, updates, order)
-        self._described[container.id] = convert.container(container, spec)
+        # what later events show: the spec as adjusted (the request's view when unchanged)
+        self._described[container.id] = convert.container(container, spec) if adjusted else ctr
         if updates or evictions:
             self._spawn(self._later(updates, evictions, container.id))
 
