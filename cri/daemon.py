@@ -584,10 +584,10 @@ def state_counts(pods: PodService) -> dict[str, dict[str, int]]:
     """Pods and containers by state, every state present (for ``pinnace_pods`` and
     ``pinnace_containers``)."""
     sandboxes = {s.value: 0 for s in SandboxState}
-    for sandbox in pods.store.sandboxes.all():
+    for sandbox in pods.list_sandboxes():
         sandboxes[sandbox.state.value] += 1
     containers = {s.value: 0 for s in ContainerState}
-    for container in pods.store.containers.all():
+    for container in pods.list_containers():
         containers[container.state.value] += 1
     return {"pods": sandboxes, "containers": containers}
 

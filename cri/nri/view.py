@@ -21,16 +21,16 @@ class PodServiceView:
         self._pods = pods
 
     def sandboxes(self) -> list[Sandbox]:
-        return list(self._pods.store.sandboxes.all())
+        return self._pods.list_sandboxes()
 
     def containers(self) -> list[Container]:
-        return list(self._pods.store.containers.all())
+        return self._pods.list_containers()
 
     def sandbox(self, sandbox_id: str) -> Sandbox | None:
-        return self._pods.store.sandboxes.get(sandbox_id)
+        return self._pods.get_sandbox(sandbox_id)
 
     def container(self, container_id: str) -> Container | None:
-        return self._pods.store.containers.get(container_id)
+        return self._pods.get_container(container_id)
 
     def spec(self, container: Container) -> dict[str, Any] | None:
         try:

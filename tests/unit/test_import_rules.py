@@ -101,8 +101,11 @@ def _store_reaches(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("package", ["cri/rpc", "cri/translate"])
+@pytest.mark.parametrize("package", ["cri/rpc", "cri/translate", "cri/nri", "cri"])
 def test_handlers_read_through_the_services_not_their_stores(package: str) -> None:
+    """Handlers, NRI's view of the pods and the daemon's metrics read records through
+    ``PodService`` / ``ImageService``; only the composition root holds the stores (by its own
+    names, never through a service)."""
     paths = _modules(package)
     assert paths
     assert [hit for path in paths for hit in _store_reaches(path)] == []
