@@ -1,8 +1,9 @@
 """Events tell the truth: snapshot prepares, commits and removes, and image names created,
-moved and deleted, are published once they are committed."""
+moved and deleted, are published once they are committed; every event type has a publisher."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,3 +103,51 @@ def test_announce_tells_create_update_and_delete_apart(db: Database, tmp_path: P
     service.store.put(image_record("b:1", layer="b"), tags=["b:1", "moved:1"], digests=[])
     service._announce(before)
     assert published == [ev.ImageCreate(name="b:1"), ev.ImageUpdate(name="moved:1")]
+
+
+def _constructed_event_classes(root: Path) -> dict[str, set[str]]:
+    """Event class name → the modules under ``root`` (``runtime/``, ``cri/``) that build one,
+    outside the module that defines them."""
+    names = {cls.__name__ for cls in ev.EVENT_TYPES.values()}
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "types.py" and path.parent.name == "events":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = (
+                    func.attr
+                    if isinstance(func, ast.Attribute)
+                    else func.id
+                    if isinstance(func, ast.Name)
+                    else None
+                )
+                if name in names:
+                    found.setdefault(name, set()).add(str(path.relative_to(root.parent)))
+    return found
+
+
+def test_every_event_type_has_a_publisher() -> None:
+    """An event type nothing builds is a promise nobody keeps: publish it where its fact
+    becomes durable, or remove it (the behaviour of each publisher is tested beside it:
+    tests/unit/test_pods_*.py, the tests above, tests/e2e/test_network.py)."""
+    repo = Path(__file__).resolve().parents[2]
+    built: dict[str, set[str]] = {}
+    for package in ("runtime", "cri"):
+        for name, where in _constructed_event_classes(repo / package).items():
+            built.setdefault(name, set()).update(where)
+    unpublished = sorted(c.__name__ for c in ev.EVENT_TYPES.values() if c.__name__ not in built)
+    assert unpublished == []
+
+
+def test_the_publisher_check_sees_a_type_nobody_builds(tmp_path: Path) -> None:
+    (tmp_path / "runtime").mkdir()
+    (tmp_path / "runtime" / "x.py").write_text(
+        "from runtime.events import types as ev\n"
+        "def f(exchange):\n"
+        "    exchange.publish('k8s.io', ev.TaskExit(container_id='c', pid=1, exit_status=0))\n"
+    )
+    built = _constructed_event_classes(tmp_path / "runtime")
+    assert set(built) == {"TaskExit"}
+    assert {"TaskOOM", "ImageCreate"} <= {c.__name__ for c in ev.EVENT_TYPES.values()} - set(built)

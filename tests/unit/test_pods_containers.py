@@ -243,3 +243,40 @@ async def test_resources_update_in_each_state(layer: PodLayer, sandbox: Sandbox)
     await layer.containers.stop(container.id, timeout=0)
     with pytest.raises(FailedPrecondition, match="exited"):
         await layer.containers.update_resources(container.id, limits)
+
+
+async def test_an_oom_kill_is_published_after_the_exit_it_ended_in(
+    layer: PodLayer, sandbox: Sandbox
+) -> None:
+    container = await layer.containers.create(sandbox.id, layer.container("app"))
+    await layer.containers.start(container.id)
+    layer.topics()
+    async with layer.exchange.subscribe(
+        f'topic=="/tasks/oom",event.container_id=="{container.id}"'
+    ) as sub:
+        layer.tasks.exit(container.id, exit_code=137, oom_killed=True)
+        await sub.next(timeout=10)
+    exited = layer.containers.get(container.id)
+    assert (exited.state, exited.reason) == (ContainerState.EXITED, "OOMKilled")
+    assert layer.topics() == ["/tasks/exit", "/tasks/oom"]
+    await layer.containers.stop(container.id, timeout=0)
+    assert layer.topics() == []  # the end was reported once
+
+
+async def test_a_resources_update_is_published_once_written(
+    layer: PodLayer, sandbox: Sandbox
+) -> None:
+    container = await layer.containers.create(sandbox.id, layer.container("app"))
+    layer.topics()
+    limits = Resources(memory_limit_in_bytes=64 * 1024 * 1024)
+    await layer.containers.update_resources(container.id, limits)
+    assert layer.topics() == ["/containers/update"]
+    await layer.containers.start(container.id)
+    layer.topics()
+    await layer.containers.update_resources(container.id, limits)
+    assert layer.topics() == ["/containers/update"]
+    await layer.containers.stop(container.id, timeout=0)
+    layer.topics()
+    with pytest.raises(FailedPrecondition):
+        await layer.containers.update_resources(container.id, limits)
+    assert layer.topics() == []  # refused: nothing changed, nothing said
