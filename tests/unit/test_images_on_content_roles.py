@@ -1,25 +1,35 @@
-"""The image layer on the content store's role interfaces: OCI layout import and garbage
-collection behave the same on the on-disk store and on the in-memory one."""
+"""The image layer on the content store's role interfaces: pull, unpack, push, OCI layout
+import and garbage collection behave the same on the on-disk store and on the in-memory one."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from runtime.content.interfaces import Store
 from runtime.content.local import LocalStore
 from runtime.content.memory import MemoryStore
+from runtime.distribution.client import RegistryClient
 from runtime.errors import DigestMismatch
 from runtime.images import archive
 from runtime.images.gc import Collector
+from runtime.images.pull import Puller
+from runtime.images.service import ImageService
 from runtime.images.store import ImageStore
+from runtime.images.unpack import Unpacker
 from runtime.metadata.db import Database
+from runtime.ocispec import Platform
 from runtime.snapshots.native import NativeSnapshotter
+from tests.support.fake_registry import FakeRegistry
+from tests.support.images import ImageBuilder
+from tests.support.layers import TarBuilder
 from tests.support.pods import image_record
 
 
@@ -99,3 +109,71 @@ def test_collection_keeps_what_images_reference(
         sn.close()
     assert result.blobs_removed == 1
     assert content.exists(_digest(kept)) and not content.exists(_digest(dropped))
+
+
+def _image_service(
+    content: Store, db: Database, root: Path, registry: FakeRegistry
+) -> tuple[ImageService, NativeSnapshotter]:
+    """The image layer as the daemon builds it, on ``content``, with the network replaced by
+    ``registry`` behind httpx.MockTransport."""
+    images = ImageStore(db)
+    sn = NativeSnapshotter(root / "snapshots")
+    unpacker = Unpacker(content=content, snapshotter=sn, max_concurrent=3, progress_timeout=30)
+    puller = Puller(
+        content=content,
+        images=images,
+        unpacker=unpacker,
+        platform=Platform(os="linux", architecture="amd64"),
+        progress_timeout=30,
+    )
+
+    def client_factory(creds: object, host: object) -> RegistryClient:
+        return RegistryClient(None, user_agent="t", transport=httpx.MockTransport(registry))
+
+    service = ImageService(
+        content=content,
+        snapshotter=sn,
+        images=images,
+        puller=puller,
+        collector=Collector(content=content, snapshotter=sn, images=images),
+        client_factory=client_factory,
+        store_dirs=(root / "content", root / "snapshots"),
+    )
+    return service, sn
+
+
+async def test_pull_push_remove_and_collect(content: Store, db: Database, tmp_path: Path) -> None:
+    """The whole life of an image on either store: pulled (documents and layers ingested,
+    layers unpacked in a chain), pushed back from the store, removed and collected."""
+    base = TarBuilder().directory("etc").file("etc/hello", "hello\n").build()
+    top = TarBuilder().directory("etc").file("etc/top", "top\n").whiteout("etc/hello").build()
+    built = ImageBuilder().add_layer(base).add_layer(top, compression="zstd").build()
+    registry = FakeRegistry()
+    for blob in built.blobs():
+        registry.blobs[blob.digest] = blob.read()
+    registry.add_manifest("v1", built.manifest.media_type, built.manifest.read())
+    service, sn = _image_service(content, db, tmp_path, registry)
+    try:
+        record = await service.pull("r.example/app:v1")
+        assert record.manifest_digest == built.digest
+        assert record.id == built.config.digest
+        for blob in [built.manifest, *built.blobs()]:
+            assert content.read_blob(blob.digest) == blob.read()
+        (view,) = await asyncio.to_thread(sn.view, "look", record.chain_id)
+        tree = Path(view.source)
+        assert (tree / "etc" / "top").read_text() == "top\n"
+        assert not (tree / "etc" / "hello").exists()  # the upper layer's whiteout
+        sn.remove("look")
+
+        pushed = await service.push("r.example/app:v1", target="r.example/app:v2")
+        assert pushed == built.digest
+        assert registry.manifests["v2"][1] == built.manifest.read()
+        assert all(registry.blobs[b.digest] == b.read() for b in built.blobs())
+
+        await service.remove("r.example/app:v1")
+        await service.collect()
+        assert service.find("r.example/app:v1") is None
+        assert list(content.walk()) == []
+        assert list(sn.walk()) == []
+    finally:
+        sn.close()
