@@ -10,17 +10,16 @@ import argparse
 import json
 from typing import Any
 
-from cri.api.runtime.v1 import api_pb2 as pb
+from cri.cli.client import Client
 from cri.cli.render import table, to_json
 
 
-def _info(c: Any, key: str) -> dict[str, Any] | None:
-    status = c.runtime.Status(pb.StatusRequest(verbose=True), timeout=c.timeout)
-    raw = status.info.get(key)
+def _info(c: Client, key: str) -> dict[str, Any] | None:
+    raw = c.status(verbose=True).info.get(key)
     return json.loads(raw) if raw else None
 
 
-def cmd_cdi_ls(c: Any, args: argparse.Namespace) -> int:
+def cmd_cdi_ls(c: Client, args: argparse.Namespace) -> int:
     info = _info(c, "cdi")
     if info is None:
         print("pinnace: pinnaced reports no CDI registry")
@@ -35,7 +34,7 @@ def cmd_cdi_ls(c: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_nri_ls(c: Any, args: argparse.Namespace) -> int:
+def cmd_nri_ls(c: Client, args: argparse.Namespace) -> int:
     info = _info(c, "nri")
     if info is None:
         print("pinnace: NRI is disabled in pinnaced")
