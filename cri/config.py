@@ -7,6 +7,7 @@ Precedence: built-in defaults < the config file < command-line flags.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,15 @@ from runtime.errors import InvalidArgument
 DEFAULT_CONFIG_PATH = Path("/etc/pinnace/config.toml")
 DEFAULT_ROOT = Path("/var/lib/pinnace")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SnapshotterChoice(enum.StrEnum):
+    """``images.snapshotter``: overlayfs, the copying native one, or overlayfs where the
+    kernel and file system allow it and native otherwise."""
+
+    OVERLAY = "overlay"
+    NATIVE = "native"
+    AUTO = "auto"
 
 
 def parse_duration(value: Any, *, key: str) -> float:
@@ -124,14 +134,14 @@ class ImagesConfig:
 
     registry_hosts_dir: Path = Path("/etc/pinnace/certs.d")
     sandbox_image: str = "registry.k8s.io/pause:3.10"
-    snapshotter: str = "overlay"
+    snapshotter: SnapshotterChoice = SnapshotterChoice.OVERLAY
     pull_progress_timeout: float = 300.0
     max_concurrent_downloads: int = 3
     platform: str = ""
     registry_auths: Mapping[str, RegistryAuth] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.snapshotter not in ("overlay", "native", "auto"):
+        if not isinstance(self.snapshotter, SnapshotterChoice):
             raise InvalidArgument(
                 f"images.snapshotter: {self.snapshotter!r} must be overlay, native or auto"
             )
@@ -187,7 +197,7 @@ class RuntimeConfig:
                 f"runtime.default_handler: {self.default_handler!r} is not among the "
                 f"configured handlers ({', '.join(sorted(self.handlers)) or 'none'})"
             )
-        if self.cgroup_driver not in ("cgroupfs", "systemd"):
+        if not isinstance(self.cgroup_driver, CgroupDriver):
             raise InvalidArgument(
                 f"runtime.cgroup_driver: {self.cgroup_driver!r} must be cgroupfs or systemd"
             )
@@ -393,6 +403,11 @@ def _coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
             return CgroupDriver(value)
         except ValueError:
             raise InvalidArgument(f"{key}: {value!r} must be cgroupfs or systemd") from None
+    if key.endswith("images.snapshotter"):
+        try:
+            return SnapshotterChoice(value)
+        except ValueError:
+            raise InvalidArgument(f"{key}: {value!r} must be overlay, native or auto") from None
     if key.endswith("socket_mode"):
         try:
             mode = int(value, 8) if isinstance(value, str) else int(value)

@@ -30,7 +30,7 @@ from cri import loopwatch
 from cri.api.pinnace.events.v1 import events_pb2_grpc
 from cri.api.pinnace.images.v1 import images_pb2_grpc
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
-from cri.config import Config
+from cri.config import Config, SnapshotterChoice
 from cri.metrics import Metrics
 from cri.notify import Notifier
 from cri.nri.adaptation import Adaptation, NriSettings
@@ -375,11 +375,11 @@ class Daemon:
 
     def _choose_snapshotter(self, base: Path) -> Snapshotter:
         kind = self.cfg.images.snapshotter
-        if kind in ("overlay", "auto"):
+        if kind in (SnapshotterChoice.OVERLAY, SnapshotterChoice.AUTO):
             ok, reason = OverlaySnapshotter.supported(base)
             if ok:
                 return OverlaySnapshotter(base / "overlay")
-            if kind == "overlay":
+            if kind == SnapshotterChoice.OVERLAY:
                 raise FailedPrecondition(
                     f"overlay snapshotter unavailable under {base}: {reason}; set "
                     'images.snapshotter = "native" (or "auto") to use the copying one'
