@@ -46,7 +46,6 @@ class RuntimeHandler:
     name: str
     binary: Path
     root: Path
-    runtime_type: str = "oci"
 
 
 @dataclass(frozen=True, slots=True)
