@@ -161,8 +161,15 @@ done
 exec /usr/sbin/runc "$@"
 """
 
+_FAILING_CONMON = """#!/bin/sh
+echo 'e2e conmon refuses to supervise' >&2
+exit 1
+"""
 
-@pytest.mark.parametrize("broken", ["runc missing", "runc failing", "conmon missing"])
+
+@pytest.mark.parametrize(
+    "broken", ["runc missing", "runc failing", "conmon missing", "conmon failing"]
+)
 def test_a_missing_or_failing_runtime_or_conmon(pinnaced, pod_images, tmp_path, broken) -> None:
     runc = "/usr/sbin/runc"
     conmon = "/usr/bin/conmon"
@@ -173,8 +180,13 @@ def test_a_missing_or_failing_runtime_or_conmon(pinnaced, pod_images, tmp_path, 
         script.write_text(_FAILING_RUNC)
         script.chmod(0o755)
         runc = str(script)
-    else:
+    elif broken == "conmon missing":
         conmon = str(tmp_path / "no-such-conmon")
+    else:
+        script = tmp_path / "failing-conmon"
+        script.write_text(_FAILING_CONMON)
+        script.chmod(0o755)
+        conmon = str(script)
     config = (
         f'[images]\nsandbox_image = "{pod_images["pause"]}"\n'
         f'[runtime]\nconmon = "{conmon}"\n'
@@ -196,6 +208,7 @@ def test_a_missing_or_failing_runtime_or_conmon(pinnaced, pod_images, tmp_path, 
         "runc missing": "no-such-runc",
         "runc failing": "e2e runtime refuses to create",
         "conmon missing": "no-such-conmon",
+        "conmon failing": "e2e conmon refuses to supervise",
     }[broken]
     assert expected in info.value.details()
     status = env.status(ctr)
