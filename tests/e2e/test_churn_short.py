@@ -39,6 +39,7 @@ def counts(daemon: Pinnaced, network: Network) -> NodeCounts:
         bridge=network.bridge,
         ipam_dir=network.data_dir,
         subnet_prefix=f"10.213.{network.subnet_octet}.",
+        network_name=network.name,
     )
 
 

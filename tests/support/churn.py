@@ -1,11 +1,12 @@
 """Pod churn against a real pinnaced, and the counts of everything it could leak.
 
 ``NodeCounts.take`` counts what belongs to one daemon and one test network only (its mounts,
-pinned namespaces, veths on its bridge, host-local reservations, nat rules naming its subnet,
-cgroups under its own cgroup root in every hierarchy, conmon/runc processes naming its dirs,
-its open fds, metadata rows, snapshot and bundle directories), so whatever else runs on the
-host does not change them. ``churn`` runs pod lifecycles from several clients at once: a pod on
-the CNI network, two containers (one long-running with an exec, one that exits cleanly,
+pinned namespaces, veths on its bridge, host-local reservations, nat rules naming its subnet
+or network (portmap's per-pod chains), cgroups under its own cgroup root in every hierarchy,
+conmon/runc processes naming its dirs, its open fds, metadata rows, snapshot and bundle
+directories), so whatever else runs on the host does not change them. ``churn`` runs pod
+lifecycles from several clients at once: a pod on the CNI network (every other one with a host
+port on 127.0.0.1), two containers (one long-running with an exec, one that exits cleanly,
 crashes or is OOM-killed), stop, remove; while a sampler times ListPodSandbox and
 ListContainers as kubelet's relist does.
 """
@@ -47,7 +48,13 @@ class NodeCounts:
 
     @classmethod
     def take(
-        cls, daemon: Pinnaced, *, bridge: str, ipam_dir: Path, subnet_prefix: str
+        cls,
+        daemon: Pinnaced,
+        *,
+        bridge: str,
+        ipam_dir: Path,
+        subnet_prefix: str,
+        network_name: str = "",
     ) -> NodeCounts:
         own = mounts_under([daemon.root, daemon.state])
         nsfs = 0
@@ -101,7 +108,13 @@ class NodeCounts:
             pinned_namespaces=nsfs,
             veths=len([line for line in veths.splitlines() if line.strip()]),
             ip_reservations=len(reservations),
-            nat_rules=sum(1 for line in nat.splitlines() if subnet_prefix in line),
+            # portmap's DNAT and SNAT rules name the pod's address; its jumps into the
+            # per-pod chains name the network in their comment
+            nat_rules=sum(
+                1
+                for line in nat.splitlines()
+                if subnet_prefix in line or (network_name and network_name in line)
+            ),
             cgroups=cgroups,
             conmon_runc_processes=len(processes),
             daemon_fds=fds,
@@ -161,10 +174,30 @@ _VARIANTS = (
 )
 
 
-def _pod(name: str) -> pb.PodSandboxConfig:
+# Every other pod maps a host port, so portmap's per-pod nat chains and rules come and go under
+# the churn too. Loopback only, and below the ephemeral range (32768-60999), where other tests'
+# servers and clients bind: a DNAT of a port in use on 127.0.0.1 would steal its connections.
+HOST_PORT_BASE = 23000
+HOST_PORTS = 1000
+
+
+def _pod(name: str, n: int) -> pb.PodSandboxConfig:
+    ports = (
+        [
+            pb.PortMapping(
+                protocol=pb.TCP,
+                container_port=8080,
+                host_port=HOST_PORT_BASE + n % HOST_PORTS,
+                host_ip="127.0.0.1",
+            )
+        ]
+        if n % 2 == 0
+        else []
+    )
     return pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="churn"),
         hostname=name,
+        port_mappings=ports,
         linux=pb.LinuxPodSandboxConfig(
             security_context=pb.LinuxSandboxSecurityContext(
                 namespace_options=pb.NamespaceOption(pid=pb.CONTAINER)
@@ -193,7 +226,7 @@ def _container(name: str, image: str, command: list[str], memory: int | None) ->
 
 
 def _lifecycle(runtime: Any, image: str, n: int) -> str:
-    pod = _pod(f"churn-{n}")
+    pod = _pod(f"churn-{n}", n)
     pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod), timeout=120).pod_sandbox_id
     label, command, memory = _VARIANTS[n % len(_VARIANTS)]
     ids = []
