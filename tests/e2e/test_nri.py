@@ -5,7 +5,7 @@ Checked: registration (Configure, Synchronize), the event order of a pod whose c
 exits on its own, plugins called in index order and each only for the events of its mask,
 what List/Status show while a hook blocks, a failing hook and its retry, registration while
 creations run, every adjustment kind seen from inside the container, conflicts between two
-plugins, unsolicited updates, a plugin that dies, the plugin metrics and ``nri ls`` counts,
+plugins, unsolicited updates and those of a create's answer, a plugin that dies, the plugin metrics and ``nri ls`` counts,
 and NRI switched off."""
 
 from __future__ import annotations
@@ -245,7 +245,13 @@ def test_events_go_in_index_order_and_follow_each_mask(node: Node) -> None:
 
 
 def test_blocked_hooks_keep_the_object_invisible_but_list_and_status_answer(node: Node) -> None:
-    hooks = ("RunPodSandbox", "CreateContainer", "StopPodSandbox")
+    hooks = (
+        "RunPodSandbox",
+        "CreateContainer",
+        "StartContainer",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+    )
     blocks = {name: threading.Event() for name in hooks}
     plugin = node.plugin(
         name="blocker", block=blocks, entered={name: threading.Event() for name in hooks}
@@ -278,7 +284,15 @@ def test_blocked_hooks_keep_the_object_invisible_but_list_and_status_answer(node
         blocks["CreateContainer"].set()
         cid = creating.result(timeout=60)
         assert "held" in node.container_names()
-        node.start(cid)
+
+        starting = pool.submit(node.start, cid)
+        assert plugin.entered["StartContainer"].wait(30)
+        status = node.runtime.ContainerStatus(
+            pb.ContainerStatusRequest(container_id=cid), timeout=5
+        )
+        assert status.status.state == pb.CONTAINER_CREATED  # not started before plugins agree
+        blocks["StartContainer"].set()
+        starting.result(timeout=60)
 
         stopping = pool.submit(
             node.runtime.StopPodSandbox, pb.StopPodSandboxRequest(pod_sandbox_id=pod_id)
@@ -289,6 +303,16 @@ def test_blocked_hooks_keep_the_object_invisible_but_list_and_status_answer(node
         assert (listed.id, listed.state) == (cid, pb.CONTAINER_EXITED)
         blocks["StopPodSandbox"].set()
         stopping.result(timeout=60)
+
+        removing = pool.submit(
+            node.runtime.RemovePodSandbox, pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id)
+        )
+        assert plugin.entered["RemovePodSandbox"].wait(30)
+        # a notification after the fact: the pod and its container are gone already
+        assert pod.metadata.name not in node.pod_names()
+        assert node.container_names() == []
+        blocks["RemovePodSandbox"].set()
+        removing.result(timeout=60)
 
 
 def test_a_failing_hook_fails_the_call_and_a_retry_succeeds(node: Node) -> None:
@@ -392,6 +416,43 @@ def test_unsolicited_update_and_a_dead_plugin(node: Node) -> None:
     cid2 = node.create(pod_id, pod, "after", ["sleep", "100"])
     node.start(cid2)
     assert _nri_info(node)["plugins"] == []
+
+
+def test_updates_in_a_create_answer_reach_other_containers(node: Node) -> None:
+    from cri.api.pinnace.events.v1 import events_pb2 as epb
+    from cri.api.pinnace.events.v1 import events_pb2_grpc as epb_grpc
+    from tests.support.daemon import cri_channel
+
+    limit = 72 * 1024 * 1024
+    first: list[str] = []
+    node.plugin(
+        name="rebalancer",
+        create_updates=lambda p, c: [memory_update(first[0], limit)] if c == "second" else [],
+    ).start()
+    pod = node.pod_config()
+    pod_id = node.run_pod(pod)
+    first.append(node.create(pod_id, pod, "first", ["sleep", "100"]))
+    node.start(first[0])
+    channel = cri_channel(node.daemon.socket)
+    try:
+        updates = epb_grpc.EventsStub(channel).Subscribe(
+            epb.SubscribeRequest(
+                filters=[f'topic=="/containers/update",event.container_id=="{first[0]}"']
+            ),
+            timeout=60,
+        )
+        updates.initial_metadata()  # subscribed
+        node.create(pod_id, pod, "second", ["sleep", "100"])
+        assert next(updates).topic == "/containers/update"  # applied after the create
+        updates.cancel()
+    finally:
+        channel.close()
+    seen = node.sh(
+        first[0],
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+        "|| cat /sys/fs/cgroup/memory.max",
+    )
+    assert int(seen) == limit
 
 
 def test_update_events_and_nri_ls(node: Node, capsys: Any) -> None:
