@@ -5,8 +5,8 @@ Checked: registration (Configure, Synchronize), the event order of a pod whose c
 exits on its own, plugins called in index order and each only for the events of its mask,
 what List/Status show while a hook blocks, a failing hook and its retry, registration while
 creations run, every adjustment kind seen from inside the container, conflicts between two
-plugins, unsolicited updates and those of a create's answer, a plugin that dies, the plugin metrics and ``nri ls`` counts,
-and NRI switched off."""
+plugins, unsolicited updates and those of a create's answer, a plugin that dies, the plugin
+metrics and ``nri ls`` counts, and NRI switched off."""
 
 from __future__ import annotations
 
