@@ -5,6 +5,7 @@ WebSocket, the ``kubernetes`` package's own ``kubernetes.stream`` client."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -236,6 +237,31 @@ def test_websocket_older_protocols(env: Env, sleeper: str, protocol: str) -> Non
     if protocol.startswith("v4"):
         assert "".join(raw) == "hi\n"
         assert client.returncode == 2
+
+
+def test_websocket_tty_resize_with_the_kubernetes_client(env: Env, sleeper: str) -> None:
+    # kubectl exec -it over WebSocket (its default since 1.30): resizes on channel 4
+    url = env.exec_url(
+        sleeper, ["sh", "-c", "while read x; do stty size; done"], tty=True, stdin=True
+    )
+    client = _ws_client(url)
+    try:
+        client.write_channel(4, json.dumps({"Width": 100, "Height": 40}))
+        out = ""
+        for _ in range(20):  # the first lines may be answered before the resize is applied
+            answers = len(re.findall(r"\d+ \d+\r?\n", out))
+            client.write_stdin("x\n")
+            for _ in range(30):  # each update waits up to 1 s for the next message
+                client.update(timeout=1)
+                if client.peek_stdout():
+                    out += client.read_stdout(timeout=0)
+                if len(re.findall(r"\d+ \d+\r?\n", out)) > answers:
+                    break
+            if "40 100" in out:
+                break
+        assert "40 100" in out, out
+    finally:
+        client.close()
 
 
 def test_websocket_unknown_protocols_get_the_list(env: Env, sleeper: str) -> None:
