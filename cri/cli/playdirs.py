@@ -35,13 +35,21 @@ class PlayRoots:
 
 
 def owned(namespace: str, name: str, uid: str, roots: PlayRoots) -> list[Path]:
-    """The directories play makes for the pod with this identity."""
+    """The directories play makes for the pod with this identity: each one directly under its
+    root. An identity that would name anything else (a ``/`` in it, ``.`` or ``..``; any CRI
+    client can create a pod with such metadata) owns nothing, so nothing is removed for it."""
     if not uid:
         return []
-    return [
-        Path(os.path.abspath(roots.log_root)) / f"{namespace}_{name}_{uid}",
-        Path(os.path.abspath(roots.play_root)) / uid,
-    ]
+    found = []
+    for root, leaf in (
+        (roots.log_root, f"{namespace}_{name}_{uid}"),
+        (roots.play_root, uid),
+    ):
+        if "/" in leaf or "\0" in leaf or leaf in (".", ".."):
+            continue
+        base = Path(os.path.abspath(root))
+        found.append(base / leaf)
+    return found
 
 
 def remove_dirs(paths: list[Path]) -> list[str]:
