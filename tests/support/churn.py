@@ -7,8 +7,8 @@ conmon/runc processes naming its dirs, its open fds, metadata rows, snapshot and
 directories), so whatever else runs on the host does not change them. ``churn`` runs pod
 lifecycles from several clients at once: a pod on the CNI network (every other one with a host
 port on 127.0.0.1), two containers (one long-running with an exec, one that exits cleanly,
-crashes or is OOM-killed), stop, remove; while a sampler times ListPodSandbox and
-ListContainers as kubelet's relist does.
+crashes or is OOM-killed, its exit awaited on GetContainerEvents), stop, remove; while a
+sampler times ListPodSandbox and ListContainers as kubelet's relist does.
 """
 
 from __future__ import annotations
@@ -167,11 +167,26 @@ class ChurnResult:
         )
 
 
+# the second container of pod n: label, command, memory limit, the reason its status must give
 _VARIANTS = (
-    ("clean", ["true"], None),
-    ("crash", ["sh", "-c", "exit 3"], None),
-    ("oom", ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"], 32 * 1024 * 1024),
+    ("clean", ["true"], None, "Completed"),
+    ("crash", ["sh", "-c", "exit 3"], None, "Error"),
+    (
+        "oom",
+        ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+        32 * 1024 * 1024,
+        "OOMKilled",
+    ),
 )
+
+
+def expected_exits(cycles: int) -> dict[str, int]:
+    """What ``ChurnResult.exit_reasons`` must be after ``cycles`` lifecycles."""
+    out: dict[str, int] = {}
+    for n in range(cycles):
+        label, _, _, reason = _VARIANTS[n % len(_VARIANTS)]
+        out[f"{label}:{reason}"] = out.get(f"{label}:{reason}", 0) + 1
+    return out
 
 
 # Every other pod maps a host port, so portmap's per-pod nat chains and rules come and go under
@@ -228,7 +243,7 @@ def _container(name: str, image: str, command: list[str], memory: int | None) ->
 def _lifecycle(runtime: Any, image: str, n: int) -> str:
     pod = _pod(f"churn-{n}", n)
     pod_id = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod), timeout=120).pod_sandbox_id
-    label, command, memory = _VARIANTS[n % len(_VARIANTS)]
+    label, command, memory, _ = _VARIANTS[n % len(_VARIANTS)]
     ids = []
     for name, cmd, mem in (("server", ["sleep", "600"], None), (label, command, memory)):
         ids.append(
@@ -241,12 +256,26 @@ def _lifecycle(runtime: Any, image: str, n: int) -> str:
                 timeout=60,
             ).container_id
         )
-    for ctr in ids:
-        runtime.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
-    reply = runtime.ExecSync(
-        pb.ExecSyncRequest(container_id=ids[0], cmd=["true"], timeout=10), timeout=30
-    )
-    assert reply.exit_code == 0
+    # subscribed before the starts: the short-lived container's stop event cannot be missed
+    events = runtime.GetContainerEvents(pb.GetEventsRequest(), timeout=120)
+    try:
+        events.initial_metadata()
+        for ctr in ids:
+            runtime.StartContainer(pb.StartContainerRequest(container_id=ctr), timeout=60)
+        reply = runtime.ExecSync(
+            pb.ExecSyncRequest(container_id=ids[0], cmd=["true"], timeout=10), timeout=30
+        )
+        assert reply.exit_code == 0
+        # it exits by itself (cleanly, crashing or OOM-killed) before the pod is stopped, so
+        # the pod's stop never kills it first and every variant ends as it is meant to
+        for event in events:
+            if (
+                event.container_id == ids[1]
+                and event.container_event_type == pb.CONTAINER_STOPPED_EVENT
+            ):
+                break
+    finally:
+        events.cancel()
     runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     reason = runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=ids[1])).status.reason
     runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
