@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from cri import config as config_mod
-from cri import loopwatch
+from cri import loopwatch, unixsocket
 from cri.api.pinnace.events.v1 import events_pb2_grpc
 from cri.api.pinnace.images.v1 import images_pb2_grpc
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
@@ -548,11 +547,11 @@ class Daemon:
         sock = cfg.daemon.socket_path
         # an unknown group fails the start here, before anything listens
         socket_gid = _group_id(cfg.daemon.socket_group) if cfg.daemon.socket_group else None
-        sock.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            sock.unlink()  # we hold the root lock: a socket left here is stale
+        # the root lock says nothing about the socket: another daemon may serve it
+        await unixsocket.prepare(sock, setting="--address or [daemon] address")
         server.add_insecure_port(f"unix://{sock}")
         await server.start()
+        claim = unixsocket.claimed(sock)
         os.chmod(sock, cfg.daemon.socket_mode)
         if socket_gid is not None:
             os.chown(sock, -1, socket_gid)
@@ -576,8 +575,7 @@ class Daemon:
             self.notifier.notify("STOPPING=1")
             self.exchange.close()  # ends Subscribe streams instead of waiting out the grace
             await server.stop(grace=5)
-            with contextlib.suppress(FileNotFoundError):
-                sock.unlink()
+            claim.release()  # only our own socket, not one a successor bound since
 
 
 def state_counts(pods: PodService) -> dict[str, dict[str, int]]:

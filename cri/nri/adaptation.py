@@ -36,11 +36,11 @@ import os
 import socket
 import time
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message as PbMessage
 
+from cri import unixsocket
 from cri.api.nri.v1alpha1 import api_pb2 as npb
 from cri.nri import convert, ttrpc
 from cri.nri.adjust import Adjustments, DeviceInjector
@@ -89,7 +89,7 @@ class Adaptation:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._all: set[Plugin] = set()
-        self._listening = False
+        self._claim: unixsocket.Claim | None = None  # the NRI socket, while ours
         # Containers as last described to plugins (from their specs), so an event need not
         # read and parse config.json again; dropped on update (the spec changed) and removal.
         self._described: dict[str, npb.Container] = {}
@@ -111,30 +111,24 @@ class Adaptation:
         if path is not None:
             with contextlib.suppress(OSError):  # a failure shows when the socket is created
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if await _in_use(path):
-                # Another runtime (containerd, CRI-O, a second pinnaced) serves NRI there;
-                # taking its socket away would cut its plugins off.
-                log.error("NRI socket %s is in use by another process: not listening", path)
-                self._listening = False
-                return
             try:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                # Another runtime (containerd, CRI-O, a second pinnaced) may serve NRI there;
+                # taking its socket away would cut its plugins off.
+                await unixsocket.prepare(path, setting="--nri-socket or [nri] socket_path")
                 self._server = await asyncio.start_unix_server(self._accept, path=str(path))
                 os.chmod(path, 0o600)
-            except OSError as exc:
+                self._claim = unixsocket.claimed(path)
+            except (OSError, FailedPrecondition) as exc:
                 # NRI is an extension: pinnaced serves the CRI without it rather than not at all
-                log.error("NRI socket %s cannot be created (%s): not listening", path, exc)
+                log.error("NRI socket %s: not listening: %s", path, exc)
                 return
-            self._listening = True
             log.info("NRI listening on %s", path)
 
     async def aclose(self) -> None:
         if self._server is not None:
             self._server.close()
-            if self.settings.socket_path is not None and self._listening:
-                with contextlib.suppress(FileNotFoundError):
-                    self.settings.socket_path.unlink()
+            if self._claim is not None:
+                self._claim.release()
         for task in list(self._tasks):
             task.cancel()
         for plugin in list(self._all):
@@ -721,7 +715,7 @@ class Adaptation:
 
     def info(self) -> dict[str, Any]:
         return {
-            "socket": str(self.settings.socket_path) if self._listening else "",
+            "socket": str(self.settings.socket_path) if self._claim is not None else "",
             "plugins": [
                 {
                     "index": p.index,
@@ -734,13 +728,3 @@ class Adaptation:
                 for p in self._plugins
             ],
         }
-
-
-async def _in_use(path: Path) -> bool:
-    """Whether something accepts connections on the unix socket at ``path``."""
-    try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 2)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    return True

@@ -1,7 +1,8 @@
 """pinnaced as an operator meets it: a taken metrics port is one line and exit 1; ``--address``
-takes a bare path; ``--version``; readiness through sd_notify; log levels that mean something
-(INFO: state changes and failures, DEBUG: RPCs and registry requests); the sandbox image is
-pulled only for pods that need an infra container."""
+takes a bare path; a socket path another daemon serves, or a file that is not a socket, is
+refused and never taken over; ``--version``; readiness through sd_notify; log levels that mean
+something (INFO: state changes and failures, DEBUG: RPCs and registry requests); the sandbox
+image is pulled only for pods that need an infra container."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cri.api.runtime.v1 import api_pb2 as pb
+from tests.e2e.conftest import PinnacedFactory
 from tests.support.cli import one_line_failure, run_cli
 from tests.support.daemon import DaemonError, Pinnaced, hosts_toml
 from tests.support.registry import Registry
@@ -141,3 +143,41 @@ def test_debug_log_has_rpcs_and_registry_requests(
     log = daemon.log_path.read_text()
     assert "runtime.v1.RuntimeService/Version OK in" in log
     assert "HTTP Request: GET http://" in log and "/v2/test/busybox/manifests/" in log
+
+
+def _refused_start(daemon: Pinnaced) -> str:
+    """The one line a daemon that must not start printed last (exit code 1, no traceback)."""
+    try:
+        with pytest.raises(DaemonError):
+            daemon.start()
+        assert daemon.returncode == 1
+        log = daemon.log_path.read_text()
+    finally:
+        daemon.close()
+    assert "Traceback" not in log, log
+    return log.rstrip("\n").splitlines()[-1]
+
+
+def test_a_socket_another_daemon_serves_is_left_to_it(
+    pinnaced: PinnacedFactory, tmp_path: Path
+) -> None:
+    daemon = pinnaced()
+    # the root lock cannot see this: the second daemon has a root of its own
+    second = Pinnaced(tmp_path / "second", extra_args=("--address", str(daemon.socket)))
+    line = _refused_start(second)
+    assert line == (
+        f"pinnaced: {daemon.socket}: another process serves this socket (a running pinnaced on"
+        " another --root, containerd, CRI-O?); stop it or choose another path with --address"
+        " or [daemon] address"
+    ), line
+    # the first daemon keeps its socket: neither taken over nor removed at the second's exit
+    assert run_cli(daemon.socket, "version").returncode == 0
+
+
+def test_a_file_at_the_socket_path_is_never_removed(tmp_path: Path) -> None:
+    somebodys = tmp_path / "notes.txt"
+    somebodys.write_text("mine\n")
+    line = _refused_start(Pinnaced(tmp_path / "d", extra_args=("--address", str(somebodys))))
+    assert line.startswith(f"pinnaced: {somebodys} is a regular file, not a socket:"), line
+    assert "--address" in line
+    assert somebodys.read_text() == "mine\n"
