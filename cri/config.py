@@ -451,9 +451,16 @@ def load(path: Path | None, *, required: bool = False) -> Config:
             raise InvalidArgument(f"config file {path} does not exist")
         return Config().validate()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"config file {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(
+            f"config file {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+            f" {exc.start}); a config is TOML"
+        ) from None
+    except OSError as exc:  # a directory, no permission
+        raise InvalidArgument(f"config file {path}: cannot read: {exc.strerror or exc}") from None
     return from_mapping(data, source=str(path))
 
 

@@ -57,10 +57,15 @@ _KINDS = {
 
 
 def _read_manifest(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
     try:
-        return Path(path).read_text()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        source = "<stdin>" if path == "-" else path
+        raise InvalidArgument(
+            f"{source}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+            f" {exc.start}); a Pod manifest is YAML"
+        ) from None
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}") from None
 

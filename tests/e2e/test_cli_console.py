@@ -259,6 +259,14 @@ def test_yaml_errors_name_the_file_line_and_field(daemon: Pinnaced, tmp_path: Pa
     line = one_line_failure(run_cli(daemon.socket, "play", str(typed)))
     assert line.startswith(f"pinnace: {typed}:9: ")
     assert "spec.containers[0].ports[0].containerPort" in line and "V1" not in line
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"apiVersion: v1\n\xff\xfe\n")
+    assert one_line_failure(run_cli(daemon.socket, "play", str(binary))) == (
+        f"pinnace: {binary}: not UTF-8 text (byte 0xff at offset 15); a Pod manifest is YAML"
+    )
+    with binary.open("rb") as stdin:
+        piped = run_cli(daemon.socket, "play", "-", stdin=stdin)
+    assert one_line_failure(piped).startswith("pinnace: <stdin>: not UTF-8 text (byte 0xff")
 
 
 def test_a_failed_play_removes_what_it_made_and_says_how_to_inspect(
