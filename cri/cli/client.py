@@ -22,7 +22,7 @@ from cri.api.pinnace.images.v1 import images_pb2_grpc as ipb_grpc
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc
 from cri.wire import unix_address
-from runtime.errors import DeadlineExceeded
+from runtime.errors import DeadlineExceeded, InvalidArgument
 
 #: Seconds a create or start may take (an image's first unpack, a slow CNI plugin).
 LONG_CALL = 120.0
@@ -33,6 +33,10 @@ class Client:
 
     def __init__(self, address: str, *, timeout: float = 30.0) -> None:
         self.address = unix_address(address)
+        if not self.address.startswith("unix://"):
+            raise InvalidArgument(
+                f"--address {address}: pinnaced serves a unix socket; give its path or unix://PATH"
+            )
         self.timeout = timeout
         self.channel = grpc.insecure_channel(self.address)
         self.runtime = pb_grpc.RuntimeServiceStub(self.channel)

@@ -59,9 +59,7 @@ def describe(exc: RpcFailure, *, address: str) -> Failure:
     if kind is None:
         if code == grpc.StatusCode.UNAVAILABLE:
             return Failure(
-                "daemon-unreachable",
-                f"cannot reach pinnaced at {address} (is it running? --address or "
-                f"PINNACE_ADDRESS pick another socket): {details}",
+                "daemon-unreachable", f"cannot reach pinnaced at {address}: {_why(details)}"
             )
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return Failure(
@@ -76,3 +74,28 @@ def describe(exc: RpcFailure, *, address: str) -> Failure:
     if code == grpc.StatusCode.NOT_FOUND:
         return Failure("not-found", f"not found: {details}")
     return Failure("daemon-error", f"{code.name}: {details}")
+
+
+_ANOTHER = "pick another socket with --address or PINNACE_ADDRESS"
+
+#: The end of gRPC's connect failure (the socket's errno text) → what it means and what to do.
+_CONNECT_ERRORS = {
+    "No such file or directory": f"no socket there; is pinnaced running? (or {_ANOTHER})",
+    "Connection refused": (
+        "nothing accepts connections on that socket (left by a pinnaced that stopped?); start"
+        f" pinnaced, or {_ANOTHER}"
+    ),
+    "Permission denied": (
+        "permission denied: run as root, or as a member of the socket's group ([daemon]"
+        " socket_group)"
+    ),
+}
+
+
+def _why(details: str) -> str:
+    """Why a connect failed, in the user's words (gRPC's own text when it is none of the
+    usual three)."""
+    for errno_text, meaning in _CONNECT_ERRORS.items():
+        if details.endswith(f"error: {errno_text}"):
+            return meaning
+    return f"{details} (is it running? or {_ANOTHER})"

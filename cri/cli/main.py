@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     from cri.cli.failures import describe
     from runtime.errors import PinnaceError
 
-    client = Client(args.address, timeout=args.timeout)
+    try:
+        client = Client(args.address, timeout=args.timeout)
+    except PinnaceError as exc:
+        return _fail(str(exc))
     interrupted = False
     try:
         return int(args.func(client, args))

@@ -387,8 +387,24 @@ def _running(c: Client, container_id: str) -> bool:
     return status.state in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING)
 
 
+def _refuse_a_pod_for_a_container(c: Client, text: str) -> None:
+    """Where only a container will do (``logs``) and ``text`` names a pod, say so and name
+    its containers: the mistake a newcomer makes after ``pinnace play`` (the example pod and
+    its container are named apart)."""
+    pods = [p for p in c.list_pods() if text in (p.id, p.metadata.name) or p.id.startswith(text)]
+    if len(pods) != 1:
+        return
+    names = sorted(x.metadata.name for x in c.list_containers(pod_id=pods[0].id))
+    which = f"its containers: {', '.join(names)}" if names else "it has no containers"
+    raise NotFound(f"{text!r} is a pod, not a container; {which}")
+
+
 def cmd_logs(c: Client, args: argparse.Namespace) -> int:
-    target = resolve(c, args.container, kinds=("container",))
+    try:
+        target = resolve(c, args.container, kinds=("container",))
+    except NotFound:
+        _refuse_a_pod_for_a_container(c, args.container)
+        raise
     path = c.container_status(target.id).status.log_path
     if not path:
         raise FailedPrecondition(f"container {short_id(target.id)} has no log file")

@@ -234,6 +234,10 @@ def test_pods_ps_inspect_stats_formats(
         assert any(line[:3] == ["container", line[1], "formats-main"] for line in lines)
         data = json.loads(run_cli(daemon.socket, "stats", "-o", "json").stdout)
         assert pod_id in [p["attributes"]["id"] for p in data["pods"]]
+        # a pod named where only a container will do: said so, with its containers' names
+        assert one_line_failure(run_cli(daemon.socket, "logs", "formats")) == (
+            "pinnace: 'formats' is a pod, not a container; its containers: formats-main"
+        )
     finally:
         down = run_cli(daemon.socket, "play", "--down", str(manifest), *roots)
         assert down.returncode == 0, down.stderr

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from cri.cli.failures import describe
+from cri.cli.main import main as cli_main
 from cri.cli.manifest_load import load_pod
 from cri.errors import kind_for
 from cri.wire import ERROR_KIND_KEY, unix_address
@@ -43,6 +44,34 @@ def test_unavailable_without_the_daemons_kind_is_an_unreachable_daemon() -> None
     )
     assert failure.cause == "daemon-unreachable"
     assert failure.line.startswith("cannot reach pinnaced at unix:///x.sock")
+
+
+@pytest.mark.parametrize(
+    ("errno_text", "meaning"),
+    [
+        ("No such file or directory", "no socket there; is pinnaced running?"),
+        ("Connection refused", "nothing accepts connections on that socket"),
+        ("Permission denied", "permission denied: run as root, or as a member of the socket's"),
+    ],
+)
+def test_an_unreachable_daemon_says_why_in_the_users_words(errno_text: str, meaning: str) -> None:
+    details = (
+        "failed to connect to all addresses; last error: FAILED_PRECONDITION: unix:/x.sock: "
+        f"connect failed: addr: unix:/x.sock error: {errno_text}"
+    )
+    failure = describe(FailedCall(grpc.StatusCode.UNAVAILABLE, details), address="unix:///x.sock")
+    assert failure.line.startswith(f"cannot reach pinnaced at unix:///x.sock: {meaning}")
+    assert "FAILED_PRECONDITION" not in failure.line
+
+
+def test_an_address_that_is_no_unix_socket_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli_main(["--address", "tcp://127.0.0.1:5000", "ps"]) == 1
+    assert capsys.readouterr().err == (
+        "pinnace: --address tcp://127.0.0.1:5000: pinnaced serves a unix socket; give its path"
+        " or unix://PATH\n"
+    )
 
 
 def test_a_registry_the_daemon_cannot_reach_is_named_even_if_the_words_say_connect() -> None:
