@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,8 @@ def describe_transport(exc: BaseException) -> str:
         return f"TLS handshake failed: {_text(root)}"
     if isinstance(root, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(root, socket.gaierror):  # no "[Errno -2]": the resolver's words alone
+        return f"cannot resolve its host name ({root.strerror or 'no address'})"
     return _text(root) or _text(exc) or type(exc).__name__
 
 

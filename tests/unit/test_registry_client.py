@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import ssl
 from collections.abc import Callable
 from contextlib import aclosing
@@ -490,3 +491,20 @@ def test_a_missing_sniffio_is_not_searched_for_on_every_request() -> None:
     assert sys.modules["sniffio"] is None
     with pytest.raises(ImportError):
         import sniffio  # noqa: F401
+
+
+def test_a_host_name_that_does_not_resolve_is_said_in_words() -> None:
+    from runtime.distribution.failures import registry_error
+
+    try:
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+    except httpx.ConnectError as exc:
+        error = registry_error(exc, host="nosuch.invalid", kind="manifest", subject="x:1")
+    assert isinstance(error, RegistryUnavailable)
+    assert str(error) == (
+        "RegistryUnavailable: cannot reach registry nosuch.invalid: cannot resolve its host name"
+        " (Name or service not known)"
+    )
