@@ -17,6 +17,7 @@ from typing import Any
 
 from runtime import units
 from runtime.cgroups.mounts import CgroupDriver
+from runtime.distribution.reference import parse_reference
 from runtime.errors import InvalidArgument
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinnace/config.toml")
@@ -141,6 +142,10 @@ class ImagesConfig:
     registry_auths: Mapping[str, RegistryAuth] = field(default_factory=dict)
 
     def validate(self) -> None:
+        try:
+            parse_reference(self.sandbox_image)
+        except InvalidArgument as exc:  # found at start, not at the first pod that needs it
+            raise InvalidArgument(f"images.sandbox_image: {exc}") from None
         if not isinstance(self.snapshotter, SnapshotterChoice):
             raise InvalidArgument(
                 f"images.snapshotter: {self.snapshotter!r} must be overlay, native or auto"

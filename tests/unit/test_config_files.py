@@ -34,3 +34,13 @@ def test_a_toml_error_names_the_file_line_and_column(tmp_path: Path) -> None:
         config_mod.load(path)
     assert str(caught.value).startswith(f"config file {path}: ")
     assert "(at line 1, column 8)" in str(caught.value)
+
+
+def test_a_sandbox_image_that_is_no_reference_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[images]\nsandbox_image = "::bad::"\n')
+    with pytest.raises(InvalidArgument) as caught:
+        config_mod.load(path)
+    assert str(caught.value).startswith(
+        f"{path}: images.sandbox_image: invalid reference '::bad::':"
+    )
