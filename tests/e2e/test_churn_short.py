@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,13 +18,14 @@ from tests.support.push import push_image
 from tests.support.registry import Registry
 
 
-@pytest.fixture
-def churn_env(
-    pinnaced, registry: Registry, tmp_path: Path
+def churn_daemon(
+    pinnaced, registry: Registry, tmp_path: Path, **daemon: Any
 ) -> Iterator[tuple[Pinnaced, Network, str]]:  # type: ignore[no-untyped-def]
+    """A daemon (``daemon`` as the ``pinnaced`` factory takes) on a bridge network of its
+    own, the churn image pulled."""
     push_image(registry.url, "test/churnbox", "v1", images.busybox_image())
     ref = f"{registry.host}/test/churnbox:v1"
-    daemon = pinnaced(start=False)
+    daemon = pinnaced(start=False, **daemon)
     network = Network(daemon.cni_conf_dir, tmp_path / "ipam")
     try:
         daemon.start()
@@ -31,6 +33,15 @@ def churn_env(
         yield daemon, network, ref
     finally:
         network.teardown()
+
+
+@pytest.fixture
+def churn_env(
+    pinnaced, registry: Registry, tmp_path: Path
+) -> Iterator[tuple[Pinnaced, Network, str]]:  # type: ignore[no-untyped-def]
+    # the e2e default: the daemon's loop in debug mode, failing the test on a callback that
+    # holds it (tests/e2e/conftest.py)
+    yield from churn_daemon(pinnaced, registry, tmp_path)
 
 
 def counts(daemon: Pinnaced, network: Network) -> NodeCounts:

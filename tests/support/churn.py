@@ -13,10 +13,12 @@ sampler times ListPodSandbox and ListContainers as kubelet's relist does.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
-from tests.support.daemon import Pinnaced, cgroup_dirs_of, mounts_under, processes_mentioning
+from tests.support.daemon import (
+    REPO_ROOT,
+    Pinnaced,
+    cgroup_dirs_of,
+    mounts_under,
+    processes_mentioning,
+)
 
 _NSFS_MOUNTS = "nsfs"
 
@@ -283,36 +291,30 @@ def _lifecycle(runtime: Any, image: str, n: int) -> str:
 
 
 class ListSampler:
-    """Times ListPodSandbox + ListContainers every ``interval`` s on its own channel (each
-    sample is one of the two calls, client-side, in ms)."""
+    """Times ListPodSandbox + ListContainers every ``interval`` s from a process of its own
+    (``tests.support.list_sampler``), as the kubelet polls them; ``samples`` once it is done
+    (each one of the two calls, client-side, in ms)."""
 
     def __init__(self, daemon: Pinnaced, *, interval: float = 0.1) -> None:
-        from tests.support.daemon import cri_clients
-
-        self._runtime, _ = cri_clients(daemon.socket)
-        self._interval = interval
-        self._stop = threading.Event()
+        self._argv = [
+            sys.executable, "-m", "tests.support.list_sampler", str(daemon.socket), str(interval)
+        ]  # fmt: skip
+        self._proc: subprocess.Popen[bytes] | None = None
         self.samples: list[float] = []
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for call, request in (
-                (self._runtime.ListPodSandbox, pb.ListPodSandboxRequest()),
-                (self._runtime.ListContainers, pb.ListContainersRequest()),
-            ):
-                started = time.perf_counter()
-                call(request, timeout=10)
-                self.samples.append((time.perf_counter() - started) * 1000)
-            self._stop.wait(self._interval)  # the polling period itself, not a wait for a fact
 
     def __enter__(self) -> ListSampler:
-        self._thread.start()
+        self._proc = subprocess.Popen(
+            self._argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        assert self._proc is not None
+        # communicate() closes its stdin first: the sampler's signal to stop and print
+        out, _ = self._proc.communicate(timeout=60)
+        if self._proc.returncode != 0:
+            raise RuntimeError(f"the List sampler failed (exit {self._proc.returncode})")
+        self.samples = json.loads(out)
 
 
 def churn(
