@@ -44,6 +44,7 @@ from runtime.model.pods import (
 )
 from runtime.mount.types import Mount
 from runtime.pods.containers import ContainerController
+from runtime.pods.hooks import PodHooks
 from runtime.pods.network import EventNetwork
 from runtime.pods.rootfs import HostDirs
 from runtime.pods.sandboxes import SandboxController
@@ -332,11 +333,17 @@ class PodLayer:
 
     @classmethod
     def build(
-        cls, root: Path, *, db: Database | None = None, cgroups: CgroupMounts | None = None
+        cls,
+        root: Path,
+        *,
+        db: Database | None = None,
+        cgroups: CgroupMounts | None = None,
+        hooks: PodHooks | None = None,
     ) -> PodLayer:
         """A pod layer under ``root``; pass the ``db`` (and the same ``root``) of an earlier
         layer to play a daemon restart (then call ``service.recover()``). ``cgroups`` (e.g.
-        a unified hierarchy in a temporary directory) lets the layer remove pod cgroups."""
+        a unified hierarchy in a temporary directory) lets the layer remove pod cgroups;
+        ``hooks`` are the lifecycle hooks both controllers call (default: none)."""
         fresh = db is None
         if db is None:
             db = Database(root / "metadata.db")
@@ -373,6 +380,7 @@ class PodLayer:
             cgroups=cgroups,
             rootfs=rootfs,
             dirs=dirs,
+            hooks=hooks,
         )
         sandboxes = SandboxController(
             **common,  # type: ignore[arg-type]

@@ -8,12 +8,14 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from runtime.events.types import TaskExit
-from runtime.model.pods import ContainerState, Device, Resources, Sandbox
+from runtime.model.pods import Container, ContainerState, Device, Resources, Sandbox
+from runtime.pods.hooks import NoHooks
 from tests.support.pods import PodLayer
 
 
@@ -112,6 +114,43 @@ async def test_a_failure_at_each_step_of_create_leaves_nothing(
         await layer.containers.create(sandbox.id, layer.container("app"))
     assert _beyond(layer, sandbox) == []
     assert layer.topics() == []
+
+
+class _RefusingHooks(NoHooks):
+    """Lifecycle hooks whose CreateContainer hook refuses once (as an NRI plugin may)."""
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    async def create_container(
+        self, sandbox: Sandbox, container: Container, spec: dict[str, Any]
+    ) -> None:
+        if not self.refused:
+            self.refused = True
+            raise FailedPrecondition("plugin says no")
+
+
+@pytest.mark.parametrize("step", ["cdi", "hook", "record"])
+async def test_a_failure_after_the_spec_is_built_leaves_nothing(tmp_path: Path, step: str) -> None:
+    """The steps between spec build and the durable record: CDI injection (an unknown device),
+    the CreateContainer hook, and the spec + record write."""
+    layer = PodLayer.build(tmp_path, hooks=_RefusingHooks() if step == "hook" else None)
+    try:
+        sandbox = await layer.sandboxes.run(layer.host_pod("web"))
+        layer.topics()
+        config = layer.container("app")
+        if step == "cdi":
+            config = dataclasses.replace(config, cdi_devices=("vendor.example/gpu=0",))
+        if step == "record":
+            layer.db.close()  # the record's write fails: the database is gone
+        with pytest.raises((InvalidArgument, FailedPrecondition)):
+            await layer.containers.create(sandbox.id, config)
+        assert _beyond(layer, sandbox) == []
+        assert layer.topics() == []
+        if step != "record":  # the name is free again: a retry that can succeed does
+            await layer.containers.create(sandbox.id, layer.container("app"))
+    finally:
+        layer.close()
 
 
 async def test_a_spec_that_cannot_be_built_leaves_nothing(
