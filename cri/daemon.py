@@ -750,10 +750,14 @@ _LIBRARY_LEVELS = {
 }
 
 
+# pinnaced's log lines (tests/support/daemon.py parses the loop watch's from them)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         force=True,
     )
     libraries = _LIBRARY_LEVELS.get(level, _LIBRARY_LEVELS["info"])

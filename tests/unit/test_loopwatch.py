@@ -8,10 +8,13 @@ import asyncio
 import logging
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from cri import loopwatch
+from cri.daemon import LOG_FORMAT
+from tests.support.daemon import Pinnaced
 
 
 def test_parse_schedstat() -> None:
@@ -53,6 +56,34 @@ def test_a_blocking_callback_is_reported_and_a_quick_one_is_not(
     reports = [r.getMessage() for r in caplog.records if r.name == "cri.loopwatch"]
     assert len(reports) == 1
     assert "slow callback: held the loop" in reports[0] and "_busy" in reports[0]
+
+
+def test_the_e2e_harness_reads_what_the_watch_logs(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The e2e suite fails a test on a slow callback only if tests/support/daemon.py parses
+    the watch's line as pinnaced's log format writes it: a change of wording on either side
+    must fail here, not silently switch the e2e check off."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        uninstall = loopwatch.install(loop, threshold_ms=50)
+        try:
+            done = loop.create_future()
+            loop.call_soon(_busy, 0.12)
+            loop.call_soon(done.set_result, None)
+            await done
+        finally:
+            uninstall()
+
+    with caplog.at_level(logging.WARNING, logger="cri.loopwatch"):
+        asyncio.run(main())
+    formatter = logging.Formatter(LOG_FORMAT)
+    lines = [formatter.format(r) for r in caplog.records if r.name == "cri.loopwatch"]
+    daemon = Pinnaced(tmp_path)
+    daemon.log_path.write_text("INFO cri.daemon: ready\n" + "\n".join(lines) + "\n")
+    (slow,) = daemon.slow_callbacks()
+    assert slow.held_ms >= 50 and slow.wall_ms >= slow.held_ms and "_busy" in slow.what
 
 
 def test_uninstall_leaves_asyncio_and_subprocess_as_they_were() -> None:
