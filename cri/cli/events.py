@@ -87,9 +87,12 @@ def render_json(envelope: epb.Envelope) -> str:
     )
 
 
-def follow(c: Client, filters: list[str], *, json_lines: bool, out: IO[str]) -> int:
-    """Print envelopes as they arrive until the daemon ends the stream (0) or Ctrl-C (the
-    stream cancelled, the interrupt raised on for :func:`cri.cli.main.main` to end with 130).
+def follow(
+    c: Client, filters: list[str], *, json_lines: bool, out: IO[str], err: IO[str] | None = None
+) -> int:
+    """Print envelopes as they arrive until the daemon ends the stream (0, and a line on
+    ``err`` saying so: the prompt coming back unasked needs a reason) or Ctrl-C (the stream
+    cancelled, the interrupt raised on for :func:`cri.cli.main.main` to end with 130).
     gRPC errors (a bad filter, being dropped as too slow) propagate as ``grpc.RpcError``."""
     call = c.subscribe(filters)
     render = render_json if json_lines else render_line
@@ -100,6 +103,10 @@ def follow(c: Client, filters: list[str], *, json_lines: bool, out: IO[str]) -> 
     except KeyboardInterrupt:
         call.cancel()
         raise
+    print(
+        "pinnace: pinnaced ended the event stream (it stopped or is restarting)",
+        file=err if err is not None else sys.stderr,
+    )
     return 0
 
 

@@ -328,12 +328,14 @@ def test_parser_collects_filters_and_output() -> None:
 
 
 async def test_follow_prints_matching_events_until_the_stream_ends(served: Served) -> None:
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
 
     def run() -> int:
         client = Client(served.target)
         try:
-            return cli_events.follow(client, ['topic~="^/tasks/"'], json_lines=True, out=out)
+            return cli_events.follow(
+                client, ['topic~="^/tasks/"'], json_lines=True, out=out, err=err
+            )
         finally:
             client.close()
 
@@ -345,3 +347,6 @@ async def test_follow_prints_matching_events_until_the_stream_ends(served: Serve
     assert await asyncio.wait_for(follower, 30) == 0
     lines = out.getvalue().splitlines()
     assert [json.loads(line)["event"]["container_id"] for line in lines] == ["c1"]
+    assert (
+        err.getvalue() == "pinnace: pinnaced ended the event stream (it stopped or is restarting)\n"
+    )
