@@ -297,16 +297,29 @@ class SandboxController:
         options = ("nosuid", "nodev", "noexec", "mode=1777", f"size={self._settings.shm_size}")
         self._rootfs.mount([Mount("tmpfs", "shm", options)], target)
 
-    async def _sandbox_image(self) -> ImageRecord:
-        record = self._images.find(self._settings.sandbox_image)
+    async def _sandbox_image(self, sandbox: Sandbox) -> ImageRecord:
+        name = self._settings.sandbox_image
+        record = self._images.find(name)
         if record is None:
-            log.info("pulling sandbox image %s", self._settings.sandbox_image)
-            record = await self._images.pull(self._settings.sandbox_image)
+            log.info("pulling sandbox image %s", name)
+            try:
+                record = await self._images.pull(name)
+            except PinnaceError as exc:
+                # "cannot reach registry registry.k8s.io" alone leaves a user asking why a pod
+                # of busybox containers went there
+                why = (
+                    "the pod shares one PID namespace"
+                    if sandbox.config.security.namespaces.pid == NamespaceMode.POD
+                    else "runtime.always_infra is set"
+                )
+                raise _in_context(
+                    exc, f"sandbox image {name} (images.sandbox_image; an infra container: {why})"
+                ) from exc
         return record
 
     async def _start_infra(self, sandbox: Sandbox, undo: contextlib.AsyncExitStack) -> int:
         """Run the infra (pause) process that holds the pod's shared PID namespace."""
-        image = await self._sandbox_image()
+        image = await self._sandbox_image(sandbox)
         directory = Path(sandbox.state_dir)
         rootfs = directory / "rootfs"
         key = f"sandbox-{sandbox.id}"
@@ -572,3 +585,14 @@ def _remove_cgroup_quietly(cgroups: CgroupMounts, path: str) -> None:
         remove_cgroup(cgroups, path)
     except (OSError, FailedPrecondition) as exc:
         log.warning("pod cgroup %s not removed: %s", path, exc)
+
+
+def _in_context(exc: PinnaceError, context: str) -> PinnaceError:
+    """``exc`` as the same kind of error with ``context`` before its message (a
+    ``RegistryUnavailable`` keeps the prefix kubelet reads first); ``exc`` itself where its
+    kind is not built from a message alone."""
+    message = str(exc).removeprefix("RegistryUnavailable:").strip()
+    try:
+        return type(exc)(f"{context}: {message}")
+    except TypeError:
+        return exc

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    RegistryUnavailable,
+)
 from runtime.model.pods import NamespaceMode, SandboxState
 from tests.support.pods import FakeNetworkManager, PodLayer
 
@@ -40,6 +46,20 @@ async def test_a_shared_pid_namespace_gets_an_infra_task(layer: PodLayer) -> Non
     assert layer.images.pulls == [layer.settings.sandbox_image]  # pulled when missing
     assert Path(sandbox.state_dir) / "rootfs" in layer.rootfs.mounted
     assert (Path(sandbox.state_dir) / "config.json").exists()
+
+
+async def test_a_sandbox_image_that_cannot_be_pulled_is_named_with_why_the_pod_needs_it(
+    layer: PodLayer,
+) -> None:
+    layer.images.pull_error = RegistryUnavailable("cannot reach registry registry.k8s.io: x")
+    with pytest.raises(RegistryUnavailable) as caught:
+        await layer.sandboxes.run(layer.host_pod("web", pid=NamespaceMode.POD))
+    assert str(caught.value) == (
+        f"RegistryUnavailable: sandbox image {layer.settings.sandbox_image}"
+        " (images.sandbox_image; an infra container: the pod shares one PID namespace):"
+        " cannot reach registry registry.k8s.io: x"
+    )
+    assert layer.store.sandboxes.all() == []
 
 
 async def test_a_retried_run_returns_the_same_sandbox(layer: PodLayer) -> None:
