@@ -3,7 +3,7 @@
 The daemon is asked first (is it up, its conditions, its socket); its effective configuration
 (verbose Status) says where everything is; without a daemon the config file does, then the
 defaults; options override. Host probes are :mod:`cri.doctor.host`. Exit status 1 when a
-finding blocks running pods (level ``fail``), else 0; ``-o json`` prints the findings.
+finding blocks running pods (level ``fail``), else 0; ``-o json|yaml`` prints the findings.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import grpc
 
 from cri.cli.client import Client
 from cri.cli.failures import describe
+from cri.cli.render import add_output_option, dump, structured
 from cri.doctor.host import Host, check_host
 from cri.doctor.model import Finding, Level, NodeSettings, blocking
 from cri.wire import unix_address
@@ -190,9 +191,9 @@ def render(findings: list[Finding]) -> str:
 def cmd_doctor(c: Client, args: argparse.Namespace) -> int:
     host = Host(proc=Path(args.proc), sys=Path(args.sys))
     findings = diagnose(c, args, host)
-    if args.output == "json":
+    if structured(args.output):
         data = {"findings": [f.to_dict() for f in findings], "blocking": blocking(findings)}
-        print(json.dumps(data, indent=2))
+        print(dump(data, args.output))
     else:
         print(render(findings))
     return 1 if blocking(findings) else 0
@@ -201,7 +202,7 @@ def cmd_doctor(c: Client, args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     """Add ``doctor``."""
     p = sub.add_parser("doctor", help="check the node and pinnaced; say what to fix")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_output_option(p, formats=("table", "json", "yaml"))
     p.add_argument(
         "--config", help=f"pinnaced's config file when it is down (default {DEFAULT_CONFIG})"
     )

@@ -51,12 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_ADDRESS})",
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for answers to quick calls"
+        "--timeout",
+        type=positive_seconds,
+        default=30.0,
+        help="seconds to wait for answers to quick calls",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         import_module(name).add_parsers(sub)
     return parser
+
+
+#: A year: gRPC's deadline arithmetic overflows somewhere past 1e9 seconds and then fails
+#: the call at once.
+_LONGEST_TIMEOUT = 365 * 86400.0
+
+
+def positive_seconds(text: str) -> float:
+    """A positive number of seconds, at most a year (0, less, or more than gRPC can add to the
+    clock would fail every call as "did not answer in time", blaming the daemon)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= _LONGEST_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be more than 0 seconds and at most {_LONGEST_TIMEOUT:.0f}"
+        )
+    return value
 
 
 def _fail(message: str) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.cli.client import Client
+from cri.cli.main import positive_seconds
 from cri.cli.pods import message_to_dict
 from cri.cli.render import add_output_option, dump, human_size, short_id, structured, table
 
@@ -159,5 +160,7 @@ def add_parsers(sub: Any) -> None:
         p.add_argument(
             "--watch", "-w", action="store_true", default=watch, help="refresh until Ctrl-C"
         )
-        p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+        p.add_argument(
+            "--interval", type=positive_seconds, default=1.0, help="seconds between refreshes"
+        )
         p.set_defaults(func=cmd_stats)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.cli import run_cli
 from tests.support.daemon import Pinnaced, hosts_toml
@@ -74,6 +75,14 @@ def test_doctor_on_a_broken_node(tmp_path: Path) -> None:
     assert found["runtime runc"]["level"] == "fail"
     assert f"{tmp_path / 'bin/runc'} is missing" in found["runtime runc"]["detail"]
     assert found["cni config"]["level"] == "fail" and found["cni config"]["fix"]
+    as_yaml = run_cli(
+        tmp_path / "no-daemon.sock", "doctor", "-o", "yaml",
+        "--config", str(tmp_path / "absent.toml"),
+        "--runtime", f"runc={tmp_path / 'bin/runc'}",
+        "--cni-conf-dir", str(tmp_path / "net.d"),
+        "--root", str(tmp_path / "root"), "--state", str(tmp_path / "state"),
+    )  # fmt: skip
+    assert as_yaml.returncode == 1 and yaml.safe_load(as_yaml.stdout)["blocking"] is True
     # the table: one line per check, what to do after the arrow
     table = run_cli(
         tmp_path / "no-daemon.sock", "doctor", "--runtime", f"runc={tmp_path / 'bin/runc'}",

@@ -125,3 +125,13 @@ def test_manifest_errors_carry_file_line_and_field_path() -> None:
         load_pod("a: 1\n---\nb: 2\n", source="p")
     with pytest.raises(errors.InvalidArgument, match=r"^p:1:5: not valid YAML"):
         load_pod("a: [", source="p")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e10", "abc"])
+def test_a_timeout_that_cannot_be_waited_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli_main(["--timeout", value, "ps"])
+    assert caught.value.code == 2
+    assert "argument --timeout:" in capsys.readouterr().err
