@@ -88,6 +88,8 @@ for example in "$KIT"/certs.d/*/hosts.toml; do
     place 0644 "$example" "/usr/share/doc/pinnace/certs.d/$host/hosts.toml" owned
 done
 place 0644 "$KIT/certs.d/README.md" /usr/share/doc/pinnace/certs.d/README.md owned
+# the unit's Documentation= (systemctl help pinnace)
+place 0644 "$KIT/../README.md" /usr/share/doc/pinnace/README.md owned
 place 0644 "$KIT/kubelet/config.yaml" /usr/share/doc/pinnace/kubelet-config.yaml owned
 place 0644 "$KIT/examples/pod.yaml" /usr/share/doc/pinnace/examples/pod.yaml owned
 place 0755 "$KIT/crun-hybrid-cgroups" /usr/local/lib/pinnace/crun-hybrid-cgroups owned

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,12 +32,26 @@ def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
+def _readme_covers(installs: set[str], made: set[str]) -> bool:
+    """The README's "Run it on a node" table is what install.sh does: each row's path is one it
+    installs or makes, and each file it installs is a row's path or below a path a row names."""
+    text = (REPO_ROOT / "README.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `/")]
+    firsts = {row.split("`")[1].rstrip("/") for row in rows}
+    named = {m.rstrip("/") for row in rows for m in re.findall(r"`(/[^`]*)`", row)}
+    assert firsts <= installs | made, firsts - (installs | made)
+    uncovered = {f for f in installs if not any(f == n or f.startswith(n + "/") for n in named)}
+    assert not uncovered, f"install.sh installs files the README's table does not name: {uncovered}"
+    return True
+
+
 def test_install_is_idempotent_and_pinnaced_starts_from_it(tmp_path: Path) -> None:
     prefix = tmp_path / "node"
     prefix.mkdir()
     planned = _install(prefix, "--dry-run", "--pinnaced", sys.executable)
     assert _files(prefix) == set()  # a dry run changes nothing
     installs = {words[1].split()[0] for words in planned if words[0] == "install"}
+    made = {words[1].split()[0] for words in planned if words[0] == "mkdir"}
     assert {
         "/etc/pinnace/config.toml", "/etc/systemd/system/pinnace.service", "/etc/crictl.yaml",
         "/etc/cni/net.d/10-pinnace.conflist", "/usr/local/lib/pinnace/crun-hybrid-cgroups",
@@ -44,11 +59,16 @@ def test_install_is_idempotent_and_pinnaced_starts_from_it(tmp_path: Path) -> No
         "/usr/share/doc/pinnace/certs.d/docker.io/hosts.toml",
     } <= installs  # fmt: skip
 
+    assert _readme_covers(installs, made)
+
     _install(prefix, "--pinnaced", "/opt/pinnace/bin/pinnaced")
     assert {f"/{f}" for f in _files(prefix)} == installs
     assert (prefix / "etc/pinnace/certs.d").is_dir()  # the live hosts dir starts empty
     unit = (prefix / "etc/systemd/system/pinnace.service").read_text()
     assert "ExecStart=/opt/pinnace/bin/pinnaced --config /etc/pinnace/config.toml" in unit
+    # what `systemctl help pinnace` opens is there
+    docs = [line.split("file://", 1)[1] for line in unit.splitlines() if "=file://" in line]
+    assert docs and set(docs) <= installs, docs
     again = _install(prefix, "--pinnaced", "/opt/pinnace/bin/pinnaced")
     assert {words[0] for words in again} <= {"unchanged", "missing"}, again
 
