@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from cri.cli.client import Client
-from cri.cli.render import table, to_json
+from cri.cli.render import add_output_option, dump, structured, table
 
 
 def _info(c: Client, key: str) -> dict[str, Any] | None:
@@ -24,8 +24,8 @@ def cmd_cdi_ls(c: Client, args: argparse.Namespace) -> int:
     if info is None:
         print("pinnace: pinnaced reports no CDI registry")
         return 1
-    if args.output == "json":
-        print(to_json(info))
+    if structured(args.output):
+        print(dump(info, args.output))
         return 0
     rows = [[d["name"], d["source"], d["conflict"] or "-"] for d in info["devices"]]
     print(table(["DEVICE", "SPEC FILE", "CONFLICT"], rows))
@@ -39,8 +39,8 @@ def cmd_nri_ls(c: Client, args: argparse.Namespace) -> int:
     if info is None:
         print("pinnace: NRI is disabled in pinnaced")
         return 1
-    if args.output == "json":
-        print(to_json(info))
+    if structured(args.output):
+        print(dump(info, args.output))
         return 0
     rows = [
         [
@@ -60,12 +60,12 @@ def cmd_nri_ls(c: Client, args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     """Register ``cdi`` and ``nri`` on the CLI's subcommands."""
     output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_output_option(output, formats=("table", "json", "yaml"))
     cdi = sub.add_parser("cdi", help="Container Device Interface devices")
-    csub = cdi.add_subparsers(dest="cdi_command", required=True)
+    csub = cdi.add_subparsers(dest="cdi_command", required=True, metavar="COMMAND")
     p = csub.add_parser("ls", aliases=["list"], parents=[output], help="list CDI devices")
     p.set_defaults(func=cmd_cdi_ls)
     nri = sub.add_parser("nri", help="Node Resource Interface plugins")
-    nsub = nri.add_subparsers(dest="nri_command", required=True)
+    nsub = nri.add_subparsers(dest="nri_command", required=True, metavar="COMMAND")
     p = nsub.add_parser("ls", aliases=["list"], parents=[output], help="list NRI plugins")
     p.set_defaults(func=cmd_nri_ls)

@@ -243,6 +243,18 @@ def test_pods_ps_inspect_stats_formats(
         assert down.returncode == 0, down.stderr
 
 
+def test_extension_listings_take_yaml_and_name_their_command(daemon: Pinnaced) -> None:
+    cdi = run_cli(daemon.socket, "cdi", "ls", "-o", "yaml")
+    assert cdi.returncode == 0 and "devices" in yaml.safe_load(cdi.stdout), cdi
+    nri = run_cli(daemon.socket, "nri", "ls", "-o", "yaml")
+    assert nri.returncode == 0 and yaml.safe_load(nri.stdout)["plugins"] == [], nri
+    bare = run_cli(daemon.socket, "nri")
+    assert bare.returncode == 2
+    assert bare.stderr.splitlines()[-1] == (
+        "pinnace nri: error: the following arguments are required: COMMAND"
+    )
+
+
 # -- manifests and play --------
 def test_yaml_errors_name_the_file_line_and_field(daemon: Pinnaced, tmp_path: Path) -> None:
     two = tmp_path / "two.yaml"
