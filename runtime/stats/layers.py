@@ -172,6 +172,10 @@ class _WalkerProcess:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=64 * 1024 * 1024,  # one answer line holds every container's figures
+                # out of the daemon's process group: a Ctrl-C at the terminal running pinnaced
+                # stops the daemon in order, which then closes the walker's input; the SIGINT
+                # itself killed the walker with a traceback in the daemon's log
+                start_new_session=True,
             )
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None

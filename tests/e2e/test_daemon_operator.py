@@ -6,11 +6,14 @@ image is pulled only for pods that need an infra container."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +184,35 @@ def test_a_file_at_the_socket_path_is_never_removed(tmp_path: Path) -> None:
     assert line.startswith(f"pinnaced: {somebodys} is a regular file, not a socket:"), line
     assert "--address" in line
     assert somebodys.read_text() == "mine\n"
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes."""
+    lines = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                lines.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" "))
+    return [line.decode(errors="replace") for line in lines]
+
+
+def test_ctrl_c_at_the_terminal_stops_pinnaced_in_order_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # own_session: the daemon leads a process group, as a shell's foreground job does; ^C is
+    # SIGINT to that whole group, the daemon's helpers included
+    daemon = Pinnaced(tmp_path, own_session=True)
+    try:
+        daemon.start()
+        assert daemon.pid is not None
+        deadline = time.monotonic() + 30
+        while not any("runtime.stats.walker" in c for c in _children(daemon.pid)):
+            assert time.monotonic() < deadline, "the layer walker never started"
+            time.sleep(0.05)  # polling /proc for a child the daemon starts on its own
+        os.killpg(daemon.pid, signal.SIGINT)
+        assert daemon.stop(timeout=30) == 0  # already stopping: stop() only waits
+        log = daemon.log_path.read_text()
+    finally:
+        daemon.close()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+    assert "shutting down" in log
