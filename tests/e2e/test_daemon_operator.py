@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -216,3 +219,74 @@ def test_ctrl_c_at_the_terminal_stops_pinnaced_in_order_without_a_traceback(
         daemon.close()
     assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
     assert "shutting down" in log
+
+
+def _lines_until(stream: IO[bytes], deadline: float) -> Iterator[bytes]:
+    """``stream``'s lines until it ends or ``deadline`` (monotonic) passes."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        pending = b""
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                continue
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            yield from (line + b"\n" for line in complete)
+        if pending:
+            yield pending
+
+
+@pytest.mark.parametrize("imports", [1, 100, 300, 460])
+def test_ctrl_c_while_pinnaced_starts_is_exit_130_without_a_traceback(
+    tmp_path: Path, imports: int
+) -> None:
+    # The console script as an operator runs it. ^C lands while Python loads the daemon's ~470
+    # modules, before any signal handler of ours exists: after the `imports`-th module that
+    # finishes loading past the entry point (-X importtime reports each one as it finishes;
+    # Python's own start-up before our first line, site and its .pth files, is not ours).
+    script = Path(sys.executable).with_name("pinnaced")
+    assert script.exists(), f"{script}: scripts/setup.sh installs the console scripts"
+    daemon = Pinnaced(tmp_path)
+    argv = [str(script), *daemon.argv()[3:]]  # without "python -m cri.daemon"
+    for directory in (daemon.root, daemon.state, daemon.hosts_dir, daemon.cni_conf_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+        start_new_session=True,  # a shell's foreground job: ^C is SIGINT to its whole group
+    )
+    lines: list[bytes] = []
+    try:
+        assert proc.stdout is not None
+        past_entry = -1
+        deadline = time.monotonic() + 60
+        for line in _lines_until(proc.stdout, deadline):
+            lines.append(line)
+            if past_entry < 0:
+                past_entry = 0 if line.rstrip().endswith(b"| cri.pinnaced") else -1
+            elif line.startswith(b"import time:"):
+                past_entry += 1
+            if past_entry >= imports:
+                break
+        assert past_entry >= imports, b"".join(lines).decode(errors="replace")
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        daemon.close()
+    text = b"".join(lines).decode(errors="replace")
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    # interrupted before it served: 130 and one line; one already past its imports may have
+    # installed its handlers, and then SIGINT is an orderly stop (0)
+    assert proc.returncode in (0, 130), (proc.returncode, text)
+    if proc.returncode == 130:
+        assert text.rstrip().endswith("pinnaced: interrupted"), text
