@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -473,6 +474,16 @@ def test_port_forward_concurrent_connections(env: Env, echo_server: str) -> None
         client.close()
 
 
+def _read_line(sock: socket.socket) -> bytes:
+    """Bytes from ``sock`` up to and including the first newline (the echo server's answer)."""
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        assert chunk, f"the connection ended after {got!r}"
+        got += chunk
+    return got
+
+
 def test_port_forward_over_websocket_with_the_kubernetes_client(env: Env, echo_server: str) -> None:
     from kubernetes.client import Configuration
     from kubernetes.stream.ws_client import portforward_call
@@ -483,11 +494,7 @@ def test_port_forward_over_websocket_with_the_kubernetes_client(env: Env, echo_s
         sock = pf.socket(8080)
         sock.settimeout(30)
         sock.sendall(b"websocket port-forward\n")
-        got = b""
-        while not got.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            assert chunk
-            got += chunk
+        got = _read_line(sock)
         assert got == b"websocket port-forward\n"
         assert pf.error(8080) is None
     finally:
@@ -791,11 +798,7 @@ def test_websocket_port_forward_two_ports_one_refused(env: Env, echo_server: str
         sock = pf.socket(8080)
         sock.settimeout(30)
         sock.sendall(b"the other port\n")
-        got = b""
-        while not got.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            assert chunk
-            got += chunk
+        got = _read_line(sock)
         assert got == b"the other port\n"
     finally:
         pf.close()

@@ -35,9 +35,10 @@ def _busy(seconds: float) -> None:
         pass
 
 
-def test_a_blocking_callback_is_reported_and_a_quick_one_is_not(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def _one_quick_and_one_slow_callback(caplog: pytest.LogCaptureFixture) -> None:
+    """Run a loop with the watch at 50 ms: one callback returns at once, one holds the loop
+    120 ms; the watch's reports land in ``caplog``."""
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         uninstall = loopwatch.install(loop, threshold_ms=50)
@@ -53,6 +54,12 @@ def test_a_blocking_callback_is_reported_and_a_quick_one_is_not(
 
     with caplog.at_level(logging.WARNING, logger="cri.loopwatch"):
         asyncio.run(main())
+
+
+def test_a_blocking_callback_is_reported_and_a_quick_one_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _one_quick_and_one_slow_callback(caplog)
     reports = [r.getMessage() for r in caplog.records if r.name == "cri.loopwatch"]
     assert len(reports) == 1
     assert "slow callback: held the loop" in reports[0] and "_busy" in reports[0]
@@ -65,19 +72,7 @@ def test_the_e2e_harness_reads_what_the_watch_logs(
     the watch's line as pinnaced's log format writes it: a change of wording on either side
     must fail here, not silently switch the e2e check off."""
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        uninstall = loopwatch.install(loop, threshold_ms=50)
-        try:
-            done = loop.create_future()
-            loop.call_soon(_busy, 0.12)
-            loop.call_soon(done.set_result, None)
-            await done
-        finally:
-            uninstall()
-
-    with caplog.at_level(logging.WARNING, logger="cri.loopwatch"):
-        asyncio.run(main())
+    _one_quick_and_one_slow_callback(caplog)
     formatter = logging.Formatter(LOG_FORMAT)
     lines = [formatter.format(r) for r in caplog.records if r.name == "cri.loopwatch"]
     daemon = Pinnaced(tmp_path)
