@@ -75,9 +75,12 @@ def test_the_e2e_harness_reads_what_the_watch_logs(
     _one_quick_and_one_slow_callback(caplog)
     formatter = logging.Formatter(LOG_FORMAT)
     lines = [formatter.format(r) for r in caplog.records if r.name == "cri.loopwatch"]
-    daemon = Pinnaced(tmp_path)
-    daemon.log_path.write_text("INFO cri.daemon: ready\n" + "\n".join(lines) + "\n")
-    (slow,) = daemon.slow_callbacks()
+    daemon = Pinnaced(tmp_path)  # never started: only its log reading is used
+    try:
+        daemon.log_path.write_text("INFO cri.daemon: ready\n" + "\n".join(lines) + "\n")
+        (slow,) = daemon.slow_callbacks()
+    finally:
+        daemon.close()  # its short socket directory in /tmp
     assert slow.held_ms >= 50 and slow.wall_ms >= slow.held_ms and "_busy" in slow.what
 
 
