@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,20 @@ def _removing_pods(daemon: Pinnaced) -> Iterator[None]:
             daemon.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id))
 
 
+#: host-local's default dataDir for the demo network (reservations, its lock, the last address)
+IPAM_DIR = Path("/var/lib/cni/networks/demo")
+
+
+def _remove_ipam_dir(*, existed: bool) -> None:
+    """host-local's directory for the demo network, when this run made it: removed once it
+    holds no reservation any more (only host-local's lock and last-reserved files)."""
+    if existed or not IPAM_DIR.is_dir():
+        return
+    names = [p.name for p in IPAM_DIR.iterdir()]
+    if all(name == "lock" or name.startswith("last_reserved_ip") for name in names):
+        shutil.rmtree(IPAM_DIR, ignore_errors=True)
+
+
 def network_config() -> dict[str, object]:
     return {
         "cniVersion": "1.0.0",
@@ -74,6 +89,7 @@ def network_config() -> dict[str, object]:
 
 def main() -> int:
     chains = hostport_chains()
+    ipam_existed = IPAM_DIR.exists()
     with tempfile.TemporaryDirectory(prefix="pinnace-demo-") as tmp:
         base = Path(tmp)
         try:
@@ -137,6 +153,7 @@ def main() -> int:
         finally:
             subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
             remove_hostport_chains(keep=chains)
+            _remove_ipam_dir(existed=ipam_existed)
     print("\ndemo finished: pod removed, registry and pinnaced stopped, temporary files removed")
     return 0
 

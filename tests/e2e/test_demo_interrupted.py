@@ -64,6 +64,7 @@ def _daemon_dirs(tmp: Path) -> tuple[Path, Path]:
 def test_ctrl_c_leaves_nothing_behind(tmp_path: Path, marker: str) -> None:
     if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
         pytest.skip(f"another demo is running here ({BRIDGE} exists)")
+    ipam_existed = DEMO_IPAM.exists()
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
@@ -107,3 +108,4 @@ def test_ctrl_c_leaves_nothing_behind(tmp_path: Path, marker: str) -> None:
     assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0
     reserved = [p.name for p in DEMO_IPAM.iterdir()] if DEMO_IPAM.is_dir() else []
     assert [name for name in reserved if name.startswith("10.213.251.")] == []
+    assert ipam_existed or not DEMO_IPAM.exists(), f"{DEMO_IPAM} made by the demo is left"
