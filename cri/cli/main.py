@@ -11,7 +11,8 @@ prints a traceback; ``PINNACE_DEBUG=1`` adds one for a pinnace bug.
 
 Commands are registered from their modules' ``add_parsers`` (one line each in
 :data:`COMMAND_MODULES`); each sets ``func(client, args) -> int``. Only the standard library is
-imported at module level, so even an early Ctrl-C ends without a traceback.
+imported at module level (and the pure :mod:`cri.cli.render`), so even an early Ctrl-C ends
+without a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+
+from cri.cli.render import positive_seconds
 
 #: Modules that add commands, in ``pinnace --help`` order. Each has ``add_parsers(sub)``.
 COMMAND_MODULES = (
@@ -60,25 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         import_module(name).add_parsers(sub)
     return parser
-
-
-#: A year: gRPC's deadline arithmetic overflows somewhere past 1e9 seconds and then fails
-#: the call at once.
-_LONGEST_TIMEOUT = 365 * 86400.0
-
-
-def positive_seconds(text: str) -> float:
-    """A positive number of seconds, at most a year (0, less, or more than gRPC can add to the
-    clock would fail every call as "did not answer in time", blaming the daemon)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= _LONGEST_TIMEOUT:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: must be more than 0 seconds and at most {_LONGEST_TIMEOUT:.0f}"
-        )
-    return value
 
 
 def _fail(message: str) -> int:

@@ -1,4 +1,5 @@
-"""Output for people (tables, progress bars) and for scripts (JSON). Pure formatting."""
+"""Output for people (tables, progress bars) and for scripts (JSON), and the option types the
+commands share. Pure: the standard library only (``cri.cli.main`` imports it at start)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,25 @@ def add_output_option(parser: argparse.ArgumentParser, *, formats: Sequence[str]
     parser.add_argument(
         "-o", "--output", choices=list(formats), default="table", help="output format"
     )
+
+
+#: A year: gRPC's deadline arithmetic overflows somewhere past 1e9 seconds and then fails
+#: the call at once.
+_LONGEST_TIMEOUT = 365 * 86400.0
+
+
+def positive_seconds(text: str) -> float:
+    """A positive number of seconds, at most a year (0, less, or more than gRPC can add to the
+    clock would fail every call as "did not answer in time", blaming the daemon)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= _LONGEST_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be more than 0 seconds and at most {_LONGEST_TIMEOUT:.0f}"
+        )
+    return value
 
 
 def structured(fmt: str) -> bool:

@@ -17,9 +17,16 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2 as pb
 from cri.cli.client import Client
-from cri.cli.main import positive_seconds
 from cri.cli.pods import message_to_dict
-from cri.cli.render import add_output_option, dump, human_size, short_id, structured, table
+from cri.cli.render import (
+    add_output_option,
+    dump,
+    human_size,
+    positive_seconds,
+    short_id,
+    structured,
+    table,
+)
 
 _CLEAR = "\x1b[H\x1b[2J"
 
