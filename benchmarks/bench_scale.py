@@ -2,6 +2,7 @@
 idling, for memory and for a daemon restart; and how creation scales with concurrent clients.
 
     .venv/bin/python -m benchmarks.bench_scale [--steps 10,50,100,200] [--restart-at 100]
+                                               [--reference containerd]
                                                [--clients 1,8,32] [--storm-pods 64]
     .venv/bin/python -m benchmarks.bench_scale --only restart [--pods 100] [--rounds 5]
                                                [--against DIR] [--signal term|kill]
@@ -15,6 +16,12 @@ For each step (host-network pods, one busybox container each, grown from the pre
   per pod (daemon growth plus each pod's conmon, RSS);
 - at ``--restart-at`` pods: SIGTERM, start again, time until READY=1 and until a List shows every
   pod and container (as with ``--only restart`` below).
+With ``--reference containerd`` the step table has a row for Debian's containerd too, started
+in a temporary root by ``benchmarks/reference.py`` (per-pod memory: its growth plus each pod's
+shim), both runtimes holding the step's pods while either is measured; the client, a
+synchronous grpc-python stub, is the same for both, so the two rows say how much of a figure is
+the client's and the machine's (the restart and the storm stay pinnace's; ``bench_storm`` has
+the storm side by side).
 Then a storm: ``--storm-pods`` pod lifecycles by 1, 8 and 32 concurrent clients while a sampler
 calls ListPodSandbox every 20 ms: pods/s, errors, ListPodSandbox p99 during the storm.
 
@@ -44,6 +51,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +61,14 @@ sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402
 
+from benchmarks import reference  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
     conmon_pids,
     cpu_seconds,
     lifecycle,
     pct,
+    pids_whose_args,
+    push_bench_images,
     remove_pod,
     rss_pss_kb,
     run_pod,
@@ -78,21 +90,34 @@ def relist(rt: Any) -> None:
         rt.ContainerStatus(pb.ContainerStatusRequest(container_id=c.id))
 
 
-def measure_step(daemon: Pinnaced, n: int, baseline_rss: float, idle_s: float) -> None:
-    rt = daemon.runtime
+@dataclass
+class Runtime:
+    """One runtime the step table measures: its CRI stubs, its daemon's PID, the PIDs of its
+    per-pod helpers (conmon; containerd's shims), and the daemon's RSS before any pod (MB)."""
+
+    name: str
+    runtime: Any
+    image: Any
+    pid: int
+    helpers: Callable[[], list[int]]
+    baseline_rss: float = 0.0
+
+
+def measure_step(target: Runtime, n: int, idle_s: float) -> None:
+    rt = target.runtime
     lp = timed(lambda: rt.ListPodSandbox(pb.ListPodSandboxRequest(filter={})), 300)
     lc = timed(lambda: rt.ListContainers(pb.ListContainersRequest(filter={})), 300)
     rl = timed(lambda: relist(rt), 10)
-    pid = daemon.pid or 0
-    before = cpu_seconds(pid)
+    before = cpu_seconds(target.pid)
     # Idle means idle: nothing to await, the daemon is watched for a fixed span.
     time.sleep(idle_s)
-    idle = (cpu_seconds(pid) - before) / idle_s * 100
-    rss = rss_pss_kb(pid)[0] / 1024
-    conmons = sum(rss_pss_kb(c)[0] for c in conmon_pids(daemon.state)) / 1024
-    per_pod = (max(0.0, rss - baseline_rss) + conmons) / n
+    idle = (cpu_seconds(target.pid) - before) / idle_s * 100
+    rss = rss_pss_kb(target.pid)[0] / 1024
+    helpers = sum(rss_pss_kb(c)[0] for c in target.helpers()) / 1024
+    per_pod = (max(0.0, rss - target.baseline_rss) + helpers) / n
     print(
-        f"| {n:4d} | {statistics.median(lp) * 1e3:.2f} / {pct(lp, 0.99) * 1e3:.2f} "
+        f"| {target.name} | {n:4d} | {statistics.median(lp) * 1e3:.2f} / "
+        f"{pct(lp, 0.99) * 1e3:.2f} "
         f"| {statistics.median(lc) * 1e3:.2f} / {pct(lc, 0.99) * 1e3:.2f} "
         f"| {statistics.median(rl) * 1e3:.1f} / {pct(rl, 0.99) * 1e3:.1f} "
         f"| {idle:.2f} | {rss:.1f} | {per_pod:.2f} |",
@@ -296,6 +321,12 @@ def main() -> int:
     parser.add_argument("--storm-pods", type=int, default=64)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--only", choices=["restart"], help="measure only this step")
+    parser.add_argument(
+        "--reference",
+        choices=["containerd", "none"],
+        default="none",
+        help="the step table for this runtime too (benchmarks/reference.py), beside pinnace",
+    )
     parser.add_argument("--pods", type=int, default=100, help="with --only restart")
     parser.add_argument("--rounds", type=int, default=5, help="with --only restart")
     parser.add_argument(
@@ -318,47 +349,81 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-scale-") as tmp:
         base = Path(tmp)
-        with Registry.plain(parent_dir=base) as registry:
-            push_image(registry.url, "bench/busybox", "v1", images.busybox_image())
-            image = f"{registry.host}/bench/busybox:v1"
+        with Registry.plain(parent_dir=base) as registry, contextlib.ExitStack() as stack:
+            image, pause = push_bench_images(registry)
             hosts_toml(base / "certs.d", registry.host, plain_http=True)
             (base / "d").mkdir()
             notify, env = _notify_and_env(base, bytecode_cache=not args.no_bytecode_cache)
+            stack.enter_context(notify)
             daemon = Pinnaced(
                 base / "d",
                 registry_hosts_dir=base / "certs.d",
                 extra_args=["--log-level", "info"],
                 env=env,
             )
-            with notify, daemon:
-                daemon.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)))
-                baseline = rss_pss_kb(daemon.pid or 0)[0] / 1024
-                pods: list[tuple[str, str]] = []
-                print(
-                    "| pods | ListPodSandbox p50/p99 ms | ListContainers p50/p99 ms "
-                    "| relist p50/p99 ms | idle CPU % | RSS MB | MB per pod |"
+            stack.enter_context(daemon)
+            targets = [
+                Runtime(
+                    "pinnace",
+                    daemon.runtime,
+                    daemon.image,
+                    daemon.pid or 0,
+                    lambda: conmon_pids(daemon.state),
                 )
-                print("| --- | --- | --- | --- | --- | --- | --- |")
-                restart: tuple[float, float, float, float] | None = None
-                for n in steps:
-                    while len(pods) < n:
-                        pods.append(run_pod(daemon.runtime, image, "host"))
-                    measure_step(daemon, n, baseline, args.idle_seconds)
-                    if n == args.restart_at:
-                        restart = timed_restart(daemon, notify, n, signal.SIGTERM)
-                if restart is not None:
-                    print(
-                        f"restart to ready with {args.restart_at} pods: READY=1 after "
-                        f"{restart[0] * 1e3:.0f} ms, every pod and container listed after "
-                        f"{restart[1] * 1e3:.0f} ms, pinnaced CPU {restart[2]:.2f} s; "
-                        f"its account: {_startup_steps(daemon)}"
+            ]
+            if args.reference == "containerd":
+                reference.ensure_installed()
+                (base / "containerd").mkdir()
+                ctd = reference.Containerd(
+                    base / "containerd", sandbox_image=pause, hosts_dir=base / "certs.d"
+                )
+                stack.enter_context(ctd)
+                sock = str(ctd.socket)
+                targets.append(
+                    Runtime(
+                        f"containerd {reference.version()}",
+                        *ctd.clients(),
+                        ctd.pid or 0,
+                        lambda: pids_whose_args(
+                            lambda a: bool(a) and "containerd-shim" in a[0] and sock in a
+                        ),
                     )
-                for pod, ctr in pods:
-                    remove_pod(daemon.runtime, pod, ctr)
-                print("| clients | pods | pods/s | errors | ListPodSandbox during p50/p99 ms |")
-                print("| --- | --- | --- | --- | --- |")
-                for n in clients:
-                    storm(daemon, image, n, args.storm_pods)
+                )
+            for target in targets:
+                for ref in (image, pause):
+                    target.image.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)))
+                target.baseline_rss = rss_pss_kb(target.pid)[0] / 1024
+            pods: dict[str, list[tuple[str, str]]] = {t.name: [] for t in targets}
+            print(
+                "| runtime | pods | ListPodSandbox p50/p99 ms | ListContainers p50/p99 ms "
+                "| relist p50/p99 ms | idle CPU % | RSS MB | MB per pod |"
+            )
+            print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+            restart: tuple[float, float, float, float] | None = None
+            for n in steps:
+                # every runtime holds n pods while any is measured: the same machine for each
+                for target in targets:
+                    while len(pods[target.name]) < n:
+                        pods[target.name].append(run_pod(target.runtime, image, "host"))
+                for target in targets:
+                    measure_step(target, n, args.idle_seconds)
+                if n == args.restart_at:
+                    restart = timed_restart(daemon, notify, n, signal.SIGTERM)
+                    targets[0].runtime, targets[0].pid = daemon.runtime, daemon.pid or 0
+            if restart is not None:
+                print(
+                    f"restart to ready with {args.restart_at} pods: READY=1 after "
+                    f"{restart[0] * 1e3:.0f} ms, every pod and container listed after "
+                    f"{restart[1] * 1e3:.0f} ms, pinnaced CPU {restart[2]:.2f} s; "
+                    f"its account: {_startup_steps(daemon)}"
+                )
+            for target in targets:
+                for pod, ctr in pods[target.name]:
+                    remove_pod(target.runtime, pod, ctr)
+            print("| clients | pods | pods/s | errors | ListPodSandbox during p50/p99 ms |")
+            print("| --- | --- | --- | --- | --- |")
+            for n in clients:
+                storm(daemon, image, n, args.storm_pods)
     return 0
 
 
