@@ -6,12 +6,14 @@ docker-registry by a real pinnaced through the CRI, several times, each from an 
                                               [--baseline DIR] [--warm 10]
 
 Prints one row per run and the medians: MB/s (wall), the daemon's CPU milliseconds per MB
-(``/proc/<pid>/stat``, every thread), and the server time of a PullImage of the image while it
-is present (a tag: one registry HEAD; from the daemon's debug log). Between runs the image is
-removed, which garbage-collects its blobs and snapshots, so every run downloads and unpacks
-everything again. ``--baseline DIR`` also starts a daemon from another pinnace source tree (an
-older checkout: ``git worktree add /tmp/base main``) and alternates the runs between the two,
-so a busy machine's noise falls on both alike.
+(``/proc/<pid>/stat``, every thread), the part of it spent by its event-loop thread (which
+receives every layer's bytes: HTTP parsing, the hand-off to the unpackers; the other threads
+hash, inflate and write blobs and files), the registry's CPU per MB, and the server time of a
+PullImage of the image while it is present (a tag: one registry HEAD; from the daemon's debug
+log). Between runs the image is removed, which garbage-collects its blobs and snapshots, so
+every run downloads and unpacks everything again. ``--baseline DIR`` also starts a daemon
+from another pinnace source tree (an older checkout: ``git worktree add /tmp/base main``) and
+alternates the runs between the two, so a busy machine's noise falls on both alike.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.workload import cpu_seconds  # noqa: E402
+from benchmarks.workload import cpu_seconds, thread_cpu_seconds  # noqa: E402
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
@@ -46,6 +48,8 @@ class Tree:
     daemon: Pinnaced
     mbs: list[float] = field(default_factory=list)
     cpu_ms_per_mb: list[float] = field(default_factory=list)
+    loop_ms_per_mb: list[float] = field(default_factory=list)
+    registry_ms_per_mb: list[float] = field(default_factory=list)
     warm_ms: list[float] = field(default_factory=list)
 
 
@@ -53,19 +57,24 @@ def _served_times(daemon: Pinnaced) -> list[float]:
     return [float(ms) for ms in _SERVED.findall(daemon.log_path.read_text(errors="replace"))]
 
 
-def run_once(tree: Tree, name: str, compressed: int, warm: int) -> str:
+def run_once(tree: Tree, name: str, compressed: int, warm: int, registry: int) -> str:
     _, image_api = tree.daemon.clients()
     spec = pb.ImageSpec(image=name)
     pid = tree.daemon.pid
     assert pid is not None
-    cpu = cpu_seconds(pid)
+    cpu, loop, upstream = cpu_seconds(pid), thread_cpu_seconds(pid, pid), cpu_seconds(registry)
     start = time.perf_counter()
     image_api.PullImage(pb.PullImageRequest(image=spec), timeout=600)
     elapsed = time.perf_counter() - start
     megabytes = compressed / 1e6
     tree.mbs.append(megabytes / elapsed)
     tree.cpu_ms_per_mb.append((cpu_seconds(pid) - cpu) / megabytes * 1e3)
-    row = f"{tree.name:>8} {elapsed:>8.3f} {tree.mbs[-1]:>8.1f} {tree.cpu_ms_per_mb[-1]:>9.2f}"
+    tree.loop_ms_per_mb.append((thread_cpu_seconds(pid, pid) - loop) / megabytes * 1e3)
+    tree.registry_ms_per_mb.append((cpu_seconds(registry) - upstream) / megabytes * 1e3)
+    row = (
+        f"{tree.name:>8} {elapsed:>8.3f} {tree.mbs[-1]:>8.1f} {tree.cpu_ms_per_mb[-1]:>9.2f} "
+        f"{tree.loop_ms_per_mb[-1]:>7.2f} {tree.registry_ms_per_mb[-1]:>8.2f}"
+    )
     if warm:
         before = len(_served_times(tree.daemon))
         for _ in range(warm):
@@ -123,10 +132,15 @@ def main() -> int:
                     f"image: {len(image.layers)} layers, {compressed / 1e6:.1f} MB compressed; "
                     f"snapshotter {args.snapshotter}, {args.concurrency} concurrent downloads"
                 )
-                print(f"{'tree':>8} {'seconds':>8} {'MB/s':>8} {'CPU ms/MB':>9} {'warm ms':>9}")
+                print(
+                    f"{'tree':>8} {'seconds':>8} {'MB/s':>8} {'CPU ms/MB':>9} {'of loop':>7} "
+                    f"{'registry':>8} {'warm ms':>9}"
+                )
+                assert registry.pid is not None
                 for run in range(args.runs):
                     for tree in trees[::-1] if run % 2 else trees:
-                        print(run_once(tree, name, compressed, args.warm), flush=True)
+                        row = run_once(tree, name, compressed, args.warm, registry.pid)
+                        print(row, flush=True)
             finally:
                 for tree in trees:
                     tree.daemon.close()
@@ -135,7 +149,10 @@ def main() -> int:
                 print(
                     f"{tree.name}: median {statistics.median(tree.mbs):.1f} MB/s "
                     f"(best {max(tree.mbs):.1f}), {statistics.median(tree.cpu_ms_per_mb):.2f} "
-                    f"ms CPU per MB" + (warm if tree.warm_ms else "")
+                    f"ms CPU per MB (its event-loop thread "
+                    f"{statistics.median(tree.loop_ms_per_mb):.2f}; the registry "
+                    f"{statistics.median(tree.registry_ms_per_mb):.2f})"
+                    + (warm if tree.warm_ms else "")
                 )
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -34,13 +33,17 @@ sys.path.insert(0, str(REPO))
 import grpc  # noqa: E402
 
 from benchmarks import reference  # noqa: E402
-from benchmarks.workload import cpu_seconds, lifecycle, pct, push_bench_images  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
+    cpu_seconds,
+    lifecycle,
+    pct,
+    push_bench_images,
+    thread_cpu_seconds,
+)
 from cri.api.runtime.v1 import api_pb2 as pb  # noqa: E402
 from cri.api.runtime.v1 import api_pb2_grpc as pb_grpc  # noqa: E402
 from tests.support.daemon import Pinnaced, hosts_toml  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
-
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -49,11 +52,6 @@ class Target:
     socket: Path
     pid: int
     loop_thread: bool  # pinnaced: its main thread runs the event loop
-
-
-def thread_cpu_seconds(pid: int, tid: int) -> float:
-    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def storm(target: Target, image: str, clients: int, total: int) -> str:

@@ -162,6 +162,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User plus system CPU time thread ``tid`` of ``pid`` has used (``tid == pid``: the main
+    thread, which runs pinnaced's event loop)."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
