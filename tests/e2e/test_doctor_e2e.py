@@ -59,13 +59,13 @@ def test_doctor_on_this_host(daemon: Pinnaced) -> None:
 
 def test_doctor_on_a_broken_node(tmp_path: Path) -> None:
     (tmp_path / "net.d").mkdir()
-    result = run_cli(
-        tmp_path / "no-daemon.sock", "doctor", "-o", "json",
+    broken = (
         "--config", str(tmp_path / "absent.toml"),
         "--runtime", f"runc={tmp_path / 'bin/runc'}",
         "--cni-conf-dir", str(tmp_path / "net.d"),
         "--root", str(tmp_path / "root"), "--state", str(tmp_path / "state"),
     )  # fmt: skip
+    result = run_cli(tmp_path / "no-daemon.sock", "doctor", "-o", "json", *broken)
     assert result.returncode == 1, result
     data = json.loads(result.stdout)
     assert data["blocking"] is True
@@ -75,13 +75,7 @@ def test_doctor_on_a_broken_node(tmp_path: Path) -> None:
     assert found["runtime runc"]["level"] == "fail"
     assert f"{tmp_path / 'bin/runc'} is missing" in found["runtime runc"]["detail"]
     assert found["cni config"]["level"] == "fail" and found["cni config"]["fix"]
-    as_yaml = run_cli(
-        tmp_path / "no-daemon.sock", "doctor", "-o", "yaml",
-        "--config", str(tmp_path / "absent.toml"),
-        "--runtime", f"runc={tmp_path / 'bin/runc'}",
-        "--cni-conf-dir", str(tmp_path / "net.d"),
-        "--root", str(tmp_path / "root"), "--state", str(tmp_path / "state"),
-    )  # fmt: skip
+    as_yaml = run_cli(tmp_path / "no-daemon.sock", "doctor", "-o", "yaml", *broken)
     assert as_yaml.returncode == 1 and yaml.safe_load(as_yaml.stdout)["blocking"] is True
     # the table: one line per check, what to do after the arrow
     table = run_cli(

@@ -484,12 +484,18 @@ def _read_line(sock: socket.socket) -> bytes:
     return got
 
 
-def test_port_forward_over_websocket_with_the_kubernetes_client(env: Env, echo_server: str) -> None:
+def _ws_port_forward(env: Env, ports: str) -> Any:
+    """A port-forward session for ``ports`` ("8080,9") opened by the ``kubernetes`` client over
+    WebSocket, as kubectl port-forward connects."""
     from kubernetes.client import Configuration
     from kubernetes.stream.ws_client import portforward_call
 
-    url = _pf_url(env).replace("http://", "ws://", 1) + "?ports=8080"
-    pf = portforward_call(Configuration(), "GET", url)
+    url = _pf_url(env).replace("http://", "ws://", 1) + f"?ports={ports}"
+    return portforward_call(Configuration(), "GET", url)
+
+
+def test_port_forward_over_websocket_with_the_kubernetes_client(env: Env, echo_server: str) -> None:
+    pf = _ws_port_forward(env, "8080")
     try:
         sock = pf.socket(8080)
         sock.settimeout(30)
@@ -785,11 +791,7 @@ def test_websocket_base64_carries_the_bytes_and_the_status(env: Env, sleeper: st
 
 
 def test_websocket_port_forward_two_ports_one_refused(env: Env, echo_server: str) -> None:
-    from kubernetes.client import Configuration
-    from kubernetes.stream.ws_client import portforward_call
-
-    url = _pf_url(env).replace("http://", "ws://", 1) + "?ports=8080,9"
-    pf = portforward_call(Configuration(), "GET", url)
+    pf = _ws_port_forward(env, "8080,9")
     try:
         refused = pf.socket(9)
         refused.settimeout(30)
