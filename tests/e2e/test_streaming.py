@@ -307,6 +307,16 @@ def _attach_url(env: Env, cid: str, **kwargs: Any) -> str:
     return str(env.runtime.Attach(pb.AttachRequest(container_id=cid, **kwargs), timeout=30).url)
 
 
+def _attach_streams(client: SpdyClient) -> tuple[Any, Any]:
+    """Open the streams of an attach with stdin and stderr, as kubectl does (error, stdin,
+    stdout, stderr); the stdin and stdout streams."""
+    client.open_stream({"streamType": "error"})
+    stdin = client.open_stream({"streamType": "stdin"})
+    stdout = client.open_stream({"streamType": "stdout"})
+    client.open_stream({"streamType": "stderr"})
+    return stdin, stdout
+
+
 def _wait_exit(env: Env, cid: str) -> pb.ContainerStatus:
     stream = env.runtime.GetContainerEvents(pb.GetEventsRequest())
     try:
@@ -328,10 +338,7 @@ def test_attach_with_stdin_once(env: Env) -> None:
     cid = env.container("once", ["sh", "-c", "cat; echo stdin-closed"], stdin=True, stdin_once=True)
     client = SpdyClient(_attach_url(env, cid, stdin=True, stderr=True))
     try:
-        client.open_stream({"streamType": "error"})
-        stdin = client.open_stream({"streamType": "stdin"})
-        stdout = client.open_stream({"streamType": "stdout"})
-        client.open_stream({"streamType": "stderr"})
+        stdin, stdout = _attach_streams(client)
         assert stdin.replied.wait(30)
         client.send(stdin, b"hello attach\n")
         assert client.wait_for(lambda: b"hello attach\n" in stdout.data)
@@ -351,10 +358,7 @@ def test_attach_without_stdin_once_leaves_stdin_open_for_the_next(env: Env) -> N
     for word in (b"one", b"two"):  # the second attach finds stdin still open
         client = SpdyClient(_attach_url(env, cid, stdin=True, stderr=True))
         try:
-            client.open_stream({"streamType": "error"})
-            stdin = client.open_stream({"streamType": "stdin"})
-            stdout = client.open_stream({"streamType": "stdout"})
-            client.open_stream({"streamType": "stderr"})
+            stdin, stdout = _attach_streams(client)
             assert stdin.replied.wait(30) and stdout.replied.wait(30)
             client.send(stdin, word + b"\n")
             seen = b"got:" + word
